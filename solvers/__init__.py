@@ -1,0 +1,34 @@
+"""Grid PDE solvers: exact (Hopf-Lax, Cole-Hopf, heat kernel) and time-stepping
+(monotone Hamilton-Jacobi schemes, Scharfetter-Gummel Fokker-Planck, controlled HJB).
+
+Installed as ``hjsmooth.solvers``; the main names are re-exported from ``hjsmooth``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "PDESolution": "hjsmooth.solvers.result",
+    "hopf_lax": "hjsmooth.solvers.hopf_lax",
+    "local_entropy": "hjsmooth.solvers.cole_hopf",
+    "heat": "hjsmooth.solvers.cole_hopf",
+    "solve_hj": "hjsmooth.solvers.hj",
+    "solve_fokker_planck": "hjsmooth.solvers.fokker_planck",
+    "fokker_planck_steady_state": "hjsmooth.solvers.fokker_planck",
+    "solve_hjb": "hjsmooth.solvers.hjb",
+    "solve_forward_backward": "hjsmooth.solvers.hjb",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hjsmooth.solvers' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
