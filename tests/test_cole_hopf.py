@@ -1,0 +1,292 @@
+"""Tests of the exact viscous Hamilton-Jacobi (Local Entropy) and heat solvers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy.special import logsumexp
+
+import hjsmooth as hs
+from hjsmooth.solvers.cole_hopf import heat, local_entropy
+from hjsmooth.solvers.hopf_lax import hopf_lax
+
+SETTINGS = settings(max_examples=30, deadline=None, derandomize=True)
+
+
+def log_gaussian_weights(grid: hs.Grid, s: float) -> np.ndarray:
+    """``log(h^d G_s(x - y))`` for all pairs of grid points, shape (N, N)."""
+    pts = grid.points()
+    sq = ((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1)
+    return -sq / (2 * s) - grid.ndim / 2 * math.log(2 * math.pi * s) + math.log(grid.cell_volume)
+
+
+def direct_local_entropy(f: np.ndarray, grid: hs.Grid, t: float, beta: float) -> np.ndarray:
+    """The Riemann-sum Cole-Hopf formula as one d-dimensional log-sum-exp per point (O(N^2))."""
+    terms = log_gaussian_weights(grid, t / beta) - beta * f.ravel()[None, :]
+    return (-logsumexp(terms, axis=1) / beta).reshape(f.shape)
+
+
+def direct_mean(f: np.ndarray, grid: hs.Grid, t: float, beta: float) -> np.ndarray:
+    """The mean of rho_1(y; x) over the grid, per point (O(N^2))."""
+    terms = log_gaussian_weights(grid, t / beta) - beta * f.ravel()[None, :]
+    weights = np.exp(terms - logsumexp(terms, axis=1, keepdims=True))
+    return np.stack([(weights @ grid.points()[:, k]).reshape(f.shape) for k in range(grid.ndim)])
+
+
+def direct_heat(f: np.ndarray, grid: hs.Grid, t: float, beta: float) -> np.ndarray:
+    return (np.exp(log_gaussian_weights(grid, t / beta)) @ f.ravel()).reshape(f.shape)
+
+
+shapes = st.one_of(
+    st.tuples(st.integers(3, 40)),
+    st.tuples(st.integers(3, 9), st.integers(3, 9)),
+    st.tuples(st.integers(3, 5), st.integers(3, 5), st.integers(3, 5)),
+)
+
+
+@st.composite
+def grid_functions(draw):
+    shape = draw(shapes)
+    values = draw(arrays(np.float64, shape, elements=st.floats(-5.0, 5.0, allow_nan=False, allow_infinity=False)))
+    return hs.Grid([-1.0] * len(shape), [1.5] * len(shape), shape), values
+
+
+# ------------------------------------------------------------------------------ closed forms
+
+
+@pytest.mark.parametrize(
+    "shape, half_width, beta",
+    [((241,), 6.0, 1.0), ((241,), 6.0, 10.0), ((121, 101), 6.0, 3.0), ((61, 61, 57), 4.5, 10.0)],
+)
+@pytest.mark.parametrize("t", [0.5, 1.0])
+def test_quadratic_closed_form_example_4_12(shape, half_width, beta, t):
+    # u(x, 0) = |x|^2/2  ->  u = |x|^2 / (2 (1+t)) + d/(2 beta) log(1+t).  The Riemann sum of a
+    # Gaussian integrand is spectrally accurate, so away from the window's edge the grid result
+    # is exact to rounding.
+    d = len(shape)
+    grid = hs.Grid([-half_width] * d, [half_width] * d, shape)
+    x = np.stack(grid.coords)
+    r2 = (x**2).sum(axis=0)
+    u, mean = local_entropy(r2 / 2, grid, t, beta, return_mean=True)
+    exact = r2 / (2 * (1 + t)) + d / (2 * beta) * math.log1p(t)
+    inside = np.max(np.abs(x), axis=0) <= half_width / 2
+    np.testing.assert_allclose(u[inside], exact[inside], rtol=0, atol=1e-10)
+    # rho_1(.; x) is the Gaussian of mean x/(1+t): grad u = (x - <y>)/t = x/(1+t)
+    np.testing.assert_allclose(mean[:, inside], (x / (1 + t))[:, inside], rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(301,), (101, 121), (41, 45, 43)])
+@pytest.mark.parametrize("s0", [0.3, 1.0])
+def test_heat_of_a_gaussian_is_a_gaussian_of_variance_s0_plus_t_over_beta(shape, s0):
+    d = len(shape)
+    grid = hs.Grid([-7.0] * d, [7.0] * d, shape)
+    r2 = (np.stack(grid.coords) ** 2).sum(axis=0)
+    t, beta = 0.8, 2.0
+    s = s0 + t / beta
+    v = heat(np.exp(-r2 / (2 * s0)), grid, t, beta)
+    exact = (s0 / s) ** (d / 2) * np.exp(-r2 / (2 * s))
+    np.testing.assert_allclose(v, exact, rtol=0, atol=1e-10)
+
+
+# ------------------------------------------------------------------------------ brute force
+
+
+@SETTINGS
+@given(grid_functions(), st.floats(1e-2, 10.0), st.floats(0.1, 100.0))
+def test_local_entropy_equals_direct_quadrature(data, t, beta):
+    grid, f = data
+    u, mean = local_entropy(f, grid, t, beta, return_mean=True)
+    expected = direct_local_entropy(f, grid, t, beta)
+    np.testing.assert_allclose(u, expected, rtol=0, atol=1e-12 * (1 + np.abs(expected).max()))
+    np.testing.assert_allclose(mean, direct_mean(f, grid, t, beta), rtol=0, atol=1e-11)
+
+
+@SETTINGS
+@given(grid_functions(), st.floats(1e-2, 10.0), st.floats(0.1, 100.0))
+def test_heat_equals_direct_quadrature(data, t, beta):
+    grid, f = data
+    expected = direct_heat(f, grid, t, beta)
+    np.testing.assert_allclose(heat(f, grid, t, beta), expected, rtol=0, atol=1e-12 * (1 + np.abs(f).max()))
+
+
+@pytest.mark.parametrize("shape", [(400,), (40, 36)])
+def test_huge_beta_times_variation_stays_finite_and_exact(shape, rng):
+    # beta * (max f - min f) = 1e6: almost every term of the fast pass underflows and is
+    # recomputed by the per-entry log-sum-exp.
+    grid = hs.Grid([-2.0] * len(shape), [2.0] * len(shape), shape)
+    f = np.sin(5 * grid.coords[0]) + 0.5 * rng.standard_normal(shape)
+    beta = 1e6 / (f.max() - f.min())
+    for t in (0.01, 1.0):
+        u = local_entropy(f, grid, t, beta)
+        assert np.all(np.isfinite(u))
+        expected = direct_local_entropy(f, grid, t, beta)
+        np.testing.assert_allclose(u, expected, rtol=1e-12, atol=1e-13)
+
+
+def test_float32_fast_pass_falls_back_where_it_underflows(rng):
+    grid = hs.Grid(-2.0, 2.0, 300)
+    f = np.sin(4 * grid.axes[0]) + 0.3 * rng.standard_normal(300)
+    beta = 1e3
+    u = local_entropy(f.astype(np.float32), grid, 0.5, beta)
+    assert u.dtype == np.float32 and np.all(np.isfinite(u))
+    expected = direct_local_entropy(f.astype(np.float32).astype(np.float64), grid, 0.5, beta)
+    np.testing.assert_allclose(u, expected, rtol=0, atol=1e-5 * (1 + np.abs(expected).max()))
+
+
+def test_exact_logsumexp_numba_and_chunked_paths_agree(rng):
+    from hjsmooth.solvers.cole_hopf import _exact_logsumexp, _exact_logsumexp_chunked
+
+    n, n_lines = 50, 30
+    log_k0 = -0.3 * (np.arange(n)[:, None] - np.arange(n)[None, :]) ** 2.0
+    lines = 2000.0 * rng.standard_normal((n, n_lines))
+    rows = rng.integers(0, n, 200)
+    cols = rng.integers(0, n_lines, 200)
+    expected = logsumexp(log_k0[rows, :] + lines[:, cols].T, axis=1)
+    np.testing.assert_allclose(_exact_logsumexp(log_k0, lines, rows, cols), expected, rtol=1e-14)
+    np.testing.assert_allclose(_exact_logsumexp_chunked(log_k0, lines.T, rows, cols), expected, rtol=1e-14)
+    torch = pytest.importorskip("torch")
+    as_t = torch.as_tensor
+    chunked = _exact_logsumexp_chunked(as_t(log_k0), as_t(lines).T, as_t(rows), as_t(cols))
+    assert isinstance(chunked, torch.Tensor) and chunked.dtype == torch.float64
+    np.testing.assert_allclose(chunked.numpy(), expected, rtol=1e-14)
+
+
+# ------------------------------------------------------------------------------ inviscid limit
+
+
+@pytest.mark.parametrize("shape", [(200,), (30, 40)])
+def test_tends_to_hopf_lax_like_log_beta_over_beta(shape, rng):
+    # On the grid, u_beta - u_HL = -(d/(2 beta)) log(beta h^2 / (2 pi t)) - log(1 + R)/beta, where
+    # R = sum over the non-minimal grid points of exp(-beta (objective - min)) decays
+    # exponentially.  So the residual beta * gap + (d/2) log(beta h^2/(2 pi t)) = -log(1 + R)
+    # is <= 0, increases with beta and vanishes.
+    d = len(shape)
+    grid = hs.Grid([-2.0] * d, [2.0] * d, shape)
+    f = np.cos(3 * grid.coords[0]) + 0.2 * rng.standard_normal(shape)
+    t = 0.4
+    u_hl = hopf_lax(f, grid, t)
+    np.testing.assert_array_equal(local_entropy(f, grid, t, math.inf), u_hl)
+    h2 = np.prod(grid.spacing) ** (2 / d)
+    residuals, gaps = [], []
+    betas = [1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7]
+    for beta in betas:
+        gap = local_entropy(f, grid, t, beta) - u_hl
+        gaps.append(np.abs(gap).max())
+        residuals.append(beta * gap + d / 2 * np.log(beta * h2 / (2 * math.pi * t)))
+    residuals = np.array(residuals)
+    assert np.all(residuals <= 1e-6)
+    assert np.all(np.diff(residuals, axis=0) >= -1e-6)
+    assert np.abs(residuals[-1]).max() < 1e-6
+    # the gap itself shrinks like log(beta)/beta
+    for beta, gap in zip(betas[3:], gaps[3:]):
+        assert gap <= d / 2 * (math.log(beta) + abs(math.log(h2 / (2 * math.pi * t)))) / beta
+
+
+# ------------------------------------------------------------------------------ properties
+
+
+@SETTINGS
+@given(grid_functions(), st.floats(1e-2, 10.0), st.floats(0.1, 1e4), st.floats(0.0, 3.0))
+def test_comparison_principle(data, t, beta, lift):
+    grid, f = data
+    g = f + lift * np.abs(np.cos(np.arange(f.size))).reshape(f.shape)
+    assert np.all(local_entropy(f, grid, t, beta) <= local_entropy(g, grid, t, beta) + 1e-12)
+    assert np.all(heat(f, grid, t, beta) <= heat(g, grid, t, beta) + 1e-12)
+
+
+def test_heat_preserves_mass_far_from_the_edge():
+    grid = hs.Grid((-12.0, -12.0), (12.0, 12.0), (241, 241))
+    x, y = grid.coords
+    f = np.exp(-((x - 1) ** 2 + y**2)) * (1 + 0.5 * np.sin(3 * x))
+    v = heat(f, grid, 1.0, 1.0)
+    assert grid.integrate(v) == pytest.approx(grid.integrate(f), rel=1e-12)
+
+
+# ------------------------------------------------------------------------------ backends
+
+
+@pytest.mark.parametrize("shape", [(57,), (23, 31), (7, 9, 11)])
+def test_backend_agrees_with_numpy_and_keeps_array_kind(backend, shape, rng):
+    grid = hs.Grid([-1.0] * len(shape), [1.5] * len(shape), shape)
+    f = rng.standard_normal(shape)
+    t, beta = 0.3, 20.0
+    u_ref, mean_ref = local_entropy(f, grid, t, beta, return_mean=True)
+    v_ref = heat(f, grid, t, beta)
+    x = backend.asarray(f)
+    u, mean = local_entropy(x, grid, t, beta, return_mean=True)
+    v = heat(x, grid, t, beta)
+    for out in (u, mean, v):
+        assert backend.is_same_kind(out, x)
+    np.testing.assert_allclose(backend.to_numpy(u), u_ref, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(backend.to_numpy(mean), mean_ref, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(backend.to_numpy(v), v_ref, rtol=0, atol=1e-10)
+
+    x32 = backend.asarray(f, dtype="float32")
+    u32 = local_entropy(x32, grid, t, beta)
+    v32 = heat(x32, grid, t, beta)
+    assert backend.is_same_kind(u32, x32) and backend.is_same_kind(v32, x32)
+    np.testing.assert_allclose(backend.to_numpy(u32), u_ref, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(backend.to_numpy(v32), v_ref, rtol=0, atol=1e-5)
+
+    # huge beta: most entries take the exact path, on every backend
+    big = 1e5
+    np.testing.assert_allclose(
+        backend.to_numpy(local_entropy(x, grid, t, big)), local_entropy(f, grid, t, big), rtol=0, atol=1e-10
+    )
+
+
+# ------------------------------------------------------------------------------ input handling
+
+
+def test_t_zero_and_beta_inf_shortcuts():
+    grid = hs.Grid(0.0, 1.0, 5)
+    f = np.array([3.0, 1.0, 4.0, 1.0, 5.0])
+    for out in (local_entropy(f, grid, 0.0, 2.0), heat(f, grid, 0.0, 2.0), heat(f, grid, 1.0, math.inf)):
+        np.testing.assert_array_equal(out, f)
+        assert not np.shares_memory(out, f)
+    u, mean = local_entropy(f, grid, 0.0, 2.0, return_mean=True)
+    np.testing.assert_array_equal(mean, np.stack(grid.coords))
+
+
+@pytest.mark.parametrize("solver", [local_entropy, heat])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"f": np.array([0.0, math.nan, 1.0, 2.0])}, ValueError, "`f`"),
+        ({"f": np.array([0.0, math.inf, 1.0, 2.0])}, ValueError, "`f`"),
+        ({"f": np.zeros((4, 1))}, ValueError, "`f` must have the grid's shape"),
+        ({"t": -0.5}, ValueError, "`t`"),
+        ({"beta": 0.0}, ValueError, "`beta`"),
+        ({"beta": -3.0}, ValueError, "`beta`"),
+        ({"beta": math.nan}, ValueError, "`beta`"),
+        ({"grid": None}, TypeError, "`grid`"),
+    ],
+)
+def test_bad_input_names_the_argument(solver, kwargs, error, match):
+    args = {"f": np.zeros(4), "grid": hs.Grid(0.0, 1.0, 4), "t": 0.5, "beta": 1.0} | kwargs
+    with pytest.raises(error, match=match):
+        solver(args["f"], args["grid"], args["t"], args["beta"])
+
+
+# ------------------------------------------------------------------------------ GPU
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_cupy_large_grid_equals_numpy(dtype, rng):
+    cupy = pytest.importorskip("cupy")
+    grid = hs.Grid((-2.0, -2.0), (2.0, 2.0), (300, 257))
+    f = (np.sin(4 * grid.coords[0]) * np.cos(3 * grid.coords[1]) + 0.3 * rng.standard_normal(grid.shape)).astype(dtype)
+    for beta in (5.0, 1e4):
+        u_ref = local_entropy(f, grid, 0.2, beta)
+        u = local_entropy(cupy.asarray(f), grid, 0.2, beta)
+        assert isinstance(u, cupy.ndarray) and u.dtype == f.dtype
+        atol = 1e-10 if dtype == "float64" else 1e-4
+        np.testing.assert_allclose(u.get(), u_ref, rtol=0, atol=atol)
+    v = heat(cupy.asarray(f), grid, 0.2, 5.0)
+    np.testing.assert_allclose(v.get(), heat(f, grid, 0.2, 5.0), rtol=0, atol=1e-10 if dtype == "float64" else 1e-5)
