@@ -1,0 +1,324 @@
+"""Fokker-Planck equation on a grid: transient solves and the steady state.
+
+The equation is the forward Kolmogorov equation of the Ito diffusion
+``dX = b(X) dt + beta^{-1/2} sigma(X) dB``, ``D = sigma sigma^T``:
+
+    rho_t = -div(b rho) + 1/(2 beta) sum_ij d_i d_j (D_ij rho).
+
+With ``b = -grad f`` and ``D = I`` this is the thesis' (4.9) and the stationary density is
+``exp(-2 beta f) / Z``; the thesis' (4.10) prints ``exp(-beta f)``, which drops the factor
+2 that the ``1/(2 beta)`` diffusion of (4.9) implies.
+
+Space is discretised with the Scharfetter-Gummel finite volumes of
+:mod:`hjsmooth.solvers.scharfetter_gummel` (cells centred at the nodes, mass
+``grid.integrate(rho)``, positivity, exact discrete Gibbs state for a potential); time with
+forward Euler (any backend) or backward Euler (scipy sparse LU).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from hjsmooth.backend import array_namespace, from_numpy, to_numpy
+from hjsmooth.grid import Grid
+from hjsmooth.solvers.result import PDESolution
+from hjsmooth.solvers.scharfetter_gummel import BOUNDARY_CONDITIONS, FokkerPlanckOperator, build_operator
+from hjsmooth.solvers.stepping import march
+from hjsmooth.validation import as_field, check_beta, check_choice, check_nonnegative, check_positive, check_time
+
+__all__ = ["solve_fokker_planck", "fokker_planck_steady_state", "fokker_planck_operator", "METHODS"]
+
+METHODS = ("explicit", "implicit")
+_EXPLICIT_SAFETY = 0.9
+_IMPLICIT_DEFAULT_STEPS = 100
+
+
+def _check_coefficients(grid: Grid, potential: Any, drift: Any, beta: Any, bc: Any) -> tuple[Any, Any, float]:
+    """Validate the drift description, ``beta`` and ``bc``; return ``(potential, drift, beta)``."""
+    if not isinstance(grid, Grid):
+        raise TypeError(f"`grid` must be a hjsmooth Grid, got {type(grid).__name__}")
+    if potential is not None and drift is not None:
+        raise ValueError("give at most one of `potential` and `drift` (got both)")
+    if potential is not None:
+        potential = as_field(potential, "potential", grid.shape)
+    if drift is not None:
+        expected = (grid.ndim, *grid.shape)
+        if not hasattr(drift, "shape"):
+            drift = np.asarray(drift, dtype=np.float64)
+        if tuple(drift.shape) != expected:
+            raise ValueError(f"`drift` must have shape (ndim, *grid.shape) = {expected}, got shape {tuple(drift.shape)}")
+        drift = as_field(drift, "drift")
+    beta = check_beta(beta)
+    if not math.isfinite(beta):
+        raise ValueError(f"`beta` must be finite for the Fokker-Planck equation (it sets the noise), got {beta!r}")
+    check_choice(bc, "bc", BOUNDARY_CONDITIONS)
+    return potential, drift, beta
+
+
+def fokker_planck_operator(
+    grid: Grid,
+    like: Any | None = None,
+    *,
+    potential: Any | None = None,
+    drift: Any | None = None,
+    diffusion: Any | None = None,
+    beta: float = 1.0,
+    bc: str = "reflecting",
+) -> FokkerPlanckOperator:
+    """The validated Scharfetter-Gummel operator ``L`` (rates on ``like``'s backend, device, dtype).
+
+    Its ``step(rho, dt)`` is the explicit stencil ``rho + dt L rho``, ``stable_dt`` the
+    positivity bound and ``to_sparse()`` the scipy matrix; see
+    :class:`~hjsmooth.solvers.scharfetter_gummel.FokkerPlanckOperator`.  ``like=None`` means
+    a float64 numpy array.
+    """
+    potential, drift, beta = _check_coefficients(grid, potential, drift, beta, bc)
+    if like is None:
+        like = np.zeros((), dtype=np.float64)
+    return build_operator(grid, like, potential=potential, drift=drift, diffusion=diffusion, beta=beta, bc=bc)
+
+
+def solve_fokker_planck(
+    rho0: Any,
+    grid: Grid,
+    t: float,
+    *,
+    potential: Any | None = None,
+    drift: Any | None = None,
+    diffusion: Any | None = None,
+    beta: float = 1.0,
+    bc: str = "reflecting",
+    method: str = "explicit",
+    dt: float | None = None,
+    save_at: Sequence[float] | int | None = None,
+    progress: bool | None = None,
+) -> PDESolution:
+    """Evolve a density by ``rho_t = -div(b rho) + 1/(2 beta) sum_ij d_i d_j (D_ij rho)`` up to time ``t``.
+
+    Parameters
+    ----------
+    rho0 : array of ``grid.shape``
+        Initial density, finite and non-negative (numpy, torch or CuPy; float32 or float64).
+        It need not be normalised; the solver conserves ``grid.integrate(rho)``.
+    grid : Grid
+        Node-centred grid; node ``P`` owns the cell of volume ``prod h_k`` centred on it.
+    t : float
+        Final time, ``>= 0``; ``t = 0`` returns a copy of ``rho0``.
+    potential : array of ``grid.shape``, optional
+        ``f`` with drift ``b = -grad f``; with ``D = I`` the discrete ``exp(-2 beta f)`` is
+        exactly stationary.
+    drift : array of shape ``(ndim, *grid.shape)``, optional
+        A general drift ``b`` at the nodes.  Give at most one of ``potential``/``drift``;
+        neither means pure diffusion.
+    diffusion : None, float, array
+        ``D``: ``None`` (identity), a scalar, a per-axis vector ``(ndim,)``, an isotropic field
+        of ``grid.shape``, a constant tensor ``(ndim, ndim)`` or a tensor field
+        ``(ndim, ndim, *grid.shape)`` (symmetric, with ``D_kk / h_k >= sum_j |D_kj| / h_j``).
+    beta : float
+        Inverse temperature, ``0 < beta < inf``.
+    bc : {"reflecting", "periodic", "absorbing"}
+        Edge of the grid: zero flux through the outer cell faces (mass conserved exactly),
+        wrap-around with period ``n_k h_k``, or zero density at ghost nodes one spacing
+        outside the box (mass leaves).
+    method : {"explicit", "implicit"}
+        ``"explicit"``: forward Euler on any backend, step ``min(dt, 0.9 / max outflow rate)``
+        (the positivity bound, which also gives stability).  ``"implicit"``: backward Euler
+        with the scipy sparse matrix, one ``splu`` factorisation per distinct step (positive
+        for every ``dt``); torch and CuPy inputs are solved on the host in float64 and
+        returned on their own device and dtype.
+    dt : float, optional
+        Time step.  Explicit: an upper bound (the positivity bound is used if smaller).
+        Implicit: the step (default ``t / 100``).
+    save_at : int or sequence of float, optional
+        Also return snapshots at these times (see ``hjsmooth.solvers.stepping.output_times``).
+    progress : bool, optional
+        Show a progress bar (``None``: only for runs longer than two seconds).
+
+    Returns
+    -------
+    PDESolution
+        ``values`` on ``rho0``'s backend, device and dtype; ``info`` holds ``dt``,
+        ``stable_dt``, ``method``, ``bc`` and the initial and final ``mass``.
+    """
+    rho0 = as_field(rho0, "rho0", grid.shape if isinstance(grid, Grid) else None)
+    potential, drift, beta = _check_coefficients(grid, potential, drift, beta, bc)
+    check_nonnegative(rho0, "rho0")
+    t = check_time(t)
+    check_choice(method, "method", METHODS)
+    if dt is not None:
+        dt = check_positive(dt, "dt")
+    xp = array_namespace(rho0)
+    if t == 0.0:
+        values = xp.asarray(rho0, copy=True)
+        snaps = xp.stack([values]) if save_at is not None else None
+        times = np.array([0.0])
+        return PDESolution(values, times, snaps, 0, True, "t = 0: initial density returned", {"method": method, "bc": bc})
+
+    if method == "explicit":
+        op = build_operator(grid, rho0, potential=potential, drift=drift, diffusion=diffusion, beta=beta, bc=bc)
+        stable = _EXPLICIT_SAFETY * op.stable_dt
+        if not math.isfinite(stable):
+            stable = t if dt is None else dt  # no transport at all: any step is exact
+        run = march(xp.asarray(rho0, copy=True), t, op.step, lambda _: stable, dt=dt, save_at=save_at,
+                    progress=progress, desc="Fokker-Planck (explicit)")
+        values, snapshots = run.state, run.snapshots
+        step_used = stable if dt is None else min(stable, dt)
+    else:
+        op = build_operator(grid, np.zeros((), dtype=np.float64), potential=_host(potential), drift=_host(drift),
+                            diffusion=_host(diffusion), beta=beta, bc=bc)
+        step_used = t / _IMPLICIT_DEFAULT_STEPS if dt is None else dt
+        stepper = _BackwardEuler(op.to_sparse())
+        host0 = np.asarray(to_numpy(rho0), dtype=np.float64).ravel().copy()
+        run = march(host0, t, stepper.step, lambda _: math.inf, dt=step_used, save_at=save_at,
+                    progress=progress, desc="Fokker-Planck (implicit)")
+        values = from_numpy(run.state.reshape(grid.shape), rho0)
+        snapshots = None
+        if run.snapshots is not None:
+            snapshots = from_numpy(run.snapshots.reshape((-1, *grid.shape)), rho0)
+
+    info = {
+        "method": method,
+        "bc": bc,
+        "dt": step_used,
+        "stable_dt": op.stable_dt,
+        "min_dt": run.min_dt,
+        "mass0": float(grid.integrate(rho0)),
+        "mass": float(grid.integrate(values)),
+    }
+    message = f"{method} Scharfetter-Gummel, bc={bc}, {run.steps} steps of dt<={step_used:.3g}"
+    return PDESolution(values, run.times, snapshots, run.steps, True, message, info)
+
+
+class _BackwardEuler:
+    """``rho <- (I - dt L)^{-1} rho`` with one sparse LU factorisation per distinct ``dt``."""
+
+    def __init__(self, generator: sp.csr_matrix):
+        self.generator = generator
+        self.identity = sp.identity(generator.shape[0], format="csr")
+        self.factors: dict[float, Any] = {}
+
+    def step(self, rho: np.ndarray, dt: float) -> np.ndarray:
+        lu = self.factors.get(dt)
+        if lu is None:
+            if len(self.factors) > 8:
+                self.factors.clear()
+            lu = spla.splu((self.identity - dt * self.generator).tocsc())
+            self.factors[dt] = lu
+        return lu.solve(rho)
+
+
+def _host(x: Any) -> Any:
+    """Float64 numpy copy of an array (``None`` and scalars pass through)."""
+    if x is None or np.isscalar(x):
+        return x
+    return np.asarray(to_numpy(x), dtype=np.float64)
+
+
+def fokker_planck_steady_state(
+    grid: Grid,
+    *,
+    potential: Any | None = None,
+    drift: Any | None = None,
+    diffusion: Any | None = None,
+    beta: float = 1.0,
+    bc: str = "reflecting",
+) -> np.ndarray:
+    """The stationary density ``L rho = 0``, ``grid.integrate(rho) = 1``.
+
+    Reversible operators first: if the rates of the axis links satisfy detailed balance
+    (always the case for a potential with diagonal ``D``), ``rho`` is integrated along the
+    links, ``log rho_j - log rho_i = log(rate(i->j) / rate(j->i))``, in O(N), and accepted
+    only if the full residual ``|L rho|`` is at rounding level (so a non-reversible drift,
+    cross diffusion or a periodic wrap that breaks detailed balance falls through).
+    Otherwise, one sparse solve:
+    The columns of ``L`` sum to zero (mass conservation), so any single equation of
+    ``L rho = 0`` is implied by the others: the equation of one node ``p`` is replaced by
+    ``rho_p = 1``, the (still sparse) system is solved by ``scipy.sparse.linalg.splu`` with a
+    minimum-degree ordering, and the result is normalised.  ``p`` is the minimiser of the
+    potential, else the node of smallest drift; if the density there turns out to be
+    below ``1e-8`` of its maximum the solve is repeated pinned at the maximum.
+
+    Parameters are those of :func:`solve_fokker_planck`; ``bc`` must be ``"reflecting"`` or
+    ``"periodic"`` (with absorbing walls the only steady state is zero).  Returns a float64
+    numpy array of ``grid.shape``.  For ``D = I`` and a potential the result is the discrete
+    Gibbs density ``exp(-2 beta f) / Z`` up to rounding.
+    """
+    potential, drift, beta = _check_coefficients(grid, _host(potential), _host(drift), beta, bc)
+    if bc == "absorbing":
+        raise ValueError("`bc` 'absorbing' has no normalisable steady state (mass leaks to zero); "
+                         "valid values are 'reflecting', 'periodic'")
+    op = build_operator(grid, np.zeros((), dtype=np.float64), potential=potential, drift=drift,
+                        diffusion=_host(diffusion), beta=beta, bc=bc)
+    generator = op.to_sparse()
+    rho = _detailed_balance_null_vector(generator, grid.shape)
+    if rho is not None:
+        return (rho / grid.integrate(rho)).reshape(grid.shape)
+    generator = generator.tocoo()
+    if potential is not None:
+        pin = int(np.argmin(potential))
+    elif drift is not None:
+        pin = int(np.argmin(np.sum(drift * drift, axis=0)))
+    else:
+        pin = grid.size // 2
+    rho = _pinned_null_vector(generator, pin)
+    if rho[pin] < 1e-8 * np.max(rho):
+        rho = _pinned_null_vector(generator, int(np.argmax(rho)))
+    return (rho / grid.integrate(rho)).reshape(grid.shape)
+
+
+def _detailed_balance_null_vector(generator: sp.csr_matrix, shape: tuple[int, ...], rtol: float = 1e-11) -> np.ndarray | None:
+    """The null vector of a generator whose axis links are in detailed balance, else ``None``.
+
+    ``generator[j, i]`` is the rate ``i -> j`` (columns sum to zero).  Walking from node 0
+    along axis 0, then axis 1 from every node reached, ..., the ratio of the two rates of
+    each link fixes ``log rho`` up to a constant.  The result is returned only if
+    ``max |L rho| <= rtol * max|diag L| * max rho``, i.e. if detailed balance holds on every
+    link, not only on the spanning tree used.
+    """
+    n = generator.shape[0]
+    d = len(shape)
+    strides = [int(np.prod(shape[k + 1:], dtype=np.int64)) for k in range(d)]
+    log_rho = np.zeros(shape)
+    for k, stride in enumerate(strides):
+        forward = np.zeros(n)
+        backward = np.zeros(n)
+        forward[: n - stride] = generator.diagonal(-stride)  # rate m -> m + stride
+        backward[: n - stride] = generator.diagonal(stride)  # rate m + stride -> m
+        lower_ends = tuple(slice(0, shape[k] - 1) if a == k else slice(None) for a in range(d))
+        forward, backward = forward.reshape(shape)[lower_ends], backward.reshape(shape)[lower_ends]
+        if np.any(forward <= 0) or np.any(backward <= 0):
+            return None
+        # nodes already reached: every index on axes < k, index 0 on axes > k
+        reached = tuple(slice(None) if a <= k else slice(0, 1) for a in range(d))
+        start = tuple(slice(0, 1) if a == k else reached[a] for a in range(d))
+        beyond = tuple(slice(1, None) if a == k else reached[a] for a in range(d))
+        steps = np.log(forward[reached]) - np.log(backward[reached])
+        log_rho[beyond] = log_rho[start] + np.cumsum(steps, axis=k)
+    rho = np.exp(log_rho - log_rho.max()).ravel()
+    residual = float(np.abs(generator @ rho).max())
+    return rho if residual <= rtol * float(np.abs(generator.diagonal()).max()) else None
+
+
+def _pinned_null_vector(generator: sp.coo_matrix, pin: int) -> np.ndarray:
+    """Solve ``L rho = 0`` with the equation of node ``pin`` replaced by ``rho_pin = 1``."""
+    n = generator.shape[0]
+    keep = generator.row != pin
+    rows = np.concatenate([generator.row[keep], [pin]])
+    cols = np.concatenate([generator.col[keep], [pin]])
+    vals = np.concatenate([generator.data[keep], [1.0]])
+    system = sp.csc_matrix((vals, (rows, cols)), shape=(n, n))
+    rhs = np.zeros(n)
+    rhs[pin] = 1.0
+    try:
+        rho = spla.splu(system, permc_spec="MMD_AT_PLUS_A").solve(rhs)
+    except RuntimeError as err:  # exactly singular: the chain has several closed classes
+        raise FloatingPointError(f"the steady-state system is singular ({err}); is the operator reducible?") from None
+    if not np.all(np.isfinite(rho)):
+        raise FloatingPointError("the steady-state solve produced non-finite values (is the operator reducible?)")
+    return rho

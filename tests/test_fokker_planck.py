@@ -1,0 +1,563 @@
+"""Fokker-Planck solver: closed forms (OU, Gibbs, Lyapunov), Example 6.43, conservation, backends, errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.integrate
+import scipy.linalg
+
+import hjsmooth as hs
+from hjsmooth.solvers.fokker_planck import fokker_planck_operator, fokker_planck_steady_state, solve_fokker_planck
+from hjsmooth.solvers.scharfetter_gummel import bernoulli
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def gaussian(grid: hs.Grid, mean, var) -> np.ndarray:
+    """A Gaussian density on the grid, normalised with the grid's quadrature."""
+    rho = np.ones(grid.shape)
+    for x, m, v in zip(grid.coords, mean, var):
+        rho = rho * np.exp(-((x - m) ** 2) / (2 * v))
+    return rho / grid.integrate(rho)
+
+
+def moments(grid: hs.Grid, rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean vector and covariance matrix of a density on the grid."""
+    mass = grid.integrate(rho)
+    mean = np.array([grid.integrate(x * rho) / mass for x in grid.coords])
+    cov = np.array(
+        [[grid.integrate((x - mx) * (y - my) * rho) / mass for y, my in zip(grid.coords, mean)]
+         for x, mx in zip(grid.coords, mean)]
+    )
+    return mean, cov
+
+
+def observed_order(errors: list[float]) -> float:
+    """Order of convergence from errors on grids refined by 2 (the last pair)."""
+    return math.log2(errors[-2] / errors[-1])
+
+
+def example_643(grid: hs.Grid, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """Example 6.43: drift ``j - grad Phi`` (shape (2, *grid.shape)) and Phi."""
+    x1, x2 = grid.coords
+    phi = (x1**2 - 1) ** 2 / 4 + x2**2 / 2
+    grad_phi = np.stack([x1**3 - x1, x2])
+    j_ss = np.exp(-((x1**2 + x2**2) ** 2) / 4) * np.stack([-x2, x1])
+    j = lam * np.exp(phi) * j_ss
+    return j - grad_phi, phi
+
+
+def discrete_gibbs(grid: hs.Grid, f: np.ndarray, beta: float) -> np.ndarray:
+    rho = np.exp(-2 * beta * (f - f.min()))
+    return rho / grid.integrate(rho)
+
+
+# ----------------------------------------------------------------------------- Bernoulli
+
+
+def test_bernoulli_matches_definition_and_limits(backend) -> None:
+    z = np.concatenate([-np.logspace(-9, 2.5, 60), [0.0], np.logspace(-9, 2.5, 60)])
+    got = backend.to_numpy(bernoulli(backend.asarray(z)))
+    nz = z != 0
+    ref = np.empty_like(z)
+    ref[nz] = z[nz] / np.expm1(z[nz])
+    ref[~nz] = 1.0
+    np.testing.assert_allclose(got, ref, rtol=2e-15 * 10, atol=1e-300)
+    extreme = backend.to_numpy(bernoulli(backend.asarray([-1e4, 1e4, 800.0])))
+    np.testing.assert_allclose(extreme, [1e4, 0.0, 800 * math.exp(-800)], rtol=1e-12, atol=0)
+    assert np.all(np.isfinite(extreme))
+
+
+# ----------------------------------------------------------------------------- operator consistency
+
+
+@pytest.mark.parametrize("bc", ["reflecting", "periodic", "absorbing"])
+def test_sparse_matrix_equals_stencil(bc: str, rng: np.random.Generator) -> None:
+    """The assembled scipy matrix and the explicit stencil are the same operator."""
+    grid = hs.Grid((-2.0, -1.5), (2.0, 1.5), (17, 13))
+    drift, _ = example_643(grid, 0.5)
+    x1, x2 = grid.coords
+    diff = np.array([[1.0 + 0.1 * np.sin(x1), 0.2 * np.cos(x2)], [0.2 * np.cos(x2), 0.8 + 0 * x1]])
+    op = fokker_planck_operator(grid, drift=drift, diffusion=diff, beta=0.7, bc=bc)
+    rho = rng.random(grid.shape)
+    np.testing.assert_allclose(op.to_sparse() @ rho.ravel(), op.apply(rho).ravel(), rtol=0, atol=1e-11)
+    matrix = op.to_sparse().toarray()
+    off = matrix - np.diag(np.diag(matrix))
+    assert off.min() >= 0, "off-diagonal entries of an M-matrix generator are >= 0"
+    colsum = matrix.sum(axis=0)
+    if bc == "absorbing":
+        assert colsum.max() <= 1e-10 and colsum.min() < -1e-3  # mass leaves at the edge
+    else:
+        np.testing.assert_allclose(colsum, 0.0, atol=1e-10)
+
+
+@pytest.mark.parametrize("bc", ["reflecting", "periodic", "absorbing"])
+def test_sparse_matrix_equals_stencil_3d(bc: str, rng: np.random.Generator) -> None:
+    """3D with all three mixed-derivative pairs, signs of both kinds and a variable tensor."""
+    grid = hs.Grid((-1.0, -1.0, -1.0), (1.0, 1.5, 1.0), (7, 9, 8))
+    x1, x2, x3 = grid.coords
+    drift = np.stack([-x1 + x2 * x3, -x2, np.sin(x1) - x3])
+    off = 0.2 + 0.05 * x3
+    diff = np.array([[1.2 + 0 * x1, off, -0.15 + 0 * x1], [off, 1.0 + 0.1 * x1, 0.1 + 0 * x1],
+                     [-0.15 + 0 * x1, 0.1 + 0 * x1, 0.9 + 0 * x1]])
+    op = fokker_planck_operator(grid, drift=drift, diffusion=diff, beta=1.3, bc=bc)
+    assert len(op.links) == 3 + 3  # three axes and one diagonal direction per pair (one sign each here)
+    rho = rng.random(grid.shape)
+    np.testing.assert_allclose(op.to_sparse() @ rho.ravel(), op.apply(rho).ravel(), rtol=0, atol=1e-11)
+    colsum = np.asarray(op.to_sparse().sum(axis=0)).ravel()
+    if bc != "absorbing":
+        np.testing.assert_allclose(colsum, 0.0, atol=1e-10)
+
+
+# ----------------------------------------------------------------------------- Ornstein-Uhlenbeck transient
+
+
+def ou_moments(m0, var0, k, beta, t):
+    m = m0 * np.exp(-k * t)
+    var = var0 * np.exp(-2 * k * t) + (1 - np.exp(-2 * k * t)) / (2 * k * beta)
+    return m, var
+
+
+@pytest.mark.parametrize("form", ["drift", "potential"])
+def test_ou_1d_moments_converge(form: str) -> None:
+    k, beta, m0, var0, t = 1.0, 2.0, 1.0, 0.05, 1.0
+    m_ex, v_ex = ou_moments(m0, var0, k, beta, t)
+    errors = []
+    for n in (81, 161, 321):
+        grid = hs.Grid((-4.0,), (4.0,), (n,))
+        x = grid.coords[0]
+        kw = {"drift": (-k * x)[None]} if form == "drift" else {"potential": k * x**2 / 2}
+        sol = solve_fokker_planck(gaussian(grid, [m0], [var0]), grid, t, beta=beta, **kw)
+        mean, cov = moments(grid, sol.values)
+        errors.append(max(abs(mean[0] - m_ex), abs(cov[0, 0] - v_ex)))
+    assert errors[-1] < 2e-4, errors
+    assert errors[0] > errors[1] > errors[2]
+    assert observed_order(errors) > 1.7, errors
+
+
+def test_ou_2d_moments_converge() -> None:
+    k, beta, m0, var0, t = np.array([1.0, 2.0]), 1.0, np.array([1.0, -0.5]), np.array([0.1, 0.2]), 0.5
+    m_ex, v_ex = ou_moments(m0, var0, k, beta, t)
+    errors = []
+    for n in (41, 81, 161):
+        grid = hs.Grid((-4.0, -4.0), (4.0, 4.0), (n, n))
+        drift = np.stack([-k[i] * grid.coords[i] for i in range(2)])
+        sol = solve_fokker_planck(gaussian(grid, m0, var0), grid, t, drift=drift, beta=beta)
+        mean, cov = moments(grid, sol.values)
+        errors.append(max(np.max(np.abs(mean - m_ex)), np.max(np.abs(np.diag(cov) - v_ex)), abs(cov[0, 1])))
+    assert errors[-1] < 1e-3, errors
+    assert observed_order(errors) > 1.7, errors
+
+
+def test_implicit_ou_transient_first_order_in_time() -> None:
+    """Backward Euler: moment errors against the closed form halve with dt (fine grid)."""
+    k, beta, m0, var0, t = 1.0, 1.0, 1.0, 0.05, 1.0
+    m_ex, v_ex = ou_moments(m0, var0, k, beta, t)
+    grid = hs.Grid((-4.0,), (4.0,), (801,))
+    x = grid.coords[0]
+    errors = []
+    for dt in (0.04, 0.02, 0.01):
+        sol = solve_fokker_planck(gaussian(grid, [m0], [var0]), grid, t, drift=(-k * x)[None], beta=beta,
+                                  method="implicit", dt=dt)
+        mean, cov = moments(grid, sol.values)
+        errors.append(max(abs(mean[0] - m_ex), abs(cov[0, 0] - v_ex)))
+    assert errors[-1] < 5e-3
+    assert 0.8 < observed_order(errors) < 1.2, errors
+
+
+# ----------------------------------------------------------------------------- Gibbs steady state
+
+
+DOUBLE_WELL_BETA = 1.0
+
+
+def tilted_double_well(x: np.ndarray) -> np.ndarray:
+    return (x**2 - 1) ** 2 / 4 + 0.1 * x
+
+
+def test_steady_state_solver_is_discrete_gibbs_1d_2d() -> None:
+    grid = hs.Grid((-2.5,), (2.5,), (301,))
+    f = tilted_double_well(grid.coords[0])
+    for beta in (0.5, 2.0, 8.0):
+        ss = fokker_planck_steady_state(grid, potential=f, beta=beta)
+        gibbs = discrete_gibbs(grid, f, beta)
+        assert np.max(np.abs(ss - gibbs)) < 1e-10 * gibbs.max()
+    grid2 = hs.Grid((-2.5, -2.0), (2.5, 2.0), (81, 61))
+    x1, x2 = grid2.coords
+    f2 = tilted_double_well(x1) + x2**2 / 2 + 0.3 * np.sin(2 * x1 * x2)
+    for bc in ("reflecting", "periodic"):
+        ss = fokker_planck_steady_state(grid2, potential=f2, beta=1.5, bc=bc)
+        gibbs = discrete_gibbs(grid2, f2, 1.5)
+        assert np.max(np.abs(ss - gibbs)) < 1e-10 * gibbs.max()
+
+
+@pytest.mark.parametrize("method", ["explicit", "implicit"])
+def test_long_run_reaches_discrete_gibbs(method: str) -> None:
+    grid = hs.Grid((-2.5,), (2.5,), (101,))
+    f = tilted_double_well(grid.coords[0])
+    rho0 = gaussian(grid, [1.0], [0.05])  # starts in the shallower well
+    kw = {"dt": 0.05} if method == "implicit" else {}
+    sol = solve_fokker_planck(rho0, grid, 60.0, potential=f, beta=DOUBLE_WELL_BETA, method=method, **kw)
+    gibbs = discrete_gibbs(grid, f, DOUBLE_WELL_BETA)
+    assert np.max(np.abs(sol.values - gibbs)) < 1e-8 * gibbs.max()
+    assert sol.values.min() >= 0
+    assert abs(grid.integrate(sol.values) - 1.0) < 1e-12
+
+
+def test_gibbs_is_stationary_for_the_explicit_step() -> None:
+    """One explicit step leaves exp(-2 beta f) unchanged to rounding (the scheme's defining property)."""
+    grid = hs.Grid((-2.5, -2.5), (2.5, 2.5), (64, 64))
+    x1, x2 = grid.coords
+    f = tilted_double_well(x1) + (x2**2 - 1) ** 2 + x1 * x2
+    op = fokker_planck_operator(grid, potential=f, beta=3.0)
+    gibbs = discrete_gibbs(grid, f, 3.0)
+    assert np.max(np.abs(op.apply(gibbs))) < 1e-13 * np.max(gibbs) * np.max(op.outflow)
+
+
+# ----------------------------------------------------------------------------- Example 6.43 (non-gradient drift)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5])
+def test_example_643_steady_state_is_exp_minus_phi(lam: float) -> None:
+    errors = []
+    for n in (41, 81, 161):
+        grid = hs.Grid((-3.0, -3.0), (3.0, 3.0), (n, n))
+        drift, phi = example_643(grid, lam)
+        ss = fokker_planck_steady_state(grid, drift=drift, beta=0.5)
+        exact = np.exp(-phi) / grid.integrate(np.exp(-phi))
+        errors.append(np.max(np.abs(ss - exact)) / exact.max())
+    assert errors[0] > errors[1] > errors[2], errors
+    assert errors[-1] < 5e-3, errors
+    assert observed_order(errors) > 1.7, errors
+
+
+def test_example_643_transient_converges_to_steady_state() -> None:
+    grid = hs.Grid((-3.0, -3.0), (3.0, 3.0), (41, 41))
+    drift, _ = example_643(grid, 0.5)
+    ss = fokker_planck_steady_state(grid, drift=drift, beta=0.5)
+    rho0 = gaussian(grid, [-1.0, 0.5], [0.2, 0.2])
+    sol = solve_fokker_planck(rho0, grid, 40.0, drift=drift, beta=0.5, method="implicit", dt=0.1)
+    assert np.max(np.abs(sol.values - ss)) < 1e-7 * ss.max()
+
+
+# ----------------------------------------------------------------------------- anisotropic diffusion
+
+
+A_DRIFT = np.array([[-1.0, 0.5], [-0.3, -1.2]])
+D_TENSOR = np.array([[1.0, 0.4], [0.4, 0.8]])
+
+
+def test_anisotropic_ou_covariance_solves_lyapunov() -> None:
+    beta = 1.3
+    cov_exact = scipy.linalg.solve_continuous_lyapunov(A_DRIFT, -D_TENSOR / beta)
+    errors = []
+    for n in (41, 81, 161):
+        grid = hs.Grid((-4.0, -4.0), (4.0, 4.0), (n, n))
+        x = np.stack(grid.coords)
+        drift = np.einsum("ij,j...->i...", A_DRIFT, x)
+        ss = fokker_planck_steady_state(grid, drift=drift, diffusion=D_TENSOR, beta=beta)
+        mean, cov = moments(grid, ss)
+        errors.append(max(np.max(np.abs(cov - cov_exact)), np.max(np.abs(mean))))
+    assert errors[-1] < 2e-3 * np.max(np.abs(cov_exact)), errors
+    assert observed_order(errors) > 1.7, errors
+    # the same tensor given as a field gives the same operator
+    field = np.broadcast_to(D_TENSOR[:, :, None, None], (2, 2, *grid.shape))
+    ss_field = fokker_planck_steady_state(grid, drift=drift, diffusion=field, beta=beta)
+    np.testing.assert_allclose(ss_field, ss, rtol=0, atol=1e-12 * ss.max())
+
+
+def test_anisotropic_transient_matches_lyapunov_ode() -> None:
+    """Covariance of the explicit transient against dS/dt = A S + S A^T + D/beta."""
+    beta, t = 1.0, 0.5
+    grid = hs.Grid((-4.0, -4.0), (4.0, 4.0), (121, 121))
+    x = np.stack(grid.coords)
+    drift = np.einsum("ij,j...->i...", A_DRIFT, x)
+    s0 = np.diag([0.3, 0.2])
+    rho0 = gaussian(grid, [0.0, 0.0], np.diag(s0))
+    sol = solve_fokker_planck(rho0, grid, t, drift=drift, diffusion=D_TENSOR, beta=beta)
+    ode = scipy.integrate.solve_ivp(
+        lambda _, s: (A_DRIFT @ s.reshape(2, 2) + s.reshape(2, 2) @ A_DRIFT.T + D_TENSOR / beta).ravel(),
+        (0, t), s0.ravel(), rtol=1e-12, atol=1e-12)
+    _, cov = moments(grid, sol.values)
+    np.testing.assert_allclose(cov, ode.y[:, -1].reshape(2, 2), atol=2e-3)
+    assert sol.values.min() >= 0
+
+
+def test_anisotropic_ou_3d_transient_covariance_converges() -> None:
+    """3D, full tensor D with cross terms of both signs: mean exp(At) m0 and the Lyapunov-ODE covariance."""
+    a = np.array([[-1.0, 0.3, 0.0], [-0.2, -1.2, 0.2], [0.1, 0.0, -0.8]])
+    d = np.array([[1.0, 0.3, -0.2], [0.3, 0.9, 0.25], [-0.2, 0.25, 1.1]])
+    beta, t, m0, s0 = 1.0, 0.5, np.array([0.5, 0.0, -0.3]), np.diag([0.3, 0.2, 0.25])
+    ode = scipy.integrate.solve_ivp(lambda _, s: (a @ s.reshape(3, 3) + s.reshape(3, 3) @ a.T + d / beta).ravel(),
+                                    (0, t), s0.ravel(), rtol=1e-12, atol=1e-12)
+    cov_exact = ode.y[:, -1].reshape(3, 3)
+    mean_exact = scipy.linalg.expm(a * t) @ m0
+    errors = []
+    for n in (17, 33, 65):
+        grid = hs.Grid((-4.5,) * 3, (4.5,) * 3, (n,) * 3)
+        drift = np.einsum("ij,j...->i...", a, np.stack(grid.coords))
+        sol = solve_fokker_planck(gaussian(grid, m0, np.diag(s0)), grid, t, drift=drift, diffusion=d, beta=beta)
+        mean, cov = moments(grid, sol.values)
+        errors.append(max(np.max(np.abs(cov - cov_exact)), np.max(np.abs(mean - mean_exact))))
+        assert sol.values.min() >= 0 and abs(grid.integrate(sol.values) - 1) < 1e-12
+    assert errors[-1] < 6e-3, errors
+    assert observed_order(errors) > 1.6, errors
+
+
+def test_diffusion_forms_agree() -> None:
+    grid = hs.Grid((-2.0, -2.0), (2.0, 2.0), (21, 25))
+    x1, _ = grid.coords
+    f = tilted_double_well(x1)
+    base = fokker_planck_operator(grid, potential=f, diffusion=np.array([[1.5, 0.0], [0.0, 0.5]])).to_sparse()
+    vec = fokker_planck_operator(grid, potential=f, diffusion=np.array([1.5, 0.5])).to_sparse()
+    assert abs(base - vec).max() < 1e-12
+    iso = fokker_planck_operator(grid, potential=f, diffusion=2.0).to_sparse()
+    iso_field = fokker_planck_operator(grid, potential=f, diffusion=np.full(grid.shape, 2.0)).to_sparse()
+    assert abs(iso - iso_field).max() < 1e-12
+
+
+def test_variable_isotropic_diffusion_steady_state() -> None:
+    """Ito form: b = 0, D(x) variable; stationary rho ∝ 1/D(x) (zero flux of grad(D rho))."""
+    errors = []
+    for n in (41, 81, 161):
+        grid = hs.Grid((-2.0,), (2.0,), (n,))
+        d = 1.0 + 0.5 * np.sin(grid.coords[0])
+        ss = fokker_planck_steady_state(grid, diffusion=d, beta=1.0)
+        exact = (1 / d) / grid.integrate(1 / d)
+        errors.append(np.max(np.abs(ss - exact)))
+    assert errors[-1] < 1e-12  # w = D rho constant balances every link exactly
+
+
+def test_zero_diffusion_is_upwind_transport() -> None:
+    """D = 0: the Scharfetter-Gummel rates reduce to first-order upwinding, v+/h forward and v-/h backward."""
+    grid = hs.Grid((0.0,), (1.0,), (11,))
+    v = np.linspace(-1.0, 1.0, 11)
+    op = fokker_planck_operator(grid, drift=v[None], diffusion=0.0, bc="periodic")
+    face = 0.5 * (v + np.roll(v, -1))
+    h = grid.spacing[0]
+    np.testing.assert_allclose(op.links[0].forward, np.maximum(face, 0) / h, rtol=1e-15)
+    np.testing.assert_allclose(op.links[0].backward, np.maximum(-face, 0) / h, rtol=1e-15)
+    # and the limit is continuous: a tiny diffusion gives nearly the same rates
+    near = fokker_planck_operator(grid, drift=v[None], diffusion=1e-9, bc="periodic")
+    np.testing.assert_allclose(near.links[0].forward, op.links[0].forward, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- conservation and positivity
+
+
+@pytest.mark.parametrize("method", ["explicit", "implicit"])
+@pytest.mark.parametrize("bc", ["reflecting", "periodic"])
+def test_mass_and_positivity_over_long_runs(method: str, bc: str, rng: np.random.Generator) -> None:
+    grid = hs.Grid((-3.0, -3.0), (3.0, 3.0), (41, 41))
+    drift, _ = example_643(grid, 0.5)
+    rho0 = rng.random(grid.shape) * (rng.random(grid.shape) < 0.3)  # rough, with many zeros
+    kw = {"dt": 0.2} if method == "implicit" else {}
+    sol = solve_fokker_planck(rho0, grid, 20.0, drift=drift, diffusion=D_TENSOR, beta=0.5, bc=bc, method=method,
+                              save_at=5, **kw)
+    mass0 = grid.integrate(rho0)
+    for snap in sol.snapshots:
+        assert snap.min() >= 0
+        assert abs(grid.integrate(snap) - mass0) < 1e-12 * mass0
+
+
+def test_explicit_step_stays_positive_at_the_bound(rng: np.random.Generator) -> None:
+    """A delta in the cell with the largest outflow, stepped at exactly dt = stable_dt, stays >= 0."""
+    grid = hs.Grid((-3.0, -3.0), (3.0, 3.0), (31, 31))
+    drift, _ = example_643(grid, 2.0)
+    op = fokker_planck_operator(grid, drift=drift, diffusion=D_TENSOR, beta=0.5)
+    rho = np.zeros(grid.shape)
+    rho[np.unravel_index(np.argmax(op.outflow), grid.shape)] = 1.0
+    assert op.step(rho, op.stable_dt).min() >= -1e-15
+    assert op.step(rho, 1.5 * op.stable_dt).min() < 0  # the bound is sharp
+
+
+# ----------------------------------------------------------------------------- boundary conditions
+
+
+@pytest.mark.parametrize("method", ["explicit", "implicit"])
+def test_absorbing_walls_decay_of_the_discrete_eigenvector(method: str) -> None:
+    """Pure diffusion with zero density one spacing outside: sin(pi (i+1)/(n+1)) decays at the exact discrete rate."""
+    n, beta = 51, 0.5
+    grid = hs.Grid((0.0,), (1.0,), (n,))
+    h = grid.spacing[0]
+    mode = np.sin(np.pi * np.arange(1, n + 1) / (n + 1))
+    lam = -(4 * (0.5 / beta) / h**2) * np.sin(np.pi / (2 * (n + 1))) ** 2
+    dt, steps = 1e-4, 200
+    sol = solve_fokker_planck(mode, grid, dt * steps, beta=beta, bc="absorbing", method=method, dt=dt)
+    factor = (1 + dt * lam) ** steps if method == "explicit" else (1 - dt * lam) ** (-steps)
+    np.testing.assert_allclose(sol.values, factor * mode, rtol=1e-10, atol=1e-14)
+    # and the continuum rate on the widened interval [-h, 1 + h]
+    assert abs(lam / (-(0.5 / beta) * (np.pi / (1 + 2 * h)) ** 2) - 1) < 1e-3
+
+
+def test_absorbing_with_drift_loses_mass_monotonically() -> None:
+    grid = hs.Grid((-2.0, -2.0), (2.0, 2.0), (41, 41))
+    drift = np.stack([np.ones(grid.shape), 0.5 * grid.coords[0]])  # pushes mass out through x1 = 2
+    sol = solve_fokker_planck(gaussian(grid, [0.0, 0.0], [0.1, 0.1]), grid, 3.0, drift=drift, diffusion=D_TENSOR,
+                              bc="absorbing", save_at=7)
+    masses = np.array([grid.integrate(s) for s in sol.snapshots])
+    assert np.all(np.diff(masses) < 0) and masses[-1] < 0.5 * masses[0]
+    assert sol.snapshots.min() >= 0
+
+
+def test_periodic_constant_drift_moves_the_packet() -> None:
+    """Constant drift v on a ring of period n h: a wrapped Gaussian whose mean moves by v t, variance grows by t/beta."""
+    n, v, t, beta = 400, 1.5, 2.0, 4.0
+    grid = hs.Grid((0.0,), (10.0,), (n,))
+    period = n * grid.spacing[0]
+    wave = 2 * np.pi / period
+    x = grid.coords[0]
+    for start, var0 in ((3.0, 0.1), (9.0, 0.05)):  # the second one crosses the seam
+        sol = solve_fokker_planck(gaussian(grid, [start], [var0]), grid, t, drift=np.full((1, n), v), beta=beta,
+                                  bc="periodic")
+        assert abs(grid.integrate(sol.values) - 1.0) < 1e-12
+        moment = grid.integrate(sol.values * np.exp(1j * wave * x))
+        mean = (np.angle(moment) / wave) % period
+        var = -2 * np.log(abs(moment)) / wave**2  # exact for a wrapped Gaussian
+        expected_mean = (start + v * t) % period
+        assert min(abs(mean - expected_mean), period - abs(mean - expected_mean)) < 2e-3
+        # forward Euler removes v^2 dt t (~9e-3) and SG adds (c z^2/12) 2t (~4e-3), z = h v / c
+        assert abs(var - (var0 + t / beta)) < 2e-2 * (var0 + t / beta)
+
+
+# ----------------------------------------------------------------------------- backends and dtypes
+
+
+def test_backends_agree_float64(backend) -> None:
+    grid = hs.Grid((-3.0, -3.0), (3.0, 3.0), (33, 29))
+    drift, _ = example_643(grid, 0.5)
+    x1, x2 = grid.coords
+    diff = np.array([[1.0 + 0.2 * np.cos(x1), 0.3 + 0 * x1], [0.3 + 0 * x1, 0.9 + 0.1 * np.sin(x2)]])
+    rho0 = gaussian(grid, [0.5, 0.0], [0.3, 0.2])
+    for method in ("explicit", "implicit"):
+        ref = solve_fokker_planck(rho0, grid, 0.7, drift=drift, diffusion=diff, beta=0.8, method=method, save_at=3)
+        sol = solve_fokker_planck(backend.asarray(rho0), grid, 0.7, drift=backend.asarray(drift),
+                                  diffusion=backend.asarray(diff), beta=0.8, method=method, save_at=3)
+        assert backend.is_same_kind(sol.values, backend.asarray(rho0))
+        assert backend.is_same_kind(sol.snapshots, backend.asarray(rho0))
+        assert sol.steps == ref.steps > 10
+        np.testing.assert_allclose(backend.to_numpy(sol.values), ref.values, rtol=0, atol=1e-10 * ref.values.max())
+        np.testing.assert_allclose(backend.to_numpy(sol.snapshots), ref.snapshots, rtol=0, atol=1e-10)
+
+
+def test_float32_works(backend) -> None:
+    grid = hs.Grid((-3.0, -3.0), (3.0, 3.0), (41, 41))
+    f = tilted_double_well(grid.coords[0]) + grid.coords[1] ** 2 / 2
+    rho0 = gaussian(grid, [1.0, 0.0], [0.2, 0.2])
+    ref = solve_fokker_planck(rho0, grid, 1.0, potential=f, beta=1.0)
+    x32 = backend.asarray(rho0, dtype="float32")
+    sol = solve_fokker_planck(x32, grid, 1.0, potential=backend.asarray(f), beta=1.0)
+    assert backend.is_same_kind(sol.values, x32)
+    got = backend.to_numpy(sol.values).astype(np.float64)
+    assert np.max(np.abs(got - ref.values)) < 1e-4 * ref.values.max()
+    assert got.min() >= 0
+    assert abs(grid.integrate(got) - 1.0) < 1e-4
+
+
+@pytest.mark.gpu
+def test_large_explicit_step_on_gpu(backend) -> None:
+    """The explicit stencil on a 1024^2 float32 grid: mass conserved, positive, equal to the CPU result."""
+    if backend.name == "numpy" or backend.name == "torch-cpu":
+        pytest.skip("GPU backends only")
+    grid = hs.Grid((-3.0, -3.0), (3.0, 3.0), (1024, 1024))
+    drift, _ = example_643(grid, 0.5)
+    rho0 = gaussian(grid, [0.5, 0.0], [0.3, 0.2])
+    op_gpu = fokker_planck_operator(grid, backend.asarray(rho0, "float32"), drift=backend.asarray(drift), beta=0.5)
+    op_cpu = fokker_planck_operator(grid, rho0, drift=drift, beta=0.5)
+    dt = 0.5 * op_cpu.stable_dt
+    rho_gpu, rho_cpu = backend.asarray(rho0, "float32"), rho0.copy()
+    for _ in range(50):
+        rho_gpu, rho_cpu = op_gpu.step(rho_gpu, dt), op_cpu.step(rho_cpu, dt)
+    got = backend.to_numpy(rho_gpu).astype(np.float64)
+    assert np.max(np.abs(got - rho_cpu)) < 1e-5 * rho_cpu.max()
+    assert got.min() >= 0 and abs(grid.integrate(got) - 1.0) < 1e-4
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def test_t_zero_returns_a_copy(backend) -> None:
+    grid = hs.Grid((-1.0,), (1.0,), (11,))
+    rho0 = backend.asarray(np.linspace(0, 1, 11))
+    sol = solve_fokker_planck(rho0, grid, 0.0, potential=np.zeros(11))
+    assert sol.values is not rho0 and sol.steps == 0
+    assert backend.is_same_kind(sol.values, rho0)
+    np.testing.assert_array_equal(backend.to_numpy(sol.values), backend.to_numpy(rho0))
+
+
+def test_bad_input_errors() -> None:
+    grid = hs.Grid((-1.0, -1.0), (1.0, 1.0), (11, 11))
+    rho0 = np.ones(grid.shape)
+    with pytest.raises(ValueError, match="`rho0`.*non-negative"):
+        solve_fokker_planck(-rho0, grid, 1.0)
+    bad = rho0.copy()
+    bad[3, 3] = np.nan
+    with pytest.raises(ValueError, match="`rho0`"):
+        solve_fokker_planck(bad, grid, 1.0)
+    with pytest.raises(ValueError, match="`rho0`.*shape"):
+        solve_fokker_planck(np.ones((11, 12)), grid, 1.0)
+    with pytest.raises(ValueError, match=r"`drift`.*\(2, 11, 11\).*\(11, 11\)"):
+        solve_fokker_planck(rho0, grid, 1.0, drift=np.zeros((11, 11)))
+    with pytest.raises(ValueError, match="`potential` and `drift`"):
+        solve_fokker_planck(rho0, grid, 1.0, potential=np.zeros((11, 11)), drift=np.zeros((2, 11, 11)))
+    for beta in (0.0, -1.0, float("inf")):
+        with pytest.raises(ValueError, match="`beta`"):
+            solve_fokker_planck(rho0, grid, 1.0, beta=beta)
+    with pytest.raises(ValueError, match="`beta`"):
+        solve_fokker_planck(rho0, grid, 1.0, beta=float("nan"))
+    with pytest.raises(ValueError, match="`bc`.*'reflecting', 'periodic', 'absorbing'"):
+        solve_fokker_planck(rho0, grid, 1.0, bc="dirichlet")
+    with pytest.raises(ValueError, match="`method`.*'explicit', 'implicit'"):
+        solve_fokker_planck(rho0, grid, 1.0, method="rk4")
+    with pytest.raises(ValueError, match="`t`"):
+        solve_fokker_planck(rho0, grid, -1.0)
+    with pytest.raises(ValueError, match="`dt`"):
+        solve_fokker_planck(rho0, grid, 1.0, dt=0.0)
+    with pytest.raises(ValueError, match="`diffusion`.*shape"):
+        solve_fokker_planck(rho0, grid, 1.0, diffusion=np.ones((3, 3)))
+    with pytest.raises(ValueError, match="`diffusion`.*symmetric"):
+        solve_fokker_planck(rho0, grid, 1.0, diffusion=np.array([[1.0, 0.2], [0.1, 1.0]]))
+    with pytest.raises(ValueError, match="`diffusion`.*diagonally dominant"):
+        solve_fokker_planck(rho0, grid, 1.0, diffusion=np.array([[4.0, 1.5], [1.5, 1.0]]))
+    with pytest.raises(ValueError, match="`bc` 'absorbing'"):
+        fokker_planck_steady_state(grid, bc="absorbing")
+    with pytest.raises(TypeError, match="`grid`"):
+        solve_fokker_planck(rho0, (11, 11), 1.0)
+
+
+def test_diffusion_that_is_dominant_on_a_stretched_grid_is_accepted() -> None:
+    """D = [[4, 1.5], [1.5, 1]] is positive definite; with h1/h2 in [1.5, 8/3] the stencil is monotone."""
+    grid = hs.Grid((-2.0, -1.0), (2.0, 1.0), (21, 21))  # h1/h2 = 2
+    op = fokker_planck_operator(grid, diffusion=np.array([[4.0, 1.5], [1.5, 1.0]]))
+    assert op.to_sparse().toarray()[~np.eye(grid.size, dtype=bool)].min() >= 0
+
+
+def test_lazy_exports() -> None:
+    assert hs.solve_fokker_planck is solve_fokker_planck
+    assert hs.fokker_planck_steady_state is fokker_planck_steady_state
+
+
+def test_detailed_balance_path_agrees_with_the_sparse_solve_and_refuses_rotation() -> None:
+    """The O(N) reversible null vector equals the pinned LU solve, and is refused for Example 6.43's force."""
+    from hjsmooth.landscapes import limit_cycles
+    from hjsmooth.solvers.fokker_planck import (
+        _detailed_balance_null_vector,
+        _pinned_null_vector,
+        fokker_planck_operator,
+    )
+
+    grid = hs.Grid((-2.0, -2.5), (2.0, 2.5), (41, 51))
+    x, y = grid.coords
+    f = (x**2 - 1) ** 2 / 4 + 0.3 * x + y**2 / 2
+    generator = fokker_planck_operator(grid, potential=f, diffusion=[1.0, 0.5], beta=1.5).to_sparse()
+    fast = _detailed_balance_null_vector(generator, grid.shape)
+    assert fast is not None
+    pin = int(np.argmin(f))
+    slow = _pinned_null_vector(generator.tocoo(), pin)
+    np.testing.assert_allclose(fast / fast[pin], slow, rtol=1e-10)
+    rotating = fokker_planck_operator(grid, drift=limit_cycles(2.0).drift_on_grid(grid), beta=0.5).to_sparse()
+    assert _detailed_balance_null_vector(rotating, grid.shape) is None
