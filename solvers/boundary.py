@@ -1,0 +1,113 @@
+"""Boundary conditions for the time-stepping solvers, applied as ghost-cell padding.
+
+A stencil of half-width ``w`` at the first and last ``w`` nodes of an axis reaches
+``w`` nodes beyond the grid.  Those *ghost* values are filled by :func:`pad_axis`
+according to the boundary condition, one axis at a time (the difference stencils
+of the Hamilton-Jacobi solvers are axis-aligned, so corners are never needed):
+
+``"extrapolate"``
+    Linear extrapolation from the two end nodes: ``u[-k] = u[0] + k (u[0] - u[1])``.
+    It lets characteristics leave the box freely; it is *not* monotone, so the
+    comparison principle is only guaranteed away from the edges.
+``"periodic"``
+    Period ``upper - lower``: node ``N-1`` is the same point as node ``0``, so the
+    distinct nodes are ``0 .. N-2`` and ``u[N-1+k] = u[k]``, ``u[-k] = u[N-1-k]``.
+    The solvers copy node ``0`` onto node ``N-1`` before the first step (the input's
+    last node along a periodic axis is ignored), and the two stay equal exactly.
+``"neumann"``
+    Zero normal derivative, by mirroring about the end node:
+    ``u[-k] = u[k]`` and ``u[N-1+k] = u[N-1-k]``.
+``"dirichlet"``
+    The end nodes are held at fixed values (:func:`dirichlet_hold` resets them after
+    every step and Runge-Kutta stage); the ghosts are filled by linear extrapolation,
+    they only serve to evaluate the stencils of the nodes next to the edge.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hjsmooth.backend import array_namespace, device
+
+__all__ = ["BOUNDARY_CONDITIONS", "pad_axis", "boundary_mask", "dirichlet_hold", "close_periodic"]
+
+BOUNDARY_CONDITIONS = ("extrapolate", "periodic", "neumann", "dirichlet")
+
+
+def _take(xp: Any, u: Any, indices: list[int], axis: int) -> Any:
+    idx = xp.asarray(indices, dtype=xp.int64, device=device(u))
+    return xp.take(u, idx, axis=axis)
+
+
+def pad_axis(u: Any, axis: int, width: int, bc: str) -> Any:
+    """Return ``u`` with ``width`` ghost nodes added at both ends of ``axis``.
+
+    Parameters
+    ----------
+    u : array
+        Field on the grid (numpy, torch or CuPy).
+    axis : int
+        The axis to pad.
+    width : int
+        Number of ghost nodes on each side (1 for first-order stencils, 2 for ENO2,
+        3 for WENO5).
+    bc : {"extrapolate", "periodic", "neumann", "dirichlet"}
+        How the ghosts are filled (see the module docstring); ``"dirichlet"`` pads
+        like ``"extrapolate"``.
+
+    Returns
+    -------
+    array
+        Shape ``u.shape`` with ``u.shape[axis] + 2 * width`` along ``axis``.
+    """
+    xp = array_namespace(u)
+    n = u.shape[axis]
+    if bc in ("periodic", "neumann") and n - 1 < width:
+        raise ValueError(f"a {bc} boundary of width {width} needs at least {width + 1} nodes per axis, got {n}")
+    if bc == "periodic":
+        left = _take(xp, u, [n - 1 - k for k in range(width, 0, -1)], axis)
+        right = _take(xp, u, [k for k in range(1, width + 1)], axis)
+    elif bc == "neumann":
+        left = _take(xp, u, [k for k in range(width, 0, -1)], axis)
+        right = _take(xp, u, [n - 1 - k for k in range(1, width + 1)], axis)
+    elif bc in ("extrapolate", "dirichlet"):
+        first = _take(xp, u, [0], axis)
+        slope_lo = first - _take(xp, u, [1], axis)
+        last = _take(xp, u, [n - 1], axis)
+        slope_hi = last - _take(xp, u, [n - 2], axis)
+        left = xp.concat([first + k * slope_lo for k in range(width, 0, -1)], axis=axis)
+        right = xp.concat([last + k * slope_hi for k in range(1, width + 1)], axis=axis)
+    else:
+        raise ValueError(f"unknown `bc` {bc!r}; valid values are {', '.join(map(repr, BOUNDARY_CONDITIONS))}")
+    return xp.concat([left, u, right], axis=axis)
+
+
+def boundary_mask(like: Any) -> Any:
+    """Boolean array of ``like``'s shape and device, true on the nodes of the box's faces."""
+    xp = array_namespace(like)
+    mask = xp.zeros(like.shape, dtype=xp.bool, device=device(like))
+    for axis, n in enumerate(like.shape):
+        for end in (0, n - 1):
+            index = [slice(None)] * like.ndim
+            index[axis] = end
+            mask[tuple(index)] = True
+    return mask
+
+
+def dirichlet_hold(u: Any, mask: Any, held: Any) -> Any:
+    """Return ``u`` with the nodes where ``mask`` is true replaced by ``held``."""
+    xp = array_namespace(u)
+    return xp.where(mask, held, u)
+
+
+def close_periodic(u: Any) -> Any:
+    """Copy node ``0`` onto node ``N-1`` along every axis (they are the same point of a periodic box)."""
+    xp = array_namespace(u)
+    out = xp.asarray(u, copy=True)
+    for axis, n in enumerate(u.shape):
+        dst = [slice(None)] * u.ndim
+        src = [slice(None)] * u.ndim
+        dst[axis] = n - 1
+        src[axis] = 0
+        out[tuple(dst)] = out[tuple(src)]
+    return out
