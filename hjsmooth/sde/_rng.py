@@ -1,0 +1,86 @@
+"""Random generators for the samplers: numpy ``Generator`` and ``torch.Generator``, passed in.
+
+Every sampler takes its generator as an argument, so a result is reproducible from a seed
+and no global random state is touched.  Two kinds are accepted:
+
+* a ``numpy.random.Generator`` works with every backend: the noise is drawn on the host in
+  float64 and copied to the array's backend, device and dtype.  The same seed therefore gives
+  the same numbers for numpy and torch inputs (useful for cross-backend tests; on a GPU it
+  costs a host-to-device copy per step).
+* a ``torch.Generator`` works with torch tensors on the generator's device; the noise is drawn
+  there directly, in the array's dtype.
+
+An ``int`` seed is turned into a fresh generator of the kind that suits the array
+(:func:`make_generator`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hjsmooth.backend import from_numpy, is_torch_array
+
+__all__ = ["make_generator", "check_generator", "normal", "sign_flips"]
+
+
+def _is_torch_generator(rng: Any) -> bool:
+    mod = type(rng).__module__
+    return mod.startswith("torch") and type(rng).__name__ == "Generator"
+
+
+def make_generator(seed: int, like: Any) -> Any:
+    """A new generator seeded with ``seed``: ``torch.Generator`` on ``like``'s device for torch
+    tensors, ``numpy.random.Generator`` otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"`rng` must be a numpy Generator, a torch.Generator or an int seed, got {seed!r}")
+    if is_torch_array(like):
+        import torch
+
+        gen = torch.Generator(device=like.device)
+        gen.manual_seed(int(seed))
+        return gen
+    return np.random.default_rng(int(seed))
+
+
+def check_generator(rng: Any, like: Any, name: str = "rng") -> Any:
+    """Return a generator usable with ``like``: ``rng`` itself, or a new one if ``rng`` is an int seed.
+
+    Raises ``TypeError`` for anything else (``None`` included: the generator is never implicit) and
+    ``ValueError`` when a ``torch.Generator`` lives on another device than ``like``, or is
+    combined with a non-torch array.
+    """
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if _is_torch_generator(rng):
+        if not is_torch_array(like):
+            raise TypeError(f"`{name}` is a torch.Generator but the data is a {type(like).__name__}; "
+                            "pass a numpy Generator")
+        if rng.device.type != like.device.type:
+            raise ValueError(f"`{name}` lives on {rng.device} but the data lives on {like.device}")
+        return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return make_generator(int(rng), like)
+    raise TypeError(f"`{name}` must be a numpy Generator, a torch.Generator or an int seed, got {rng!r}")
+
+
+def normal(rng: Any, shape: tuple[int, ...], like: Any) -> Any:
+    """Standard normal noise of ``shape`` on ``like``'s backend, device and dtype."""
+    shape = tuple(int(s) for s in shape)
+    if isinstance(rng, np.random.Generator):
+        return from_numpy(rng.standard_normal(shape), like)
+    import torch
+
+    return torch.randn(shape, generator=rng, device=like.device, dtype=like.dtype)
+
+
+def sign_flips(rng: Any, shape: tuple[int, ...], like: Any) -> Any:
+    """Independent +-1 entries of ``shape`` (Rademacher), on ``like``'s backend, device and dtype."""
+    shape = tuple(int(s) for s in shape)
+    if isinstance(rng, np.random.Generator):
+        return from_numpy(rng.integers(0, 2, size=shape).astype(np.float64) * 2.0 - 1.0, like)
+    import torch
+
+    bits = torch.randint(0, 2, shape, generator=rng, device=like.device)
+    return bits.to(like.dtype) * 2 - 1
