@@ -1,0 +1,40 @@
+"""PyTorch optimizers that descend PDE-smoothed losses.
+
+========================  ==================================================================
+:class:`LocalEntropy`     wrapper over any ``torch.optim`` optimizer: Local Entropy gradient
+                          ``(x - <y>)/gamma`` from an inner Langevin loop (viscous HJ)
+:class:`EntropySGD`       ``LocalEntropy`` over SGD with Nesterov momentum (Algorithm 2)
+:class:`HJ`               inviscid limit: no noise, last inner iterate, ``L = 5``
+:class:`HeatWrapper`      wrapper: average gradient at Gaussian perturbations (heat equation)
+:class:`Heat`             ``HeatWrapper`` over SGD with Nesterov momentum ((4.43))
+:class:`ElasticSGD`       ``n`` replicas coupled to a master ((5.4)); one process or
+                          ``torch.distributed``
+:class:`Parle`            Entropy-SGD replicas coupled elastically ((5.8))
+:class:`TrivializedSGD`   gradient plus an annealed fixed random field (Algorithm 1)
+:mod:`.schedules`         scoping schedules for ``gamma`` and ``rho``
+========================  ==================================================================
+
+All take ``step(closure)``: the closure draws a fresh minibatch, zeroes the gradients,
+runs forward and backward and returns the loss (``closure(a)`` for replica ``a`` in
+``ElasticSGD`` and ``Parle``).  See ``docs/optimizers.md``.
+"""
+
+from __future__ import annotations
+
+from hjsmooth.optim import schedules
+from hjsmooth.optim.elastic import ElasticSGD, Parle
+from hjsmooth.optim.heat import Heat, HeatWrapper
+from hjsmooth.optim.local_entropy import HJ, EntropySGD, LocalEntropy
+from hjsmooth.optim.trivialized import TrivializedSGD
+
+__all__ = [
+    "LocalEntropy",
+    "EntropySGD",
+    "HJ",
+    "Heat",
+    "HeatWrapper",
+    "ElasticSGD",
+    "Parle",
+    "TrivializedSGD",
+    "schedules",
+]

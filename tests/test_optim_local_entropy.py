@@ -1,0 +1,391 @@
+"""LocalEntropy / EntropySGD / HJ / Heat / TrivializedSGD: closed forms, references, errors."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import torch
+
+import hjsmooth.optim as O
+from hjsmooth.optim import schedules as S
+from hjsmooth.optim.trivialized import field_factor
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Any:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _quadratic_problem(dim: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(dim, dim, generator=g, dtype=torch.float64)
+    q = a @ a.T / dim + 0.5 * torch.eye(dim, dtype=torch.float64)
+    x0 = torch.randn(dim, generator=g, dtype=torch.float64)
+    return q, x0
+
+
+def test_hj_closed_form_lemma_4_4() -> None:
+    """One HJ step with a long inner loop on x^T Q x / 2 moves x by lr (gamma Q + I)^{-1} Q x."""
+    q, x0 = _quadratic_problem()
+    gamma, lr = 0.7, 0.3
+    x = torch.nn.Parameter(x0.clone())
+    lam_max = float(torch.linalg.eigvalsh(q).max())
+    opt = O.HJ([x], lr=lr, gamma=gamma, L=3000, inner_lr=1.0 / (lam_max + 1 / gamma), momentum=0.0)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = 0.5 * x @ q @ x
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    eye = torch.eye(len(x0), dtype=torch.float64)
+    expected = x0 - lr * torch.linalg.solve(gamma * q + eye, q @ x0)
+    assert torch.allclose(x.detach(), expected, rtol=0, atol=1e-12)
+    # and the step is not plain gradient descent
+    assert not torch.allclose(x.detach(), x0 - lr * q @ x0, atol=1e-3)
+
+
+def _reference_entropy_sgd(x0: torch.Tensor, grad_f: Any, steps: int, lr: float, gamma: float, L: int,
+                           inner_lr: float, noise: float, alpha: float, inner_momentum: float, momentum: float,
+                           weight_decay: float, seed: int) -> torch.Tensor:
+    """Algorithm 2 written out line by line (positions, not displacements), Nesterov SGD outside."""
+    g = torch.Generator().manual_seed(seed)
+    x = x0.clone()
+    buf = None
+    for _ in range(steps):
+        y, z, v = x.clone(), x.clone(), torch.zeros_like(x)
+        for _ in range(L):
+            dy = grad_f(y) + (y - x) / gamma
+            if inner_momentum > 0:
+                v = inner_momentum * v + dy
+                dy = v
+            y = y - inner_lr * dy
+            if noise > 0:
+                y = y + math.sqrt(2 * inner_lr * noise) * torch.randn(x.shape, generator=g, dtype=x.dtype)
+            z = alpha * z + (1 - alpha) * y
+        d = (x - z) / gamma + weight_decay * x
+        buf = d.clone() if buf is None else momentum * buf + d
+        x = x - lr * (d + momentum * buf)
+    return x
+
+
+@pytest.mark.parametrize("noise,inner_momentum", [(0.0, 0.0), (1e-3, 0.0), (1e-3, 0.5)])
+def test_entropy_sgd_matches_algorithm_2(noise: float, inner_momentum: float) -> None:
+    q, x0 = _quadratic_problem(5, 1)
+
+    def f(z: torch.Tensor) -> torch.Tensor:
+        return 0.5 * z @ q @ z + torch.sin(3 * z).sum()
+
+    def grad_f(z: torch.Tensor) -> torch.Tensor:
+        return q @ z + 3 * torch.cos(3 * z)
+
+    kw = dict(lr=0.05, gamma=0.4, L=7, inner_lr=0.05, noise=noise, alpha=0.75, inner_momentum=inner_momentum,
+              momentum=0.9, weight_decay=1e-2)
+    x = torch.nn.Parameter(x0.clone())
+    opt = O.EntropySGD([x], generator=torch.Generator().manual_seed(4), **kw)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = f(x)
+        loss.backward()
+        return loss
+
+    for _ in range(6):
+        opt.step(closure)
+    ref = _reference_entropy_sgd(x0, grad_f, 6, seed=4, **kw)
+    assert torch.allclose(x.detach(), ref, rtol=0, atol=1e-11)
+    assert opt.outer_step == 6 and set(opt.stats) == {"loss", "inner_loss", "grad_norm", "gamma"}
+
+
+def test_alpha_zero_keeps_last_iterate_and_scale_by_gamma_gives_x_equals_z() -> None:
+    """Thesis 3.2.3: lr = 1, no momentum, scale_by_gamma -> x <- <y>; alpha = 0 -> <y> = y_L."""
+    q, x0 = _quadratic_problem(3, 2)
+    x = torch.nn.Parameter(x0.clone())
+    opt = O.EntropySGD([x], lr=1.0, gamma=0.5, L=4, inner_lr=0.1, alpha=0.0, momentum=0.0, scale_by_gamma=True)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = 0.5 * x @ q @ x
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    y = x0.clone()
+    for _ in range(4):
+        y = y - 0.1 * (q @ y + (y - x0) / 0.5)
+    assert torch.allclose(x.detach(), y, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("cls", ["entropy", "heat"])
+def test_foreach_and_loop_paths_agree(cls: str) -> None:
+    torch.manual_seed(0)
+    results = []
+    for foreach in (False, True):
+        model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+        with torch.no_grad():
+            for i, p in enumerate(model.parameters()):
+                p.copy_(torch.linspace(-1, 1, p.numel(), dtype=torch.float64).view_as(p) * (i + 1))
+        gen = torch.Generator().manual_seed(3)
+        if cls == "entropy":
+            opt = O.EntropySGD(model.parameters(), lr=0.1, gamma=0.3, L=4, noise=1e-3, inner_momentum=0.3,
+                               generator=gen, foreach=foreach)
+        else:
+            opt = O.Heat(model.parameters(), lr=0.1, gamma=0.3, L=4, generator=gen, foreach=foreach)
+        xb = torch.linspace(-1, 1, 30, dtype=torch.float64).view(10, 3)
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = (model(xb) ** 2).mean()
+            loss.backward()
+            return loss
+
+        for _ in range(3):
+            opt.step(closure)
+        results.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
+    assert torch.allclose(results[0], results[1], rtol=0, atol=1e-14)
+
+
+def test_heat_matches_reference_average_of_perturbed_gradients() -> None:
+    q, x0 = _quadratic_problem(3, 5)
+
+    def grad_f(z: torch.Tensor) -> torch.Tensor:
+        return q @ z + 3 * torch.cos(3 * z)
+
+    gamma, noise, L, lr = 0.2, 0.5, 6, 0.1
+    x = torch.nn.Parameter(x0.clone())
+    opt = O.Heat([x], lr=lr, gamma=gamma, L=L, noise=noise, momentum=0.0, generator=torch.Generator().manual_seed(8))
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = 0.5 * x @ q @ x + torch.sin(3 * x).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    g = torch.Generator().manual_seed(8)
+    eps = [math.sqrt(gamma * noise) * torch.randn(3, generator=g, dtype=torch.float64) for _ in range(L)]
+    expected = x0 - lr * sum(grad_f(x0 + e) for e in eps) / L
+    assert torch.allclose(x.detach(), expected, rtol=0, atol=1e-14)
+
+
+def test_heat_perturbation_variance_is_gamma_over_beta() -> None:
+    """Sample variance of the perturbations (gradient of f = |x|^2/2 is x + eps) within 4 standard errors."""
+    d, gamma, noise, n = 2000, 0.3, 0.5, 1
+    x = torch.nn.Parameter(torch.zeros(d, dtype=torch.float64))
+    opt = O.Heat([x], lr=1.0, gamma=gamma, L=n, noise=noise, momentum=0.0, generator=torch.Generator().manual_seed(0))
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = 0.5 * (x ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    eps = -x.detach()  # x_new = 0 - 1 * (0 + eps)
+    var, target = float(eps.var()), gamma * noise
+    se = target * math.sqrt(2 / (d - 1))
+    assert abs(var - target) < 4 * se
+
+
+def test_inner_noise_variance() -> None:
+    """With f = 0, L = 1 and alpha = 0: <y> - x = sqrt(2 eta noise) xi, so g has variance 2 eta noise / gamma^2."""
+    d, gamma, eta, noise = 4000, 0.5, 0.1, 0.2
+    x = torch.nn.Parameter(torch.zeros(d, dtype=torch.float64))
+    opt = O.LocalEntropy([x], torch.optim.SGD, gamma=gamma, L=1, inner_lr=eta, noise=noise, alpha=0.0,
+                         generator=torch.Generator().manual_seed(1), lr=1.0)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = 0.0 * x.sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    step = x.detach()  # = -g = (<y> - x)/gamma
+    target = 2 * eta * noise / gamma**2
+    assert abs(float(step.var()) - target) < 4 * target * math.sqrt(2 / (d - 1))
+    assert abs(float(step.mean())) < 4 * math.sqrt(target / d)
+
+
+def test_wrapper_shares_param_groups_after_load_state_dict() -> None:
+    """SAM issue 34: after load_state_dict the scheduler must still drive the base optimizer."""
+    p = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    opt = O.LocalEntropy([p], torch.optim.Adam, gamma=0.1, L=2, lr=0.01)
+    sd = opt.state_dict()
+    opt2 = O.LocalEntropy([p], torch.optim.Adam, gamma=0.1, L=2, lr=0.5)
+    opt2.load_state_dict(sd)
+    assert opt2.base_optimizer.param_groups is opt2.param_groups
+    assert opt2.param_groups[0]["lr"] == 0.01
+    sched = torch.optim.lr_scheduler.StepLR(opt2, step_size=1, gamma=0.1)
+
+    def closure() -> torch.Tensor:
+        opt2.zero_grad()
+        loss = (p**2).sum()
+        loss.backward()
+        return loss
+
+    opt2.step(closure)
+    sched.step()
+    assert opt2.base_optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+
+
+def test_gamma_schedule_is_used_per_outer_step() -> None:
+    p = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+    sched = S.exponential(1.0, 0.5)
+    opt = O.HJ([p], lr=0.1, gamma=sched, L=2)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = (p**2).sum()
+        loss.backward()
+        return loss
+
+    seen = []
+    for _ in range(4):
+        opt.step(closure)
+        seen.append(opt.stats["gamma"])
+    assert seen == [1.0, 0.5, 0.25, 0.125]
+
+
+def test_freeze_bn_keeps_statistics_of_the_first_evaluation() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 1)).double()
+    bn = model[1]
+    data = [torch.randn(16, 3, dtype=torch.float64) + k for k in range(5)]
+    calls = {"n": 0}
+    opt = O.EntropySGD(model.parameters(), lr=0.1, gamma=0.1, L=5, freeze_bn=model)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = model(data[calls["n"]]).pow(2).mean()
+        calls["n"] += 1
+        loss.backward()
+        return loss
+
+    reference = torch.nn.BatchNorm1d(4).double()
+    with torch.no_grad():
+        reference(model[0](data[0]))  # running stats after the first batch only, at x
+    opt.step(closure)
+    assert torch.allclose(bn.running_mean, reference.running_mean, rtol=0, atol=1e-14)
+    assert torch.allclose(bn.running_var, reference.running_var, rtol=0, atol=1e-14)
+    assert int(bn.num_batches_tracked) == 1
+
+
+def test_trivialized_matches_algorithm_1() -> None:
+    x0 = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    x = torch.nn.Parameter(x0.clone())
+    opt = O.TrivializedSGD([x], lr=0.1, coupling=0.2, tau0=3.0, layers=4, generator=torch.Generator().manual_seed(6))
+    g = torch.Generator().manual_seed(6)
+    h = 0.2 * math.sqrt(4 * 2) * torch.randn(3, generator=g, dtype=torch.float64)
+    ref = x0.clone()
+    for i in range(5):
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = (x**4).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        c = math.sqrt(1 + 2 * 3 * (math.exp(-i / 3.0) - 0.5) / 3)
+        ref = ref - 0.1 * (4 * ref**3 + c * h)
+    assert torch.allclose(x.detach(), ref, rtol=0, atol=1e-14)
+    assert field_factor(0, 3.0, 3, 3) == pytest.approx(math.sqrt(2))
+    assert field_factor(10**6, 3.0, 3, 3) == pytest.approx(0.0, abs=1e-12)
+
+
+# ----------------------------------------------------------------------------- errors
+def _p() -> list[torch.nn.Parameter]:
+    return [torch.nn.Parameter(torch.ones(2))]
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(gamma=0.0), "`gamma` must be > 0"),
+    (dict(gamma=-1.0), "`gamma` must be > 0"),
+    (dict(gamma=1.0, L=0), "`L` must be >= 1"),
+    (dict(gamma=1.0, L=2.5), "`L` must be an integer"),
+    (dict(gamma=1.0, alpha=1.0), r"`alpha` must be in \[0, 1\)"),
+    (dict(gamma=1.0, alpha=-0.1), r"`alpha` must be in \[0, 1\)"),
+    (dict(gamma=1.0, noise=-1.0), "`noise` must be >= 0"),
+    (dict(gamma=1.0, inner_lr=0.0), "`inner_lr` must be > 0"),
+])
+def test_bad_hyperparameters_name_the_argument(kwargs: dict, match: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=match):
+        O.EntropySGD(_p(), lr=0.1, **kwargs)
+
+
+def test_bad_base_optimizer_and_freeze_bn() -> None:
+    with pytest.raises(TypeError, match="base_optimizer"):
+        O.LocalEntropy(_p(), "sgd", gamma=1.0)
+    with pytest.raises(TypeError, match="freeze_bn"):
+        O.EntropySGD(_p(), lr=0.1, gamma=1.0, freeze_bn=True)
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: O.EntropySGD(p, lr=0.1, gamma=1.0), lambda p: O.HJ(p, lr=0.1, gamma=1.0),
+    lambda p: O.Heat(p, lr=0.1, gamma=1.0)], ids=["entropy_sgd", "hj", "heat"])
+def test_missing_closure_is_a_clear_error(make: Any) -> None:
+    with pytest.raises(TypeError, match="needs a closure"):
+        make(_p()).step()
+
+
+def test_nan_loss_names_the_inner_step_and_restores_x() -> None:
+    x = torch.nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
+    opt = O.EntropySGD([x], lr=0.1, gamma=1.0, L=5)
+    calls = {"n": 0}
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        calls["n"] += 1
+        loss = (x**2).sum() * (float("nan") if calls["n"] == 3 else 1.0)
+        loss.backward()
+        return loss
+
+    with pytest.raises(ValueError, match=r"inner step 3 of 5 \(outer step 0\)"):
+        opt.step(closure)
+    assert torch.equal(x.detach(), torch.tensor([1.0, 2.0], dtype=torch.float64))
+
+
+def test_closure_must_return_the_loss() -> None:
+    x = torch.nn.Parameter(torch.ones(2))
+    opt = O.HJ([x], lr=0.1, gamma=1.0)
+    with pytest.raises(TypeError, match="must return the loss"):
+        opt.step(lambda: None)
+
+
+def test_grad_scaler_is_refused_clearly() -> None:
+    """GradScaler cannot drive a closure-based optimizer: torch refuses it with a clear message."""
+    x = torch.nn.Parameter(torch.ones(2))
+    opt = O.EntropySGD([x], lr=0.1, gamma=1.0, L=2)
+    scaler = torch.amp.GradScaler("cpu", enabled=True)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = (x**2).sum()
+        scaler.scale(loss).backward()
+        return loss
+
+    scaler.scale((x**2).sum())  # a training loop has scaled a loss before its first scaler.step
+    with pytest.raises(RuntimeError, match="Closure use is not currently supported if GradScaler is enabled"):
+        scaler.step(opt, closure=closure)
+
+
+def test_schedules() -> None:
+    s = S.exponential(2.0, 0.1)
+    assert s(0) == 2.0 and s(3) == pytest.approx(2.0 * 0.9**3)
+    p = S.parle(100.0, n_batches=50, minimum=1.0)
+    assert p(10) == pytest.approx(100.0 * (1 - 1 / 100) ** 10)
+    assert p(10**6) == 1.0
+    assert S.exponential(1.0, 0.5, every=3)(5) == 0.5
+    assert S.constant(0.3)(1000) == 0.3
+    with pytest.raises(ValueError, match="`rate` must be < 1"):
+        S.exponential(1.0, 1.0)
+    with pytest.raises(ValueError, match="`initial` must be > 0"):
+        S.exponential(0.0, 0.1)
+    with pytest.raises(ValueError, match="outer step"):
+        s(-1)
