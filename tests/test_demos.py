@@ -1,0 +1,233 @@
+"""Every demo in --quick mode: it runs, writes a PNG and its summary, and its numbers tell its story."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hjsmooth.demos import DEMOS, get
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def run_quick(name: str, tmp_path_factory: pytest.TempPathFactory, seed: int = 0) -> tuple[dict[str, Any], Path]:
+    out = tmp_path_factory.mktemp(name) / f"{name}.png"
+    numbers = get(name).run(out, quick=True, seed=seed)
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    summary = out.with_suffix(".txt").read_text()
+    assert summary.splitlines()[0].startswith(name)
+    return numbers, out
+
+
+def test_every_demo_has_a_run_function_and_a_description() -> None:
+    import inspect
+
+    for name, text in DEMOS.items():
+        assert text and "\n" not in text
+        params = list(inspect.signature(get(name).run).parameters)
+        assert params == ["out", "quick", "seed"], name
+
+
+# ----------------------------------------------------------------------------- fig4_1
+@pytest.fixture(scope="module")
+def fig4_1(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return run_quick("fig4_1", tmp_path_factory)[0]
+
+
+def test_fig4_1_densities_keep_mass_one(fig4_1: dict[str, Any]) -> None:
+    for name, mass in fig4_1["mass"].items():
+        assert abs(mass - 1.0) < 1e-8, name
+
+
+def test_fig4_1_sgd_stays_in_the_local_minimum(fig4_1: dict[str, Any]) -> None:
+    lo, hi = fig4_1["start_basin"]
+    assert fig4_1["start_min"] < fig4_1["global_min"] - 1.0        # a left-hand local minimum
+    assert lo < fig4_1["mode"]["sgd"] < hi
+    assert abs(fig4_1["mode"]["sgd"] - fig4_1["start_min"]) < 0.1
+    assert fig4_1["global_basin_mass"]["sgd"] < 0.01
+    assert fig4_1["start_basin_mass"]["sgd"] > 0.5
+
+
+def test_fig4_1_smoothed_descent_reaches_the_global_basin(fig4_1: dict[str, Any]) -> None:
+    lo, hi = fig4_1["global_basin"]
+    assert lo < fig4_1["global_min"] < hi
+    assert lo < fig4_1["mode"]["viscous"] < hi
+    assert fig4_1["global_basin_mass"]["viscous"] > 0.8
+    assert fig4_1["start_basin_mass"]["viscous"] < 0.01
+    # the inviscid smoothing moves the density out of the starting minimum too
+    assert fig4_1["start_basin_mass"]["inviscid"] < 0.01
+    assert fig4_1["global_basin_mass"]["inviscid"] > 0.5
+    # both smoothings keep the global minimiser (Remark 4.16 / the figure's caption), to a few nodes
+    for kind in ("viscous", "inviscid"):
+        assert abs(fig4_1["smoothed_min"][kind] - fig4_1["global_min"]) < 0.1
+
+
+# ----------------------------------------------------------------------------- widening
+@pytest.fixture(scope="module")
+def widening(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return run_quick("widening", tmp_path_factory)[0]
+
+
+def test_widening_quadratic_matches_example_4_12(widening: dict[str, Any]) -> None:
+    q = widening["quadratic"]
+    exact = 1.0 / (1.0 / q["c"] + np.asarray(q["times"]))
+    np.testing.assert_allclose(q["exact"], exact)
+    np.testing.assert_allclose(q["viscous"], exact, rtol=1e-6)          # Cole-Hopf is exact on a quadratic
+    np.testing.assert_allclose(q["inviscid"], exact, rtol=0.03)         # nodal minimum: O(h^2 / (t H^2))
+    np.testing.assert_allclose(q["heat"], q["c"], rtol=1e-3)            # heat keeps a quadratic's curvature
+
+
+def test_widening_heat_is_slower_than_hj_example_4_13(widening: dict[str, Any]) -> None:
+    s = widening["sine"]
+    t = np.asarray(s["times"])
+    a, beta, width = s["amplitude"], s["beta"], s["stride"]
+    # strided second difference of a sin(x) is a sin(x) * (2 - 2 cos H)/H^2 with H the stride
+    shrink = (2 - 2 * np.cos(width)) / width**2
+    np.testing.assert_allclose(s["heat"], a * np.exp(-t / (2 * beta)) * shrink, rtol=2e-3)
+    bound = 1.0 / (1.0 / a + t)
+    assert np.all(np.asarray(s["viscous"]) <= bound * (1 + 1e-9))
+    # Hopf-Lax on the grid exceeds the true minimum by at most (C + 1/t) h^2 / 8, so a second difference of
+    # width H exceeds the true one by at most 4 times that over H^2
+    with np.errstate(divide="ignore"):
+        slack = 4 * (a + 1 / t) * s["spacing"] ** 2 / 8 / width**2
+    assert np.all(np.asarray(s["inviscid"])[t > 0] <= bound[t > 0] + slack[t > 0])
+    later = t > 0
+    assert np.all(np.asarray(s["viscous"])[later] < 0.6 * np.asarray(s["heat"])[later])
+
+
+def test_widening_convexity_interval_grows_example_4_15(widening: dict[str, Any]) -> None:
+    cv = widening["convexity"]
+    assert cv["contains_initial"] and cv["widths_nondecreasing"]
+    assert cv["width"][-1] > 1.3 * cv["width"][0]
+    left, right = np.asarray(cv["left"]), np.asarray(cv["right"])
+    assert np.all(left < cv["minimum"]) and np.all(right > cv["minimum"])
+    # at t = 0 the ends are the inflection points of f = slope (x - 1)^2 + ripple sin^2(3x) next to the minimum:
+    # f'' = 2 slope + 18 ripple cos(6x) = 0
+    x0 = np.arccos(-0.25 / 5.4) / 6
+    assert abs(left[0] - (np.pi / 3 - x0)) < 2e-3
+    assert abs(right[0] - (np.pi / 3 + x0)) < 2e-3
+
+
+# ----------------------------------------------------------------------------- limit_cycles
+@pytest.fixture(scope="module")
+def limit_cycles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return run_quick("limit_cycles", tmp_path_factory, seed=0)[0]
+
+
+def test_limit_cycles_steady_state_is_exp_minus_phi_for_every_lambda(limit_cycles: dict[str, Any]) -> None:
+    for lam in ("0", "0.5", "5"):
+        r = limit_cycles[f"lam={lam}"]
+        assert abs(r["steady_state_mass"] - 1) < 1e-10
+        assert r["steady_state_l1"] < 2e-3, lam        # O(h^2) discretisation error, no lambda dependence
+
+
+def test_limit_cycles_rotation_is_zero_only_without_the_force(limit_cycles: dict[str, Any]) -> None:
+    still, turning, fast = (limit_cycles[f"lam={lam}"] for lam in ("0", "0.5", "5"))
+    assert abs(still["omega_mean"]) < 4 * still["omega_stderr"]      # consistent with zero
+    assert turning["omega_mean"] > 4 * turning["omega_stderr"] > 0  # counter-clockwise, like j
+    assert fast["omega_mean"] > 4 * fast["omega_stderr"]
+    assert fast["omega_mean"] > turning["omega_mean"]
+
+
+def test_limit_cycles_noise_free_paths(limit_cycles: dict[str, Any]) -> None:
+    ends0 = np.asarray(limit_cycles["lam=0"]["deterministic_end"]).reshape(-1, 2)
+    np.testing.assert_allclose(np.abs(ends0[:, 0]), 1.0, atol=1e-6)   # the minima (+-1, 0)
+    np.testing.assert_allclose(ends0[:, 1], 0.0, atol=1e-6)
+    ends05 = np.asarray(limit_cycles["lam=0.5"]["deterministic_end"]).reshape(-1, 2)
+    assert np.all(np.abs(ends05[:, 1]) > 0.1)                           # critical points moved off the axis
+    np.testing.assert_allclose(limit_cycles["lam=0.5"]["deterministic_omega"], 0.0, atol=1e-6)
+    big = limit_cycles["lam=5"]
+    radius = np.asarray(big["deterministic_radius"])
+    assert np.all((radius > 0.3) & (radius < 0.95))                     # a cycle around the saddle at 0
+    assert np.all(np.asarray(big["deterministic_omega"]) > 1.0)        # ... still turning at the end
+
+
+# ----------------------------------------------------------------------------- smoothing_2d
+@pytest.fixture(scope="module")
+def smoothing_2d(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return run_quick("smoothing_2d", tmp_path_factory, seed=0)[0]
+
+
+def test_smoothing_2d_minimisers_of_the_smoothings(smoothing_2d: dict[str, Any]) -> None:
+    ws = smoothing_2d["wide_sharp_2d"]
+    sharp, wide = np.asarray(ws["minima"])
+    h = 6.0 / (ws["settings"]["grid_nodes_per_axis"] - 1)
+    # Hopf-Lax never moves the global minimiser (the sharp well); heat and Local Entropy pick the wide well
+    assert np.all(np.linalg.norm(ws["argmin"]["inviscid"] - sharp, axis=1) <= h)
+    for kind in ("heat", "viscous"):
+        assert np.all(np.linalg.norm(ws["argmin"][kind] - wide, axis=1) <= 0.1), kind
+    ra = smoothing_2d["rastrigin_2d"]
+    for kind in ("heat", "viscous", "inviscid"):
+        np.testing.assert_allclose(ra["argmin"][kind], 0.0, atol=1e-12)
+
+
+def test_smoothing_2d_descents(smoothing_2d: dict[str, Any]) -> None:
+    ws = smoothing_2d["wide_sharp_2d"]
+    sharp, wide = np.asarray(ws["minima"])
+    # SGD and HJ (a proximal step never leaves the global minimum's basin) end in the sharp well;
+    # Entropy-SGD and HEAT, driven by the viscous and heat smoothings, in the wide one
+    for method in ("SGD", "HJ"):
+        assert np.linalg.norm(np.asarray(ws["end"][method]) - sharp) < 0.1, method
+    for method in ("Entropy-SGD", "HEAT"):
+        assert ws["distance_to_wide_well"][method] < 0.3, method
+    ra = smoothing_2d["rastrigin_2d"]
+    start = np.asarray(ra["settings"]["start"])
+    for method in ("SGD", "HJ"):       # stay in the local minimum next to the start
+        assert np.linalg.norm(np.asarray(ra["end"][method]) - start) < 0.3, method
+    for method in ("Entropy-SGD", "HEAT"):
+        assert ra["distance_to_origin"][method] < 0.1, method
+
+
+# ----------------------------------------------------------------------------- control
+@pytest.fixture(scope="module")
+def control(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return run_quick("control", tmp_path_factory)[0]
+
+
+def test_control_theorem_4_11_holds(control: dict[str, Any]) -> None:
+    sgd, controlled = np.asarray(control["sgd"]), np.asarray(control["controlled"])
+    cost, value = np.asarray(control["running_cost"]), np.asarray(control["value"])
+    gap = np.asarray(control["identity_gap"])
+    # dynamic programming identity u(x0, 0) = E[V(X(T))] + 1/2 E int |alpha|^2, to discretisation error
+    assert np.all(np.abs(gap) < 0.03 * np.abs(value))
+    assert np.all(cost > 0)
+    # the theorem: E[V(X_csgd(T))] <= E[V(X_sgd(T))] - 1/2 E int |alpha*|^2 (up to that same error)
+    assert np.all(controlled <= sgd - cost + np.abs(gap))
+    assert np.all(value <= sgd)
+    # and the improvement grows with the horizon
+    assert np.all(np.diff(sgd - controlled) > 0)
+
+
+# ----------------------------------------------------------------------------- train
+def test_train_budgets_are_equal_in_effective_epochs() -> None:
+    from hjsmooth.demos.train import OPTIMIZERS, cost_per_step
+
+    assert cost_per_step("SGD") == cost_per_step("Adam") == cost_per_step("Elastic-SGD") // OPTIMIZERS[
+        "Elastic-SGD"]["n"] == 1
+    assert cost_per_step("Entropy-SGD") == OPTIMIZERS["Entropy-SGD"]["L"]
+    assert cost_per_step("Parle") == OPTIMIZERS["Parle"]["L"] * OPTIMIZERS["Parle"]["n"]
+
+
+@pytest.fixture(scope="module")
+def train(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    pytest.importorskip("sklearn", reason="the train demo needs scikit-learn")
+    return run_quick("train", tmp_path_factory, seed=0)[0]
+
+
+def test_train_quick_runs_every_optimizer_on_two_seeds(train: dict[str, Any]) -> None:
+    from hjsmooth.demos.train import OPTIMIZERS, table
+
+    assert train["seeds"] == [0, 1]
+    task = train["digits-mlp"]
+    assert set(task) == set(OPTIMIZERS)
+    for name, r in task.items():
+        errors = np.asarray(r["errors"])
+        assert errors.shape == (2,) and np.all((errors >= 0) & (errors <= 100)), name
+        assert abs(r["mean"] - errors.mean()) < 1e-12
+        assert 1.0 <= r["epochs"] <= 3.0 + 1e-9, name         # never over the budget
+    # three effective epochs of SGD already beat chance (90 % error) by far
+    assert task["SGD"]["mean"] < 30
+    assert table(train).count("\n") == len(OPTIMIZERS) + 1
