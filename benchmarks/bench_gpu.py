@@ -210,6 +210,15 @@ def stencil_kernels(backend: str, lib: Any, n: int) -> dict[str, Callable[[], Ca
         dt = 0.5 * op.cfl / (op.viscous_rate + 2 * HALF_WIDTH / grid.spacing[0])
         return lambda: forward_euler(u, dt, op.rhs)
 
+    def hj_step_fused():
+        from hjsmooth.solvers._fused_hj import axis_slopes, fused_first_order_step
+
+        grid, u = make_field(backend, lib, n)
+        op = HamiltonJacobiOperator(grid, "godunov", "first", "extrapolate", BETA, 0.9)
+        dt = 0.5 * op.cfl / (op.viscous_rate + 2 * HALF_WIDTH / grid.spacing[0])
+        slopes = axis_slopes(u, grid.spacing)
+        return lambda: fused_first_order_step(u, dt, grid.spacing, op.nu, "extrapolate", "godunov", slopes)
+
     def fp_step():
         grid, f = make_field(backend, lib, n)
         op = fp.fokker_planck_operator(grid, like=f, potential=f, beta=BETA)
@@ -221,6 +230,7 @@ def stencil_kernels(backend: str, lib: Any, n: int) -> dict[str, Callable[[], Ca
     if backend == "cupy":  # the fused reference is a CuPy raw kernel
         kernels["laplacian5 (fused raw kernel)"] = laplacian_fused
     kernels["hj godunov step (viscous, first order)"] = hj_step
+    kernels["hj godunov step (fused kernel, as solve_hj runs it)"] = hj_step_fused
     kernels["fp explicit step (Scharfetter-Gummel)"] = fp_step
     return kernels
 

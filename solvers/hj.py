@@ -27,6 +27,7 @@ from .derivatives import ACCURACIES, GHOST_WIDTH, laplacian, laplacian_stiffness
 from .hamiltonians import SCHEMES, flux_and_rate
 from .result import PDESolution
 from .runge_kutta import integrator_for
+from ._fused_hj import axis_slopes, fused_available, fused_first_order_step
 from .stepping import march
 
 __all__ = ["solve_hj", "HamiltonJacobiOperator", "DEFAULT_CFL"]
@@ -101,6 +102,10 @@ class HamiltonJacobiOperator:
         """The CFL step at state ``u`` (and cache ``L(u)`` for the step that follows)."""
         rhs, rate = self.evaluate(u)
         self._cached_state, self._cached_rhs = u, rhs
+        return self.step_for_rate(rate)
+
+    def step_for_rate(self, rate: float) -> float:
+        """The CFL step ``cfl / (rate + viscous rate)`` for a hyperbolic ``rate = sum_k rate_k / h_k``."""
         denominator = rate + self.viscous_rate
         if not math.isfinite(denominator):
             raise FloatingPointError(f"the solution blew up (wave speed {denominator!r})")
@@ -159,7 +164,24 @@ def run_scheme(u0: Any, grid: Grid, t: float, operator: HamiltonJacobiOperator, 
         # a NumPy float64 scalar step would promote float32 data: use a Python float
         return integrate(u, float(h), operator.rhs, project, operator.cached_rhs(u))
 
-    result = march(project(u0), t, step, operator.stable_dt, dt=dt, save_at=save_at, progress=progress, desc=desc)
+    stable_dt = operator.stable_dt
+    fused = fused_available(u0, operator.scheme, operator.accuracy, operator.shift)
+    if fused:
+        # on a GPU, first order: one fused kernel per step; the CFL rate from one reduction per axis
+        slopes_at: dict[int, list[float]] = {}
+
+        def stable_dt(u: Any) -> float:
+            slopes = axis_slopes(u, operator.spacing)
+            slopes_at.clear()
+            slopes_at[id(u)] = slopes
+            return operator.step_for_rate(sum(s / h for s, h in zip(slopes, operator.spacing)))
+
+        def step(u: Any, h: float) -> Any:
+            slopes = slopes_at.get(id(u)) or axis_slopes(u, operator.spacing)
+            return project(fused_first_order_step(u, float(h), operator.spacing, operator.nu, operator.bc,
+                                                  operator.scheme, slopes))
+
+    result = march(project(u0), t, step, stable_dt, dt=dt, save_at=save_at, progress=progress, desc=desc)
     info = {
         "scheme": operator.scheme,
         "accuracy": operator.accuracy,
@@ -167,6 +189,7 @@ def run_scheme(u0: Any, grid: Grid, t: float, operator: HamiltonJacobiOperator, 
         "cfl": operator.cfl,
         "last_dt": result.last_dt,
         "min_dt": result.min_dt,
+        "fused_gpu_kernel": fused,
     }
     return result, info
 
