@@ -16,6 +16,7 @@ ones for every boundary condition), which :func:`axis_slopes` returns.
 
 from __future__ import annotations
 
+import importlib.util
 from functools import lru_cache
 from typing import Any
 
@@ -101,11 +102,7 @@ def fused_available(u: Any, scheme: str, accuracy: str, shift: Any) -> bool:
         return False
     if not (is_cupy_array(u) or (is_torch_array(u) and u.device.type == "cuda")):
         return False
-    try:
-        import cupy  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("cupy") is not None
 
 
 def axis_slopes(u: Any, spacing: tuple[float, ...]) -> list[float]:

@@ -159,12 +159,6 @@ def run_scheme(u0: Any, grid: Grid, t: float, operator: HamiltonJacobiOperator, 
                dt: float | None, save_at: Any, progress: bool | None, desc: str) -> tuple[Any, dict]:
     """March ``u_t = L(u)`` from ``u0`` to time ``t``; return the march result and an info dict."""
     integrate = integrator_for(operator.accuracy)
-
-    def step(u: Any, h: float) -> Any:
-        # a NumPy float64 scalar step would promote float32 data: use a Python float
-        return integrate(u, float(h), operator.rhs, project, operator.cached_rhs(u))
-
-    stable_dt = operator.stable_dt
     fused = fused_available(u0, operator.scheme, operator.accuracy, operator.shift)
     if fused:
         # on a GPU, first order: one fused kernel per step; the CFL rate from one reduction per axis
@@ -180,6 +174,12 @@ def run_scheme(u0: Any, grid: Grid, t: float, operator: HamiltonJacobiOperator, 
             slopes = slopes_at.get(id(u)) or axis_slopes(u, operator.spacing)
             return project(fused_first_order_step(u, float(h), operator.spacing, operator.nu, operator.bc,
                                                   operator.scheme, slopes))
+    else:
+        stable_dt = operator.stable_dt
+
+        def step(u: Any, h: float) -> Any:
+            # a NumPy float64 scalar step would promote float32 data: use a Python float
+            return integrate(u, float(h), operator.rhs, project, operator.cached_rhs(u))
 
     result = march(project(u0), t, step, stable_dt, dt=dt, save_at=save_at, progress=progress, desc=desc)
     info = {

@@ -71,3 +71,10 @@ def as_loss(loss: Any, where: Callable[[], str]) -> float:
 
 
 check_loss = as_loss
+
+
+def sgd_kwargs(lr: Any, momentum: Any, nesterov: Any, weight_decay: Any) -> dict[str, Any]:
+    """Checked keyword arguments of the outer SGD step (Nesterov only where ``momentum > 0``)."""
+    momentum = check_nonnegative_float(momentum, "momentum")
+    return dict(lr=check_nonnegative_float(lr, "lr"), momentum=momentum, nesterov=bool(nesterov) and momentum > 0,
+                weight_decay=check_nonnegative_float(weight_decay, "weight_decay"))

@@ -50,6 +50,7 @@ from hjsmooth.optim._checks import (
     check_nonnegative_float,
     check_scope,
     resolve,
+    sgd_kwargs,
 )
 
 __all__ = ["Parle", "ElasticSGD"]
@@ -170,8 +171,6 @@ class _Replicated(Optimizer):
             for p, r in zip(params, replicas):
                 total += ((r - p.unsqueeze(0)).double() ** 2).sum().to(dev)
             return math.sqrt(float(total) / self.n)
-        import torch.distributed as dist
-
         device = params[0].device if params else torch.device("cpu")
         flat = torch.cat([r.reshape(-1).double() for r in replicas]) if replicas else torch.zeros(0, device=device)
         self._all_reduce(flat, "the master (sum of the replicas)")
@@ -346,14 +345,13 @@ class Parle(_Replicated):
         generator: torch.Generator | Sequence[torch.Generator] | None = None,
         foreach: bool | None = None,
     ) -> None:
-        momentum = check_nonnegative_float(momentum, "momentum")
-        defaults = dict(lr=check_nonnegative_float(lr, "lr"), gamma=check_scope(gamma, "gamma", allow_inf=True),
+        defaults = dict(**sgd_kwargs(lr, momentum, nesterov, weight_decay),
+                        gamma=check_scope(gamma, "gamma", allow_inf=True),
                         rho=check_scope(rho, "rho", allow_inf=True), L=check_count(L, "L"),
                         inner_lr=check_scope(inner_lr, "inner_lr"), noise=check_nonnegative_float(noise, "noise"),
                         alpha=check_alpha(alpha),
                         inner_momentum=check_nonnegative_float(inner_momentum, "inner_momentum"),
-                        momentum=momentum, nesterov=bool(nesterov) and momentum > 0, dampening=0.0,
-                        weight_decay=check_nonnegative_float(weight_decay, "weight_decay"), maximize=False)
+                        dampening=0.0, maximize=False)
         if n is None and not distributed:
             raise TypeError("`n` (the number of replicas) is required unless distributed=True")
         super().__init__(params, defaults, n, distributed=distributed, process_group=process_group,
@@ -438,10 +436,8 @@ class ElasticSGD(_Replicated):
         timeout: float = 300.0,
         foreach: bool | None = None,
     ) -> None:
-        momentum = check_nonnegative_float(momentum, "momentum")
-        defaults = dict(lr=check_nonnegative_float(lr, "lr"), rho=check_scope(rho, "rho", allow_inf=True),
-                        momentum=momentum, nesterov=bool(nesterov) and momentum > 0, dampening=0.0,
-                        weight_decay=check_nonnegative_float(weight_decay, "weight_decay"), maximize=False)
+        defaults = dict(**sgd_kwargs(lr, momentum, nesterov, weight_decay),
+                        rho=check_scope(rho, "rho", allow_inf=True), dampening=0.0, maximize=False)
         if n is None and not distributed:
             raise TypeError("`n` (the number of replicas) is required unless distributed=True")
         super().__init__(params, defaults, n, distributed=distributed, process_group=process_group,

@@ -11,7 +11,7 @@ from torch.optim import Optimizer
 
 from hjsmooth.optim import _foreach as F
 from hjsmooth.optim._base import Closure, SmoothingWrapper
-from hjsmooth.optim._checks import check_count, check_nonnegative_float, check_scope, resolve
+from hjsmooth.optim._checks import check_count, check_nonnegative_float, check_scope, resolve, sgd_kwargs
 
 __all__ = ["Heat", "HeatWrapper"]
 
@@ -145,6 +145,4 @@ class Heat(HeatWrapper):
         foreach: bool | None = None,
     ) -> None:
         super().__init__(params, torch.optim.SGD, gamma, L=L, noise=noise, generator=generator, foreach=foreach,
-                         lr=check_nonnegative_float(lr, "lr"), momentum=check_nonnegative_float(momentum, "momentum"),
-                         nesterov=bool(nesterov) and momentum > 0,
-                         weight_decay=check_nonnegative_float(weight_decay, "weight_decay"))
+                         **sgd_kwargs(lr, momentum, nesterov, weight_decay))

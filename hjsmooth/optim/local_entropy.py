@@ -23,7 +23,7 @@ from torch.optim import Optimizer
 
 from hjsmooth.optim import _foreach as F
 from hjsmooth.optim._base import Closure, SmoothingWrapper
-from hjsmooth.optim._checks import check_alpha, check_count, check_nonnegative_float, check_scope, resolve
+from hjsmooth.optim._checks import check_alpha, check_count, check_nonnegative_float, check_scope, resolve, sgd_kwargs
 
 __all__ = ["LocalEntropy", "EntropySGD", "HJ"]
 
@@ -307,10 +307,7 @@ class EntropySGD(LocalEntropy):
     ) -> None:
         super().__init__(params, torch.optim.SGD, gamma, L=L, inner_lr=inner_lr, noise=noise, alpha=alpha,
                          inner_momentum=inner_momentum, scale_by_gamma=scale_by_gamma, freeze_bn=freeze_bn,
-                         generator=generator, foreach=foreach, lr=check_nonnegative_float(lr, "lr"),
-                         momentum=check_nonnegative_float(momentum, "momentum"),
-                         nesterov=bool(nesterov) and momentum > 0,
-                         weight_decay=check_nonnegative_float(weight_decay, "weight_decay"))
+                         generator=generator, foreach=foreach, **sgd_kwargs(lr, momentum, nesterov, weight_decay))
 
 
 class HJ(LocalEntropy):
@@ -341,7 +338,4 @@ class HJ(LocalEntropy):
     ) -> None:
         super().__init__(params, torch.optim.SGD, gamma, L=L, inner_lr=inner_lr, noise=0.0, alpha=0.0,
                          inner_momentum=inner_momentum, scale_by_gamma=scale_by_gamma, freeze_bn=freeze_bn,
-                         foreach=foreach, lr=check_nonnegative_float(lr, "lr"),
-                         momentum=check_nonnegative_float(momentum, "momentum"),
-                         nesterov=bool(nesterov) and momentum > 0,
-                         weight_decay=check_nonnegative_float(weight_decay, "weight_decay"))
+                         foreach=foreach, **sgd_kwargs(lr, momentum, nesterov, weight_decay))
