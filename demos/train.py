@@ -53,9 +53,19 @@ def cost_per_step(name: str) -> int:
     return int(kw.get("L", 1)) * int(kw.get("n", 1))
 
 
-def load_dataset(name: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(x_train, y_train, x_val, y_val)`` as float32 / int64 arrays, standardised with the training statistics."""
-    if name == "digits":
+def load_dataset(name: str, seed: int = 0, data_dir: Path | None = None) -> tuple[np.ndarray, ...]:
+    """``(x_train, y_train, x_val, y_val)`` as float32 / int64 arrays, standardised with the training statistics.
+
+    ``"mnist"`` and ``"cifar10"`` are read from ``data_dir`` (see :mod:`hjsmooth.demos.local_datasets`);
+    their official test split is the validation set.
+    """
+    if name in ("mnist", "cifar10"):
+        from hjsmooth.demos.local_datasets import load_cifar10, load_mnist
+
+        if data_dir is None:
+            raise ValueError(f"dataset {name!r} is read from a local folder: pass `data_dir`")
+        xt, yt, xv, yv = (load_mnist if name == "mnist" else load_cifar10)(data_dir)
+    elif name == "digits":
         from sklearn.datasets import load_digits
 
         data = load_digits()
@@ -71,7 +81,7 @@ def load_dataset(name: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.n
         xt, yt = np.asarray(data["x"], np.float32), np.asarray(data["y"], np.int64)
         xv, yv = np.asarray(data["x_test"], np.float32), np.asarray(data["y_test"], np.int64)
     else:
-        raise ValueError(f"unknown `name` {name!r}; valid values are 'digits', 'mnist1d'")
+        raise ValueError(f"unknown `name` {name!r}; valid values are 'digits', 'mnist1d', 'mnist', 'cifar10'")
     mean, std = xt.mean(axis=0), xt.std(axis=0) + 1e-6
     return (xt - mean) / std, yt, (xv - mean) / std, yv
 
@@ -175,7 +185,7 @@ def train_one(name: str, data: tuple[np.ndarray, ...], model_kind: str, epochs: 
     return {"epochs": curve_e, "val_error": curve_v, "final_val_error": curve_v[-1], "train_loss": loss}
 
 
-def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
+def run(out: Path, quick: bool = False, seed: int = 0, data_dir: Path | None = None) -> dict[str, Any]:
     """Train every optimizer on every task for 3 seeds; draw the curves, write the table; return the numbers.
 
     Parameters
@@ -186,6 +196,9 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
         Only ``digits`` with the MLP, 3 effective epochs, 2 seeds (seconds).
     seed : int
         The first seed; the runs use ``seed, seed + 1, seed + 2``.
+    data_dir : Path or None
+        A folder holding MNIST and/or CIFAR-10 in torchvision's layout; each one found adds a task with
+        an MLP (3 effective epochs with ``quick``, else 10).  Nothing is downloaded.
 
     Returns
     -------
@@ -196,11 +209,18 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
     tasks: list[tuple[str, str, float]] = [("digits", "mlp", 3.0 if quick else 20.0)]
     if not quick:
         tasks += [("mnist1d", "mlp", 30.0), ("mnist1d", "cnn", 30.0)]
+    if data_dir is not None:
+        from hjsmooth.demos.local_datasets import available
+
+        found = available(data_dir)
+        if not found:
+            raise FileNotFoundError(f"`data_dir` {str(data_dir)!r} holds neither MNIST/raw nor cifar-10-batches-py")
+        tasks += [(name, "mlp", 3.0 if quick else 10.0) for name in found]
     seeds = [seed + i for i in range(2 if quick else 3)]
     numbers: dict[str, Any] = {}
     curves: dict[str, dict[str, list[dict[str, Any]]]] = {}
     jobs = [(d, m, e, o, s) for d, m, e in tasks for o in OPTIMIZERS for s in seeds]
-    datasets = {d: load_dataset(d) for d, _, _ in tasks}
+    datasets = {d: load_dataset(d, data_dir=data_dir) for d, _, _ in tasks}
     import torch
 
     threads = torch.get_num_threads()

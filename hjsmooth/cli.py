@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where to write the PNG (default: NAME.png); the summary goes to PATH with suffix .txt")
     demo.add_argument("--quick", action="store_true", help="a coarse, short run (seconds)")
     demo.add_argument("--seed", type=int, default=0, metavar="N", help="seed of every random draw (default 0)")
+    demo.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                      help="train only: a folder with MNIST and/or CIFAR-10 in torchvision's layout (never downloaded)")
     return parser
 
 
@@ -66,8 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hjsmooth.demos._report import summary_path
 
     out = args.out if args.out is not None else Path(f"{args.name}.png")
+    extra = {}
+    if args.data_dir is not None:
+        if args.name != "train":
+            parser.exit(2, f"hjsmooth demo: --data-dir is only used by the train demo, not {args.name!r}\n")
+        extra["data_dir"] = args.data_dir
     try:
-        numbers = get(args.name).run(out, quick=args.quick, seed=args.seed)
+        numbers = get(args.name).run(out, quick=args.quick, seed=args.seed, **extra)
     except ModuleNotFoundError as exc:
         parser.exit(1, f"hjsmooth demo {args.name}: needs the package {exc.name!r}, which is not installed "
                        f"(pip install {exc.name})\n")

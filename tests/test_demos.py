@@ -27,8 +27,11 @@ def test_every_demo_has_a_run_function_and_a_description() -> None:
 
     for name, text in DEMOS.items():
         assert text and "\n" not in text
-        params = list(inspect.signature(get(name).run).parameters)
-        assert params == ["out", "quick", "seed"], name
+        params = inspect.signature(get(name).run).parameters
+        assert list(params)[:3] == ["out", "quick", "seed"], name
+        extra = list(params)[3:]
+        assert extra == (["data_dir"] if name == "train" else []), name  # the CLI's --data-dir, train only
+        assert all(params[p].default is None for p in extra), name
 
 
 # ----------------------------------------------------------------------------- fig4_1
