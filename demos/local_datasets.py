@@ -47,6 +47,12 @@ def _find(folder: Path, stem: str) -> Path:
     raise FileNotFoundError(f"no {stem}[.gz] in {str(folder)!r}")
 
 
+def _as_features(xt: np.ndarray, yt: np.ndarray, xv: np.ndarray, yv: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Images flattened to float32 rows in [0, 1], labels as int64."""
+    return (xt.reshape(len(xt), -1).astype(np.float32) / 255.0, yt.astype(np.int64),
+            xv.reshape(len(xv), -1).astype(np.float32) / 255.0, yv.astype(np.int64))
+
+
 def _torchvision():  # noqa: ANN202 - the module, or None
     try:
         import torchvision  # noqa: PLC0415
@@ -71,9 +77,7 @@ def load_mnist(data_dir: Path | str) -> tuple[np.ndarray, np.ndarray, np.ndarray
         for split in ("train", "test"):
             images, labels = _MNIST_FILES[split]
             parts += [read_idx(_find(raw, images)), read_idx(_find(raw, labels))]
-    xt, yt, xv, yv = parts
-    return (xt.reshape(len(xt), -1).astype(np.float32) / 255.0, yt.astype(np.int64),
-            xv.reshape(len(xv), -1).astype(np.float32) / 255.0, yv.astype(np.int64))
+    return _as_features(*parts)
 
 
 def load_cifar10(data_dir: Path | str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -97,9 +101,7 @@ def load_cifar10(data_dir: Path | str) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
         train = [batch(f"data_batch_{i}") for i in range(1, 6)]
         parts = [np.concatenate([b[0] for b in train]), np.concatenate([b[1] for b in train]), *batch("test_batch")]
-    xt, yt, xv, yv = parts
-    return (xt.reshape(len(xt), -1).astype(np.float32) / 255.0, yt.astype(np.int64),
-            xv.reshape(len(xv), -1).astype(np.float32) / 255.0, yv.astype(np.int64))
+    return _as_features(*parts)
 
 
 def available(data_dir: Path | str) -> list[str]:
