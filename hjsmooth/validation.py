@@ -22,6 +22,7 @@ __all__ = [
     "as_field",
     "check_finite",
     "check_nonnegative",
+    "check_count",
 ]
 
 
@@ -65,6 +66,21 @@ def check_choice(value: Any, name: str, choices: Iterable[str]) -> str:
     if value not in choices:
         raise ValueError(f"unknown `{name}` {value!r}; valid values are {', '.join(map(repr, choices))}")
     return value
+
+
+def check_count(value: Any, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as an int after checking it is an integer ``>= minimum``.
+
+    Python and numpy integers are accepted, and floats with an integral value (``20.0``);
+    booleans and fractional values are refused with ``TypeError``.
+    """
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def check_finite(x: Any, name: str) -> None:

@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from hjsmooth.validation import check_positive
+from hjsmooth.validation import check_count, check_positive
 
 __all__ = ["check_scope", "check_count", "check_alpha", "check_nonnegative_float", "resolve", "check_loss"]
 
@@ -16,18 +16,6 @@ def check_scope(value: Any, name: str, *, allow_inf: bool = False) -> Any:
     if callable(value):
         return value
     return check_positive(value, name, allow_inf=allow_inf)
-
-
-def check_count(value: Any, name: str, minimum: int = 1) -> int:
-    """An integer ``>= minimum`` (``L``, ``n``)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise TypeError(f"`{name}` must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {value!r}")
-    return value
 
 
 def check_alpha(value: Any, name: str = "alpha") -> float:

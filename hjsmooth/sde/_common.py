@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from hjsmooth.backend import array_namespace, float_dtype_of, is_cupy_array, is_numpy_array, is_torch_array
-from hjsmooth.validation import check_finite, check_positive
+from hjsmooth.backend import array_namespace
+from hjsmooth.validation import as_field, check_count, check_positive
 
 __all__ = [
     "as_points",
@@ -28,31 +28,15 @@ STEP_FRACTION = 0.1
 def as_points(x: Any, name: str = "x") -> tuple[Any, Any, tuple[int, ...]]:
     """Validate a batch of points ``(..., d)`` and return ``(xp, x2, batch_shape)`` with ``x2`` of shape ``(n, d)``.
 
-    Lists become float64 numpy arrays; integer arrays are promoted to float64.
+    Coerced and checked like any field (:func:`hjsmooth.validation.as_field`: lists become float64
+    numpy arrays, integer arrays are promoted, NaN/inf refused), then the last axis must be ``d >= 1``.
     """
-    if not (is_numpy_array(x) or is_torch_array(x) or is_cupy_array(x)):
-        try:
-            x = np.asarray(x, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(f"`{name}` must be an array of points (..., d), got {type(x).__name__}") from None
+    x = as_field(x, name)
     xp = array_namespace(x)
-    if xp.isdtype(x.dtype, ("integral", "bool")):
-        x = xp.astype(x, xp.float64)
-    float_dtype_of(x)
     if x.ndim == 0 or x.shape[-1] == 0:
         raise ValueError(f"`{name}` must have shape (..., d) with d >= 1, got shape {tuple(x.shape)}")
-    check_finite(x, name)
     batch = tuple(x.shape[:-1])
     return xp, xp.reshape(x, (math.prod(batch), x.shape[-1])), batch
-
-
-def check_count(value: Any, name: str, minimum: int = 1) -> int:
-    """Return ``value`` as an int after checking it is an integer ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"`{name}` must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class GradientOracle:
