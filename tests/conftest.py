@@ -97,6 +97,17 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
 
 @pytest.fixture
+def one_torch_thread() -> Any:
+    """One intra-op torch thread for the test: tiny tensors, and no oversubscription of a shared CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     """A fixed-seed generator, so every statistical test is reproducible."""
     return np.random.default_rng(20261128)

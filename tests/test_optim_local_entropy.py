@@ -13,12 +13,7 @@ from hjsmooth.optim import schedules as S
 from hjsmooth.optim.trivialized import field_factor
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Any:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _quadratic_problem(dim: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,13 +15,7 @@ import hjsmooth.optim as O
 from hjsmooth.optim import schedules as S
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Any:
-    """Tiny tensors: one intra-op thread avoids oversubscribing a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _gen(seed: int) -> torch.Generator:
