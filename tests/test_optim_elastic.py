@@ -186,15 +186,27 @@ def _dist_worker(rank: int, world: int, port: int, out: str, mode: str) -> None:
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=20))
-    model = _model(rank if mode == "train" else 0)  # rank 1 differs: the optimizer broadcasts rank 0's weights
+    # rank 1 starts elsewhere: the optimizer broadcasts rank 0's weights; a resumed run starts from weights
+    # that only the checkpoint can correct
+    model = _model({"train": rank, "first_half": rank, "resume": 100 + rank}.get(mode, 0))
     opt = O.Parle(model.parameters(), lr=0.5, gamma=0.3, rho=0.5, L=3, noise=1e-3, distributed=True, timeout=3.0,
-                  generator=torch.Generator().manual_seed(40 + rank))
-    closure = _replica_closure(model, opt, {})
-    if mode == "train":
-        for _ in range(4):
+                  generator=torch.Generator().manual_seed((90 if mode == "resume" else 40) + rank))
+    calls: dict[int, int] = {}
+    if mode == "resume":  # a fresh process: weights, replica, noise generator and data position from disk
+        ckpt = torch.load(f"{out}/ckpt{rank}.pt", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        calls = dict(ckpt["calls"])
+    closure = _replica_closure(model, opt, calls)
+    if mode in ("train", "first_half", "resume"):
+        for _ in range(4 if mode == "train" else 2):
             opt.step(closure)
-        torch.save({"params": _flat(model), "replica": [opt.state[p]["replicas"] for p in model.parameters()]},
-                   f"{out}/rank{rank}.pt")
+        if mode == "first_half":
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "calls": calls},
+                       f"{out}/ckpt{rank}.pt")
+        else:
+            torch.save({"params": _flat(model), "replica": [opt.state[p]["replicas"] for p in model.parameters()]},
+                       f"{out}/rank{rank}.pt")
         dist.destroy_process_group()
         return
     # mode == "peer_dies": rank 1 leaves; rank 0 must fail within its timeout, not hang
@@ -224,19 +236,37 @@ def _spawn(world: int, mode: str, out: Path) -> None:
             pytest.fail(f"distributed worker ({mode}) did not finish within 120 s")
 
 
-def test_distributed_parle_equals_one_process_run(tmp_path: Path) -> None:
-    _spawn(2, "train", tmp_path)
+def _one_process_parle_run(steps: int) -> tuple[torch.nn.Module, O.Parle]:
+    """The run that two gloo ranks (replica a on rank a, generator seeded 40 + a) must reproduce."""
     model = _model(0)
     opt = O.Parle(model.parameters(), lr=0.5, gamma=0.3, rho=0.5, n=2, L=3, noise=1e-3,
                   generator=[torch.Generator().manual_seed(40), torch.Generator().manual_seed(41)])
     closure = _replica_closure(model, opt, {})
-    for _ in range(4):
+    for _ in range(steps):
         opt.step(closure)
+    return model, opt
+
+
+def _assert_ranks_equal_one_process_run(out: Path, model: torch.nn.Module, opt: O.Parle) -> None:
     for rank in range(2):
-        got = torch.load(tmp_path / f"rank{rank}.pt")
+        got = torch.load(out / f"rank{rank}.pt")
         assert torch.equal(got["params"], _flat(model))
         for r_got, p in zip(got["replica"], model.parameters()):
             assert torch.equal(r_got[0], opt.state[p]["replicas"][rank])
+
+
+def test_distributed_parle_equals_one_process_run(tmp_path: Path) -> None:
+    _spawn(2, "train", tmp_path)
+    _assert_ranks_equal_one_process_run(tmp_path, *_one_process_parle_run(4))
+
+
+def test_distributed_parle_restarted_from_checkpoint_equals_uninterrupted_run(tmp_path: Path) -> None:
+    """Two steps, every rank saves its checkpoint and exits; new processes (other initial weights, so
+    nothing survives but the files) load them and take two more steps: equal to four steps in one go."""
+    _spawn(2, "first_half", tmp_path)
+    assert not (tmp_path / "rank0.pt").exists()
+    _spawn(2, "resume", tmp_path)
+    _assert_ranks_equal_one_process_run(tmp_path, *_one_process_parle_run(4))
 
 
 def test_distributed_peer_death_fails_within_timeout(tmp_path: Path) -> None:
