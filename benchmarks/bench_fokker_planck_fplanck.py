@@ -22,7 +22,7 @@ on ``[-c + h/2, c - h/2]``, so both solvers use the very same points.  fplanck r
 probabilities per cell (sum 1); they are divided by ``h^2`` to compare densities.
 
 hjsmooth: ``hs.fokker_planck_steady_state`` (one sparse LU solve) and
-``hs.solve_fokker_planck`` (Scharfetter-Gummel; ``method="explicit"`` and ``"implicit"``).
+``hs.solve_fokker_planck`` (Scharfetter-Gummel; ``method="explicit"``, ``"implicit"`` and ``"tr_bdf2"``).
 
 Errors are ``max |rho - exact| / max exact`` (fraction of the peak) on all nodes.
 
@@ -154,6 +154,9 @@ def run_hjsmooth(args) -> tuple[list[Row], list[Row]]:
     for dt in (None,) if args.quick else (None, 2e-3, 5e-4):
         label = "t/100" if dt is None else f"{dt:g}"
         solve(f"hjsmooth solve_fokker_planck implicit dt={label}", "implicit", dt)
+    for dt in (None,) if args.quick else (None, 0.05, 0.02):
+        label = "t/100" if dt is None else f"{dt:g}"
+        solve(f"hjsmooth solve_fokker_planck tr_bdf2 dt={label}", "tr_bdf2", dt)
     return steady, transient
 
 

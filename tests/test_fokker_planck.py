@@ -169,6 +169,29 @@ def test_implicit_ou_transient_first_order_in_time() -> None:
     assert 0.8 < observed_order(errors) < 1.2, errors
 
 
+@pytest.mark.parametrize("method,order", [("implicit", 1.0), ("tr_bdf2", 2.0)])
+def test_implicit_time_error_order_against_the_matrix_exponential(method: str, order: float) -> None:
+    """Time error alone: the semi-discrete solution exp(t L) rho0 of the same operator (scipy's
+    expm_multiply) is the reference, so the spatial error cancels; halving dt divides the error by
+    2 (backward Euler) or 4 (TR-BDF2).  Mass is conserved to rounding at every dt."""
+    from scipy.sparse.linalg import expm_multiply
+
+    grid = hs.Grid((-3.0, -3.0), (3.0, 3.0), (31, 31))
+    drift, _ = example_643(grid, 0.5)
+    rho0 = gaussian(grid, [0.8, -0.5], [0.2, 0.3])
+    t = 1.0
+    generator = fokker_planck_operator(grid, drift=drift, diffusion=D_TENSOR, beta=0.5).to_sparse()
+    exact = expm_multiply(t * generator, rho0.ravel()).reshape(grid.shape)
+    errors = []
+    for dt in (0.1, 0.05, 0.025):
+        sol = solve_fokker_planck(rho0, grid, t, drift=drift, diffusion=D_TENSOR, beta=0.5, method=method, dt=dt)
+        errors.append(np.max(np.abs(sol.values - exact)) / exact.max())
+        assert abs(grid.integrate(sol.values) - grid.integrate(rho0)) < 1e-13
+    assert abs(observed_order(errors) - order) < 0.15, errors
+    if method == "tr_bdf2":
+        assert errors[-1] < 1e-4, errors
+
+
 # ----------------------------------------------------------------------------- Gibbs steady state
 
 
@@ -195,12 +218,12 @@ def test_steady_state_solver_is_discrete_gibbs_1d_2d() -> None:
         assert np.max(np.abs(ss - gibbs)) < 1e-10 * gibbs.max()
 
 
-@pytest.mark.parametrize("method", ["explicit", "implicit"])
+@pytest.mark.parametrize("method", ["explicit", "implicit", "tr_bdf2"])
 def test_long_run_reaches_discrete_gibbs(method: str) -> None:
     grid = hs.Grid((-2.5,), (2.5,), (101,))
     f = tilted_double_well(grid.coords[0])
     rho0 = gaussian(grid, [1.0], [0.05])  # starts in the shallower well
-    kw = {"dt": 0.05} if method == "implicit" else {}
+    kw = {"dt": 0.05} if method != "explicit" else {}
     sol = solve_fokker_planck(rho0, grid, 60.0, potential=f, beta=DOUBLE_WELL_BETA, method=method, **kw)
     gibbs = discrete_gibbs(grid, f, DOUBLE_WELL_BETA)
     assert np.max(np.abs(sol.values - gibbs)) < 1e-8 * gibbs.max()
@@ -378,7 +401,7 @@ def test_explicit_step_stays_positive_at_the_bound(rng: np.random.Generator) -> 
 # ----------------------------------------------------------------------------- boundary conditions
 
 
-@pytest.mark.parametrize("method", ["explicit", "implicit"])
+@pytest.mark.parametrize("method", ["explicit", "implicit", "tr_bdf2"])
 def test_absorbing_walls_decay_of_the_discrete_eigenvector(method: str) -> None:
     """Pure diffusion with zero density one spacing outside: sin(pi (i+1)/(n+1)) decays at the exact discrete rate."""
     n, beta = 51, 0.5
@@ -388,7 +411,16 @@ def test_absorbing_walls_decay_of_the_discrete_eigenvector(method: str) -> None:
     lam = -(4 * (0.5 / beta) / h**2) * np.sin(np.pi / (2 * (n + 1))) ** 2
     dt, steps = 1e-4, 200
     sol = solve_fokker_planck(mode, grid, dt * steps, beta=beta, bc="absorbing", method=method, dt=dt)
-    factor = (1 + dt * lam) ** steps if method == "explicit" else (1 - dt * lam) ** (-steps)
+    z = dt * lam
+    if method == "explicit":
+        factor = (1 + z) ** steps
+    elif method == "implicit":
+        factor = (1 - z) ** (-steps)
+    else:  # TR-BDF2's stability function, g = 2 - sqrt 2, c = g / 2
+        g = 2 - np.sqrt(2)
+        c = g / 2
+        stage = (1 + c * z) / (1 - c * z)
+        factor = ((stage - (1 - g) ** 2) / (g * (2 - g)) / (1 - c * z)) ** steps
     np.testing.assert_allclose(sol.values, factor * mode, rtol=1e-10, atol=1e-14)
     # and the continuum rate on the widened interval [-h, 1 + h]
     assert abs(lam / (-(0.5 / beta) * (np.pi / (1 + 2 * h)) ** 2) - 1) < 1e-3
@@ -433,7 +465,7 @@ def test_backends_agree_float64(backend) -> None:
     x1, x2 = grid.coords
     diff = np.array([[1.0 + 0.2 * np.cos(x1), 0.3 + 0 * x1], [0.3 + 0 * x1, 0.9 + 0.1 * np.sin(x2)]])
     rho0 = gaussian(grid, [0.5, 0.0], [0.3, 0.2])
-    for method in ("explicit", "implicit"):
+    for method in ("explicit", "implicit", "tr_bdf2"):
         ref = solve_fokker_planck(rho0, grid, 0.7, drift=drift, diffusion=diff, beta=0.8, method=method, save_at=3)
         sol = solve_fokker_planck(backend.asarray(rho0), grid, 0.7, drift=backend.asarray(drift),
                                   diffusion=backend.asarray(diff), beta=0.8, method=method, save_at=3)
