@@ -45,7 +45,7 @@ TABLE = [
     Entry("elastic", lambda p, lr: O.ElasticSGD(p, lr=lr, rho=1.0, n=2), 0.01, replicas=True),
     Entry("parle", lambda p, lr: O.Parle(p, lr=lr, gamma=0.1, rho=1.0, n=2, L=3, inner_lr=0.02), 0.5,
           replicas=True),
-    Entry("trivialized", lambda p, lr: O.TrivializedSGD(p, lr=lr, coupling=0.1, tau0=20.0, momentum=0.9,
+    Entry("trivialized", lambda p, lr: O.TrivializedSGD(p, lr=lr, coupling=0.01, tau0=20.0, momentum=0.9,
                                                         generator=_gen(3)), 0.01, noisy=True),
 ]
 IDS = [e.name for e in TABLE]
@@ -135,22 +135,32 @@ MLP_LR = {"sgd": 0.1, "entropy_sgd": 0.1, "entropy_adam": 0.02, "hj": 0.1, "heat
           "parle": 1.0, "trivialized": 0.1}
 
 
+def _digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """scikit-learn's handwritten digits (1797 8x8 images, shipped with the package): 1400 to train, the rest held out."""
+    datasets = pytest.importorskip("sklearn.datasets", reason="the real-data test needs scikit-learn")
+    data = datasets.load_digits()
+    x = torch.tensor(data.data / 16.0, dtype=torch.float64)
+    y = torch.tensor(data.target)
+    perm = torch.randperm(len(y), generator=_gen(0))
+    return x[perm[:1400]], y[perm[:1400]], x[perm[1400:]], y[perm[1400:]]
+
+
 @pytest.mark.parametrize("entry", TABLE, ids=IDS)
-def test_small_mlp_learns(entry: Entry) -> None:
-    x, y = _two_moons(512, 0)
-    model = _mlp(0)
+def test_small_mlp_learns_real_digits(entry: Entry) -> None:
+    """A 64-32-10 MLP on real data: 200 steps of minibatch 64 reach > 85 % held-out accuracy (chance: 10 %)."""
+    x, y, x_test, y_test = _digits()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Tanh(), torch.nn.Linear(32, 10)).double()
     opt = entry.make(list(model.parameters()), MLP_LR[entry.name])
-    stream = _Stream(x, y, 64)
-    closure = _closure(model, opt, stream)
+    closure = _closure(model, opt, _Stream(x, y, 64))
     with torch.no_grad():
         loss0 = float(torch.nn.functional.cross_entropy(model(x), y))
-    for _ in range(150):
+    for _ in range(200):
         _step(entry, opt, closure)
     with torch.no_grad():
-        logits = model(x)
-        loss = float(torch.nn.functional.cross_entropy(logits, y))
-        acc = float((logits.argmax(1) == y).double().mean())
-    assert loss < 0.5 * loss0
+        loss = float(torch.nn.functional.cross_entropy(model(x), y))
+        acc = float((model(x_test).argmax(1) == y_test).double().mean())
+    assert loss < 0.25 * loss0
     assert acc > 0.85
 
 
