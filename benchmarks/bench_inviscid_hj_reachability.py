@@ -4,6 +4,12 @@ Equation (DESIGN.md, (4.15))::
 
     u_t = -1/2 |grad u|^2,   u(x, 0) = f(x) = |x|^2 / 2,   exact  u(x, t) = |x|^2 / (2 (1 + t)).
 
+With ``--f log`` the initial value is ``f(x) = log(1 + |x|^2)`` instead, smooth but not a
+polynomial (so that no polynomial subgrid interpolant is exact by construction); it is
+radial and increasing in ``|x|``, so the exact solution is the 1D minimum
+``min_r log(1 + r^2) + (|x| - r)^2 / (2t)``, strictly convex for ``t < 4`` and solved to
+rounding by bisection on its derivative.
+
 Peer: hj_reachability 0.7 with a user-defined Hamiltonian.  Its solver marches the
 reachability equation backwards in time, so our forward problem is integrated from time
 0 to -t with Hamiltonian ``H(p) = -1/2 |p|^2`` (its scheme then advances
@@ -14,7 +20,9 @@ unless ``JAX_ENABLE_X64=1`` is set before it is imported, so the float64 rows co
 this script run again in a subprocess with that variable (``--peer-only --json``).
 
 hjsmooth: ``hs.hopf_lax`` (exact Hopf-Lax minimum over the grid points, no time
-stepping) and ``hs.solve_hj`` (monotone Godunov scheme, first order and WENO5).
+stepping), the same with ``subgrid=`` (the minimum also between the grid points, over a
+local interpolant of degree 2, 3 or 4: error ``O(h^3)``, ``O(h^4)``, ``O(h^5)`` for smooth
+``f``) and ``hs.solve_hj`` (monotone Godunov scheme, first order and WENO5).
 
 Every solver runs on [-L, L]^2 with ``n`` points per axis (both node-centred here, ends
 included) and is compared with the exact solution on the central region
@@ -25,6 +33,7 @@ Run::
 
     python benchmarks/bench_inviscid_hj_reachability.py           # 256x256, t=1, f32 and f64 peers
     python benchmarks/bench_inviscid_hj_reachability.py --quick   # smoke run, 64x64
+    python benchmarks/bench_inviscid_hj_reachability.py --f log   # non-polynomial f
 """
 
 from __future__ import annotations
@@ -39,11 +48,31 @@ import numpy as np
 from _common import Row, Timing, max_error, print_ratios, print_rows, time_call
 
 PEER_ACCURACIES = ("low", "very_high")
+INITIAL_VALUES = ("quadratic", "log")
 
 
-def exact_solution(x: np.ndarray, y: np.ndarray, t: float) -> np.ndarray:
-    """``|x|^2 / (2 (1 + t))``."""
-    return (x**2 + y**2) / (2.0 * (1.0 + t))
+def initial_value(kind: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``|x|^2 / 2`` (``"quadratic"``) or ``log(1 + |x|^2)`` (``"log"``)."""
+    r2 = x**2 + y**2
+    return 0.5 * r2 if kind == "quadratic" else np.log1p(r2)
+
+
+def exact_solution(x: np.ndarray, y: np.ndarray, t: float, kind: str = "quadratic") -> np.ndarray:
+    """``|x|^2 / (2 (1 + t))``, or for ``"log"`` the radial minimum described above."""
+    if kind == "quadratic":
+        return (x**2 + y**2) / (2.0 * (1.0 + t))
+    if not 0.0 < t < 4.0:
+        raise ValueError(f"`t` must be in (0, 4) for f = log(1 + |x|^2) (strict convexity), got {t!r}")
+    r = np.sqrt(x**2 + y**2)
+    # F(s) = 2 s / (1 + s^2) + (s - r) / t increases (F' >= 1/t - 1/4 > 0) and changes sign on
+    # [0, r]; 100 bisection steps reach rounding, and the value is stationary in s.
+    lo, hi = np.zeros_like(r), r.copy()
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        up = 2.0 * mid / (1.0 + mid**2) + (mid - r) / t > 0
+        hi, lo = np.where(up, mid, hi), np.where(up, lo, mid)
+    s = 0.5 * (lo + hi)
+    return np.log1p(s**2) + (r - s) ** 2 / (2.0 * t)
 
 
 def run_peer(args: argparse.Namespace) -> list[dict]:
@@ -81,10 +110,10 @@ def run_peer(args: argparse.Namespace) -> list[dict]:
     )
     states = np.asarray(grid.states, dtype=np.float64)
     x, y = states[..., 0], states[..., 1]
-    exact = exact_solution(x, y, t_end)
+    exact = exact_solution(x, y, t_end, args.f)
     mask = (np.abs(x) <= half / 2) & (np.abs(y) <= half / 2)
     dynamics = HalfSquaredNorm(2)
-    v0 = jnp.asarray(0.5 * (x**2 + y**2))
+    v0 = jnp.asarray(initial_value(args.f, x, y))
     precision = "f64" if jax.config.read("jax_enable_x64") else "f32"
     out = []
     for accuracy in PEER_ACCURACIES:
@@ -125,7 +154,7 @@ def peer_rows(records: list[dict]) -> list[Row]:
 def run_peer_x64(args: argparse.Namespace) -> list[dict]:
     """This script again with JAX_ENABLE_X64=1 (JAX reads it at import), peer only."""
     cmd = [sys.executable, os.path.abspath(__file__), "--peer-only", "--json", "--n", str(args.n), "--t", str(args.t),
-           "--half-width", str(args.half_width), "--repeats", str(args.repeats)]
+           "--half-width", str(args.half_width), "--repeats", str(args.repeats), "--f", args.f]
     env = dict(os.environ, JAX_ENABLE_X64="1")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -141,8 +170,8 @@ def run_hjsmooth(args: argparse.Namespace) -> list[Row]:
     half, n, t_end = args.half_width, args.n, args.t
     grid = hs.Grid(lower=(-half, -half), upper=(half, half), shape=(n, n))
     x, y = grid.coords
-    f = 0.5 * (x**2 + y**2)
-    exact = exact_solution(x, y, t_end)
+    f = initial_value(args.f, x, y)
+    exact = exact_solution(x, y, t_end, args.f)
     mask = (np.abs(x) <= half / 2) & (np.abs(y) <= half / 2)
     rows = []
 
@@ -159,6 +188,15 @@ def run_hjsmooth(args: argparse.Namespace) -> list[Row]:
 
     add("hjsmooth hopf_lax (exact, numpy f64)", lambda: hs.hopf_lax(f, grid, t_end))
     add("hjsmooth hopf_lax (exact, numpy f32)", lambda: hs.hopf_lax(f.astype(np.float32), grid, t_end))
+    # The minimum also between the grid points, over a local interpolant of f (opt-in, smooth f).
+    # For the quadratic f every such interpolant is f itself, so the error is rounding: this
+    # measures speed; `--f log` measures accuracy on an f no polynomial reproduces.
+    f32 = f.astype(np.float32)
+    for subgrid in args.subgrid:
+        add(f"hjsmooth hopf_lax subgrid={subgrid} (numpy f64)",
+            lambda s=subgrid: hs.hopf_lax(f, grid, t_end, subgrid=s))
+        add(f"hjsmooth hopf_lax subgrid={subgrid} (numpy f32)",
+            lambda s=subgrid: hs.hopf_lax(f32, grid, t_end, subgrid=s))
     # Hopf-Lax restricted to grid points errs by O(h^2); on a grid refined `refine` times (which
     # keeps the original nodes) it is read off at the same points as every other row.  For this
     # f the minimiser x/(1+t) = x/2 of a node x is itself a node of the refined grid when
@@ -166,7 +204,7 @@ def run_hjsmooth(args: argparse.Namespace) -> list[Row]:
     # the error vanish by coincidence; the default 7 avoids that, and its bound
     # (1 + 1/t) 2 (h/7)^2 / 8 = 1.0e-5 is below hj_reachability "very_high" in float32.
     fine = grid.refine(args.refine)
-    fine_f = 0.5 * (fine.coords[0] ** 2 + fine.coords[1] ** 2)
+    fine_f = initial_value(args.f, *fine.coords)
     step = args.refine
     add(f"hjsmooth hopf_lax refined x{step} (numpy f64)", lambda: hs.hopf_lax(fine_f, fine, t_end)[::step, ::step],
         lambda: f"{fine.shape[0]}^2 grid, error at the {n}^2 points")
@@ -192,6 +230,11 @@ def main() -> None:
     parser.add_argument("--t", type=float, default=1.0, help="final time (default 1)")
     parser.add_argument("--half-width", type=float, default=4.0, help="window [-L, L]^2 (default L=4)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats after one warm-up (default 5)")
+    parser.add_argument("--f", choices=INITIAL_VALUES, default="quadratic",
+                        help="initial value: |x|^2/2 (default) or log(1 + |x|^2)")
+    parser.add_argument("--subgrid", type=lambda v: [s for s in v.split(",") if s],
+                        default=["quadratic", "cubic", "quartic"],
+                        help="comma-separated hopf_lax subgrid values to time (default all three; '' for none)")
     parser.add_argument("--refine", type=int, default=7, help="refinement of the extra hopf_lax row (default 7)")
     parser.add_argument("--weno5", action="store_true", help="also time solve_hj with accuracy='weno5' (slow)")
     parser.add_argument("--no-x64", action="store_true", help="skip the float64 (JAX_ENABLE_X64=1) peer subprocess")
@@ -212,8 +255,9 @@ def main() -> None:
             print_rows("hj_reachability only", peer_rows(records))
         return
 
+    f_text = "|x|^2/2" if args.f == "quadratic" else "log(1 + |x|^2)"
     print(
-        f"inviscid HJ  u_t = -|grad u|^2/2; f = |x|^2/2 on [-{args.half_width:g}, {args.half_width:g}]^2, "
+        f"inviscid HJ  u_t = -|grad u|^2/2; f = {f_text} on [-{args.half_width:g}, {args.half_width:g}]^2, "
         f"{args.n}x{args.n} points, t = {args.t:g}; error on |x|_inf <= {args.half_width / 2:g}"
     )
     try:

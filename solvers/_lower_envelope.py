@@ -20,6 +20,12 @@ crossing is given to the parabola on its left, so ``argmin`` is *a* minimiser, n
 necessarily the first or the last of several.
 
 Rows are independent and run in parallel (``prange``); each keeps its own scratch stack.
+
+:func:`refine_rows` is the optional subgrid step of ``hopf_lax(..., subgrid=...)`` for the
+same rows: the minimum of a local interpolant between the grid points, element by element.
+It is the compiled twin of the array-API ``_refine_lines`` in ``hopf_lax.py`` (which the GPU
+and brute-force paths use, and whose docstring gives the method); both do the same
+operations in the same order, and the tests hold them equal.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["lower_envelope_rows"]
+__all__ = ["lower_envelope_rows", "refine_rows"]
 
 
 @numba.njit(cache=True, parallel=True, fastmath=False)
@@ -90,3 +96,108 @@ def lower_envelope_rows(values: np.ndarray, c: float, *, track: bool = False) ->
     argmin = np.empty(values.shape if track else (0, 0), dtype=np.int64)
     _envelope_kernel(values, float(c), out, argmin, bool(track))
     return out, (argmin if track else None)
+
+
+@numba.njit(cache=True, parallel=True, fastmath=False)
+def _refine_kernel(values, env, arg, c, k, inverse, newton_steps, out, pos):  # pragma: no cover - compiled
+    n_rows, n = values.shape
+    for r in numba.prange(n_rows):
+        coeffs = np.empty(k + 1, dtype=np.float64)
+        totals = np.empty(k + 1, dtype=np.float64)
+        for p in range(n):
+            j = arg[r, p]
+            lo = float(max(j - 1, 0))
+            hi = float(min(j + 1, n - 1))
+            start = min(max(j - 1, 0), n - 3)
+            d = float(p - start)
+            t0 = values[r, start] + c * (d * d)
+            d = float(p - start - 1)
+            t1 = values[r, start + 1] + c * (d * d)
+            d = float(p - start - 2)
+            t2 = values[r, start + 2] + c * (d * d)
+            centre = start + 1.0
+            a1 = 0.5 * (t2 - t0)
+            a2 = 0.5 * (t2 + t0) - t1
+            q = centre - a1 / (2.0 * a2) if a2 > 0 else float(j)
+            q = min(max(q, lo), hi)
+            if k == 2:
+                z = q - centre
+                total = (a2 * z + a1) * z + t1
+            else:
+                if k == 3:
+                    start = j - 1 if q >= j else j - 2
+                else:
+                    start = j - 2
+                start = min(max(start, 0), n - 1 - k)
+                for m in range(k + 1):
+                    d = float(p - start - m)
+                    totals[m] = values[r, start + m] + c * (d * d)
+                for i in range(k + 1):
+                    acc = inverse[i, 0] * totals[0]
+                    for m in range(1, k + 1):
+                        acc += inverse[i, m] * totals[m]
+                    coeffs[i] = acc
+                centre = start + k / 2.0
+                for _ in range(newton_steps):
+                    z = q - centre
+                    d1 = k * coeffs[k]
+                    for i in range(k - 1, 0, -1):
+                        d1 = d1 * z + i * coeffs[i]
+                    d2 = k * (k - 1) * coeffs[k]
+                    for i in range(k - 1, 1, -1):
+                        d2 = d2 * z + i * (i - 1) * coeffs[i]
+                    if d2 > 0:
+                        q = min(max(q - d1 / d2, lo), hi)
+                z = q - centre
+                total = coeffs[k]
+                for i in range(k - 1, -1, -1):
+                    total = total * z + coeffs[i]
+            if total < env[r, p]:
+                out[r, p] = total
+                pos[r, p] = q
+            else:
+                out[r, p] = env[r, p]
+                pos[r, p] = j
+
+
+def refine_rows(
+    values: np.ndarray,
+    env: np.ndarray,
+    argmin: np.ndarray,
+    c: float,
+    degree: int,
+    inverse: np.ndarray,
+    newton_steps: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Subgrid refinement of :func:`lower_envelope_rows`' result, row by row.
+
+    Parameters
+    ----------
+    values : numpy.ndarray, shape (rows, n), n >= 3
+        The rows the envelope was taken of.
+    env, argmin : numpy.ndarray
+        :func:`lower_envelope_rows`' envelope and argmin (``track=True``) of ``values``.
+    c : float
+        The weight ``h^2 / (2t)``.
+    degree : int
+        2, 3 or 4: the degree of the local interpolant (at most ``n - 1``).
+    inverse : numpy.ndarray, shape (degree + 1, degree + 1)
+        Inverse Vandermonde matrix of the nodes ``m - degree / 2``, ``m = 0 .. degree``
+        (monomial coefficients from values); unused for degree 2.
+    newton_steps : int
+        Newton steps after the quadratic start (degrees 3 and 4).
+
+    Returns
+    -------
+    envelope : numpy.ndarray of ``values``' shape and dtype
+        ``min(refined minimum, env)``, evaluated in double precision.
+    position : numpy.ndarray of ``values``' shape and dtype
+        The fractional minimising index (``argmin`` where the refinement does not lower ``env``).
+    """
+    values = np.ascontiguousarray(values)
+    out = np.empty_like(values)
+    pos = np.empty_like(values)
+    inverse = np.ascontiguousarray(inverse, dtype=np.float64)
+    _refine_kernel(values, np.ascontiguousarray(env), np.ascontiguousarray(argmin), float(c), int(degree), inverse,
+                   int(newton_steps), out, pos)
+    return out, pos
