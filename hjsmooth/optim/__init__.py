@@ -10,6 +10,8 @@
 :class:`ElasticSGD`       ``n`` replicas coupled to a master ((5.4)); one process or
                           ``torch.distributed``
 :class:`Parle`            Entropy-SGD replicas coupled elastically ((5.8))
+:class:`ReplicaBatches`   model + loss + stacked per-replica batches: ``ElasticSGD``/``Parle``
+                          evaluate all replicas at once with ``torch.func.vmap``
 :class:`TrivializedSGD`   gradient plus an annealed fixed random field (Algorithm 1)
 :mod:`.schedules`         scoping schedules for ``gamma`` and ``rho``
 ========================  ==================================================================
@@ -26,6 +28,7 @@ from hjsmooth.optim.elastic import ElasticSGD, Parle
 from hjsmooth.optim.heat import Heat, HeatWrapper
 from hjsmooth.optim.local_entropy import HJ, EntropySGD, LocalEntropy
 from hjsmooth.optim.trivialized import TrivializedSGD
+from hjsmooth.optim.vectorized import ReplicaBatches
 
 __all__ = [
     "LocalEntropy",
@@ -35,6 +38,7 @@ __all__ = [
     "HeatWrapper",
     "ElasticSGD",
     "Parle",
+    "ReplicaBatches",
     "TrivializedSGD",
     "schedules",
 ]

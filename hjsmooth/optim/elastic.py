@@ -30,6 +30,21 @@ Across processes (``distributed=True``): one replica per rank of the default (or
 process group, the closure called with ``a = rank``; the master is formed with one
 ``all_reduce`` per outer step (every ``L`` gradient evaluations).  A peer that dies
 makes the reduction fail within ``timeout`` seconds with ``RuntimeError``.
+
+Vectorised replicas: ``step(ReplicaBatches(model, loss_fn, batches))`` instead of
+``step(closure)`` evaluates all local replicas at once.  Each gradient evaluation draws
+one stacked minibatch ``batches() -> (inputs, targets)`` of leading dimension ``n_local``
+(replica ``a`` reads slice ``a``, its shard) and computes every replica's loss and
+gradient at the stacked evaluation points ``y = x^a + d^a`` with ``torch.func.vmap`` of
+``grad_and_value`` of ``functional_call``: ``L`` batched passes per outer step of Parle
+instead of ``n L``, and the inner updates act on the stacked tensors (one operation per
+parameter for all replicas).  Replica ``a``'s noise is drawn from its generator in the
+order of the sequential path (with one generator shared by the replicas, it is advanced
+through the sequential order and each replica reads its own stretch), so
+``step(rb)`` and ``step(rb.sequential_closure(opt))`` follow the same trajectory up to the
+rounding of batched kernels (float64: ~1e-16 per step).  The model's parameters are not
+touched during the evaluations.  BatchNorm layers must be in eval mode (or built with
+``track_running_stats=False``): in-place updates of running statistics cannot be vmapped.
 """
 
 from __future__ import annotations
@@ -52,6 +67,7 @@ from hjsmooth.optim._checks import (
     resolve,
     sgd_kwargs,
 )
+from hjsmooth.optim.vectorized import ReplicaBatches
 
 __all__ = ["Parle", "ElasticSGD"]
 
@@ -154,9 +170,25 @@ class _Replicated(Optimizer):
         if closure is None:
             raise TypeError(
                 f"{type(self).__name__}.step needs a closure `closure(a)` that draws a minibatch for replica `a`, "
-                "zeroes the gradients, runs forward and backward and returns the loss")
-        if not callable(closure):
-            raise TypeError(f"`closure` must be callable, got {type(closure).__name__}")
+                "zeroes the gradients, runs forward and backward and returns the loss (or a ReplicaBatches, "
+                "which evaluates all replicas at once)")
+        if not callable(closure) and not isinstance(closure, ReplicaBatches):
+            raise TypeError(f"`closure` must be callable or a ReplicaBatches, got {type(closure).__name__}")
+
+    def _stacked_names(self, batches: ReplicaBatches, work: list[dict[str, Any]]) -> None:
+        """Each group's parameter names in ``batches.model`` (``w["names"]``)."""
+        for w in work:
+            w["names"] = batches.parameter_names(w["params"])
+
+    def _stacked_losses(self, batches: ReplicaBatches, stacked: dict[str, torch.Tensor],
+                        where: Callable[[int], str]) -> tuple[list[float], dict[str, torch.Tensor]]:
+        """One vmapped evaluation of every local replica: losses (checked finite) and stacked gradients."""
+        losses, grads = batches.loss_and_grad(stacked, batches.draw(len(self.replica_ids)))
+        values = [float(v) for v in losses.tolist()]
+        for local, v in enumerate(values):
+            if not math.isfinite(v):
+                raise ValueError(f"ReplicaBatches returned a non-finite loss ({v}) at {where(local)}")
+        return values, grads
 
     def _reduce_master(self, params: list[torch.Tensor], replicas: list[torch.Tensor]) -> float:
         """Write the replicas' mean into ``params``; return the replicas' RMS distance to it."""
@@ -249,9 +281,19 @@ class _Replicated(Optimizer):
                            ) -> tuple[list[float], list[float]]:
         raise NotImplementedError  # pragma: no cover
 
+    def _replica_gradients_stacked(self, batches: ReplicaBatches, work: list[dict[str, Any]]
+                                   ) -> tuple[list[float], list[float]]:
+        raise NotImplementedError  # pragma: no cover
+
     @torch.no_grad()
-    def step(self, closure: ReplicaClosure | None = None) -> float:  # type: ignore[override]
-        """One outer step of every local replica, then the master; returns the mean loss at the replicas."""
+    def step(self, closure: ReplicaClosure | ReplicaBatches | None = None) -> float:  # type: ignore[override]
+        """One outer step of every local replica, then the master; returns the mean loss at the replicas.
+
+        ``closure`` is either ``closure(a)`` (called for one replica at a time, the model's
+        parameters holding that replica's evaluation point) or a
+        :class:`~hjsmooth.optim.ReplicaBatches` (all local replicas evaluated at once with
+        ``torch.func.vmap``; the model's parameters are not touched until the master is written).
+        """
         self._check_closure(closure)
         self._sync_replica_hyperparameters()
         work = []
@@ -266,7 +308,10 @@ class _Replicated(Optimizer):
             F.copy_(master, params, w["foreach"])
             w["master"] = master
             work.append(w)
-        losses, inner = self._replica_gradients(closure, work)
+        if isinstance(closure, ReplicaBatches):
+            losses, inner = self._replica_gradients_stacked(closure, work)
+        else:
+            losses, inner = self._replica_gradients(closure, work)
         # elastic term, with the master of the start of the step
         for w in work:
             for p, r, m in zip(w["params"], w["replicas"], w["master"]):
@@ -320,6 +365,14 @@ class Parle(_Replicated):
     generator : torch.Generator or sequence of them, optional
         One per local replica (or one shared), saved in ``state_dict``.
 
+    ``step(closure)`` takes ``closure(a)`` (replica ``a`` evaluated with its point
+    ``y = x^a + d^a`` held in the model's parameters, ``n L`` calls per outer step) or a
+    :class:`~hjsmooth.optim.ReplicaBatches` (all local replicas at each inner step in one
+    ``torch.func.vmap`` call, ``L`` calls; the same trajectory, see the module docstring)::
+
+        rb = ReplicaBatches(model, F.cross_entropy, batches)   # batches() -> (n, B, ...) pairs
+        opt.step(rb)
+
     ``stats`` after a step: ``loss`` (mean over replicas of their first inner loss),
     ``inner_loss``, ``replica_spread`` (RMS distance of the replicas to the new master).
     """
@@ -357,8 +410,7 @@ class Parle(_Replicated):
         super().__init__(params, defaults, n, distributed=distributed, process_group=process_group,
                          timeout=timeout, generator=generator, foreach=foreach)
 
-    def _replica_gradients(self, closure: ReplicaClosure, work: list[dict[str, Any]]
-                           ) -> tuple[list[float], list[float]]:
+    def _prepare_inner(self, work: list[dict[str, Any]]) -> None:
         for w in work:
             sts = self._ensure(w["params"], "displacement", stacked=True)
             self._ensure(w["params"], "average", stacked=True)
@@ -368,6 +420,10 @@ class Parle(_Replicated):
                 w["buf"] = [st["inner_buffer"] for st in self._ensure(w["params"], "inner_buffer", stacked=True)]
             w["gamma"] = resolve(w["group"]["gamma"], self.outer_step, "gamma", allow_inf=True)
             w["lr"] = resolve(w["group"]["inner_lr"], self.outer_step, "inner_lr")
+
+    def _replica_gradients(self, closure: ReplicaClosure, work: list[dict[str, Any]]
+                           ) -> tuple[list[float], list[float]]:
+        self._prepare_inner(work)
         n_inner = max((w["group"]["L"] for w in work), default=1)
         first_losses: list[float] = []
         all_losses: list[float] = []
@@ -402,15 +458,101 @@ class Parle(_Replicated):
                         F.running_average_(q["m"], q["d"], g["alpha"], w["foreach"])
                         if step < g["L"] - 1:
                             F.add_into_(w["params"], q["xa"], q["d"], w["foreach"])
+                        else:  # done: a group with a smaller L waits at x^a
+                            F.copy_(w["params"], q["xa"], w["foreach"])
         finally:
             for w in work:
                 F.copy_(w["params"], w["master"], w["foreach"])
+        self._set_local_entropy_grads(work)
+        return first_losses, all_losses
+
+    @staticmethod
+    def _set_local_entropy_grads(work: list[dict[str, Any]]) -> None:
         for w in work:  # G^a = x^a - <y>^a, stacked over the local replicas
             for r, m in zip(w["replicas"], w["avg"]):
                 if r.grad is None:
                     r.grad = torch.empty_like(r)
                 torch.mul(m, -1.0, out=r.grad)
-        return first_losses, all_losses
+
+    def _noise_generators(self, work: list[dict[str, Any]], n_inner: int) -> list[torch.Generator]:
+        """One generator per local replica for the stacked path, drawing what the sequential path draws.
+
+        With one generator per replica these are the replicas' own generators (the
+        sequential path draws, from replica ``a``'s generator, step by step and group by
+        group, exactly what the stacked path draws).  With one generator shared by several
+        replicas, the sequential path draws replica 0's noise for all inner steps, then
+        replica 1's, ...: the shared generator is advanced through those draws here (the
+        same calls, discarded), and each replica gets a copy started where its draws begin.
+        """
+        noisy = [w for w in work if w["group"]["noise"] > 0]
+        if not noisy:
+            return []
+        n_local = len(self.replica_ids)
+        gens = [self._generator(local, work[0]["params"][0].device) for local in range(n_local)]
+        if n_local == 1 or self._generators is None or len(self._generators) > 1:
+            return gens
+        shared = gens[0]
+        out = []
+        for _ in range(n_local):
+            g = torch.Generator(device=shared.device)
+            g.set_state(shared.get_state())
+            out.append(g)
+            for step in range(n_inner):
+                for w in noisy:
+                    if step >= w["group"]["L"]:
+                        continue
+                    for (_, dtype), idx in F.buckets(w["disp"]).items():
+                        torch.randn(sum(w["disp"][i][0].numel() for i in idx), generator=shared,
+                                    device=shared.device, dtype=dtype)
+        return out
+
+    def _replica_gradients_stacked(self, batches: ReplicaBatches, work: list[dict[str, Any]]
+                                   ) -> tuple[list[float], list[float]]:
+        """The inner loops of all local replicas at once: one vmapped gradient per inner step.
+
+        The evaluation points ``y^a = x^a + d^a`` are stacked (``w["y"]``, shape
+        ``(n_local, *p.shape)``); the drift, the running average and the placement are one
+        tensor operation per parameter for all replicas; the noise of replica ``a`` is
+        drawn from its generator in the order of the sequential path.
+        """
+        self._prepare_inner(work)
+        self._stacked_names(batches, work)
+        n_inner = max((w["group"]["L"] for w in work), default=1)
+        n_local = len(self.replica_ids)
+        for w in work:
+            F.zero_(w["disp"], w["foreach"])
+            F.zero_(w["avg"], w["foreach"])
+            if "buf" in w:
+                F.zero_(w["buf"], w["foreach"])
+            w["y"] = [r.clone() for r in w["replicas"]]
+        gens = self._noise_generators(work, n_inner)
+        per_replica: list[list[float]] = [[] for _ in range(n_local)]
+        for step in range(n_inner):
+            stacked = {name: y for w in work for name, y in zip(w["names"], w["y"])}
+            values, grads = self._stacked_losses(
+                batches, stacked, lambda local: (f"inner step {step + 1} of {n_inner} of replica "
+                                                 f"{self.replica_ids[local]} (outer step {self.outer_step})"))
+            for local, v in enumerate(values):
+                per_replica[local].append(v)
+            for w in work:
+                g = w["group"]
+                if step >= g["L"]:
+                    continue
+                F.inner_step_(w["disp"], [grads[name] for name in w["names"]], w.get("buf"), gamma=w["gamma"],
+                              lr=w["lr"], momentum=g["inner_momentum"], foreach=w["foreach"])
+                if g["noise"] > 0:
+                    scale = math.sqrt(2.0 * w["lr"] * g["noise"])
+                    for local in range(n_local):
+                        F.add_noise_([d[local] for d in w["disp"]], scale, gens[local])
+                F.running_average_(w["avg"], w["disp"], g["alpha"], w["foreach"])
+                if step < g["L"] - 1:
+                    F.add_into_(w["y"], w["replicas"], w["disp"], w["foreach"])
+                else:  # done: a group with a smaller L waits at x^a
+                    F.copy_(w["y"], w["replicas"], w["foreach"])
+        for w in work:
+            del w["y"]
+        self._set_local_entropy_grads(work)
+        return [v[0] for v in per_replica], [x for v in per_replica for x in v]
 
 
 class ElasticSGD(_Replicated):
@@ -419,7 +561,9 @@ class ElasticSGD(_Replicated):
 
     ``G^a = grad f_a(x^a) + (x^a - x)/rho``; SGD (momentum, Nesterov, weight decay) on each
     replica; ``x <- mean_a x^a`` (the normalisation ``eta' = rho/n`` of section 5.3.2).
-    Parameters as in :class:`Parle` (without the inner loop).
+    Parameters as in :class:`Parle` (without the inner loop).  ``step`` takes ``closure(a)``
+    or a :class:`~hjsmooth.optim.ReplicaBatches` (every replica's gradient in one
+    ``torch.func.vmap`` call at the stacked replicas).
     """
 
     def __init__(
@@ -459,4 +603,18 @@ class ElasticSGD(_Replicated):
         finally:
             for w in work:
                 F.copy_(w["params"], w["master"], w["foreach"])
+        return losses, losses
+
+    def _replica_gradients_stacked(self, batches: ReplicaBatches, work: list[dict[str, Any]]
+                                   ) -> tuple[list[float], list[float]]:
+        """All local replicas' gradients ``grad f_a(x^a)`` in one vmapped evaluation at the stacked replicas."""
+        self._stacked_names(batches, work)
+        stacked = {name: r for w in work for name, r in zip(w["names"], w["replicas"])}
+        losses, grads = self._stacked_losses(
+            batches, stacked, lambda local: f"replica {self.replica_ids[local]} (step {self.outer_step})")
+        for w in work:
+            for name, r in zip(w["names"], w["replicas"]):
+                if r.grad is None:
+                    r.grad = torch.empty_like(r)
+                r.grad.copy_(grads[name])
         return losses, losses
