@@ -401,6 +401,17 @@ def _brute_force_rows(rows: Any, c: float, track: bool) -> tuple[Any, Any | None
     return env, (xp.concat(arg_blocks, axis=0) if track else None)
 
 
+def _flat_index_parts(xp: Any, shape: tuple[int, ...], dev: Any) -> tuple[list[int], list[Any]]:
+    """Row-major strides of ``shape`` and, per axis ``k``, its index ``0 .. n_k - 1`` shaped to broadcast along ``k``."""
+    ndim = len(shape)
+    strides = [int(np.prod(shape[k + 1 :])) for k in range(ndim)]
+    own_index = [
+        xp.reshape(xp.arange(shape[k], dtype=xp.int64, device=dev), tuple(-1 if j == k else 1 for j in range(ndim)))
+        for k in range(ndim)
+    ]
+    return strides, own_index
+
+
 def _resolve_prox_indices(argmins: list[Any], shape: tuple[int, ...]) -> list[Any]:
     """Turn the per-pass argmin indices into the grid indices of the joint minimiser.
 
@@ -412,11 +423,7 @@ def _resolve_prox_indices(argmins: list[Any], shape: tuple[int, ...]) -> list[An
     xp = array_namespace(argmins[0])
     dev = device(argmins[0])
     ndim = len(shape)
-    strides = [int(np.prod(shape[k + 1 :])) for k in range(ndim)]
-    own_index = [
-        xp.reshape(xp.arange(shape[k], dtype=xp.int64, device=dev), tuple(-1 if j == k else 1 for j in range(ndim)))
-        for k in range(ndim)
-    ]
+    strides, own_index = _flat_index_parts(xp, shape, dev)
     resolved: list[Any] = [None] * ndim
     resolved[ndim - 1] = xp.astype(argmins[ndim - 1], xp.int64)
     for a in range(ndim - 2, -1, -1):
@@ -441,11 +448,7 @@ def _resolve_prox_positions(positions: list[Any], shape: tuple[int, ...], degree
     dev = device(positions[0])
     dtype = positions[0].dtype
     ndim = len(shape)
-    strides = [int(np.prod(shape[k + 1 :])) for k in range(ndim)]
-    own_index = [
-        xp.reshape(xp.arange(shape[k], dtype=xp.int64, device=dev), tuple(-1 if j == k else 1 for j in range(ndim)))
-        for k in range(ndim)
-    ]
+    strides, own_index = _flat_index_parts(xp, shape, dev)
     resolved: list[Any] = [None] * ndim
     resolved[ndim - 1] = positions[ndim - 1]
     for a in range(ndim - 2, -1, -1):

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import multiprocessing as mp
 import os
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +13,8 @@ import pytest
 import torch
 
 import hjsmooth.optim as O
+
+from spawn_workers import spawn
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -172,12 +172,6 @@ def test_parle_missing_closure_and_nan() -> None:
 
 
 # ----------------------------------------------------------------------------- torch.distributed
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _dist_worker(rank: int, world: int, port: int, out: str, mode: str) -> None:
     import datetime
 
@@ -223,17 +217,7 @@ def _dist_worker(rank: int, world: int, port: int, out: str, mode: str) -> None:
 
 
 def _spawn(world: int, mode: str, out: Path) -> None:
-    ctx = mp.get_context("spawn")
-    port = _free_port()
-    procs = [ctx.Process(target=_dist_worker, args=(r, world, port, str(out), mode)) for r in range(world)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-            pytest.fail(f"distributed worker ({mode}) did not finish within 120 s")
+    spawn(_dist_worker, world, str(out), mode)
 
 
 def _one_process_parle_run(steps: int) -> tuple[torch.nn.Module, O.Parle]:

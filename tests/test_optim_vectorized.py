@@ -11,9 +11,7 @@ sample drawn in another order, a missed inner step: all O(1e-3) or more).
 from __future__ import annotations
 
 import io
-import multiprocessing as mp
 import os
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,8 @@ import torch
 
 import hjsmooth.optim as O
 from hjsmooth.optim import ReplicaBatches
+
+from spawn_workers import spawn
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -321,12 +321,6 @@ def test_distributed_world_of_one_vmap_equals_sequential(tmp_path: Path) -> None
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _dist_worker(rank: int, world: int, port: int, out: str) -> None:
     import datetime
 
@@ -348,17 +342,7 @@ def _dist_worker(rank: int, world: int, port: int, out: str) -> None:
 
 @pytest.mark.slow  # two spawned processes: ~5 s on a loaded 2-core machine
 def test_distributed_vmap_equals_one_process_sequential(tmp_path: Path) -> None:
-    ctx = mp.get_context("spawn")
-    port = _free_port()
-    procs = [ctx.Process(target=_dist_worker, args=(r, 2, port, str(tmp_path))) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-            pytest.fail("distributed worker did not finish within 120 s")
+    spawn(_dist_worker, 2, str(tmp_path))
     model = _model(0)
     opt = O.Parle(model.parameters(), lr=0.5, gamma=0.3, rho=0.5, n=2, L=3, noise=1e-3,
                   generator=[torch.Generator().manual_seed(40), torch.Generator().manual_seed(41)])
