@@ -133,8 +133,11 @@ def add_noise_(disp: Tensors, scale: float, generator: torch.Generator) -> None:
 
 
 def running_average_(avg: Tensors, new: Tensors, alpha: float, foreach: bool) -> None:
-    """``avg <- alpha avg + (1 - alpha) new`` (``alpha = 0`` keeps ``new``)."""
+    """``avg <- alpha avg + (1 - alpha) new`` (``alpha = 0`` keeps ``new``: one copy, the same numbers)."""
     if not avg:
+        return
+    if alpha == 0.0:
+        copy_(avg, new, foreach)
         return
     if foreach:
         torch._foreach_mul_(avg, alpha)
