@@ -23,7 +23,10 @@ its ``eq.solve`` recompiles the stepping loop on every call, so the fair figure 
 stepper built once (``EulerSolver(eq).make_stepper(state, dt)``), timed without the build.
 
 hjsmooth: ``hs.local_entropy`` (the exact Cole-Hopf solution on the grid, no time
-stepping) and ``hs.solve_hj(beta=...)`` (monotone Godunov scheme with explicit steps).
+stepping) and ``hs.solve_hj(beta=...)`` (monotone Godunov scheme with explicit steps), the
+latter both as it runs on numpy arrays (one fused numba call per step,
+``hjsmooth.solvers._numba_hj``) and on the generic array-API path it replaces (forced here by
+patching the dispatch), in float64 and float32.
 
 Run::
 
@@ -103,13 +106,32 @@ def run_hjsmooth(args: argparse.Namespace) -> list[Row]:
         pass
     sol_holder = {}
 
-    def solve_first():
-        sol_holder["sol"] = hs.solve_hj(f, grid, t_end, beta=beta, scheme="godunov", accuracy="first", progress=False)
-        return sol_holder["sol"].values
+    def solve_first(dtype, generic: bool):
+        """solve_hj, first order: the fused numba step (default for numpy) or the generic array path."""
+        from unittest import mock
 
-    add("hjsmooth solve_hj (godunov/first, numpy f64)", solve_first)
-    if "sol" in sol_holder:
-        rows[-1].note = f"{sol_holder['sol'].steps} steps (CFL-chosen)"
+        import hjsmooth.solvers.hj as hj_module
+
+        data = f.astype(dtype)
+
+        def run():
+            if generic:  # the array-API operator, as before the fused CPU kernel
+                with mock.patch.object(hj_module, "numba_available", return_value=False):
+                    sol = hs.solve_hj(data, grid, t_end, beta=beta, scheme="godunov", accuracy="first", progress=False)
+            else:
+                sol = hs.solve_hj(data, grid, t_end, beta=beta, scheme="godunov", accuracy="first", progress=False)
+            sol_holder["first"] = sol
+            return sol.values
+
+        return run
+
+    for dtype, generic in ((np.float64, False), (np.float32, False), (np.float64, True), (np.float32, True)):
+        path = "generic array path" if generic else "fused numba step"
+        add(f"hjsmooth solve_hj (godunov/first, {path}, numpy {np.dtype(dtype).name})", solve_first(dtype, generic))
+        if "first" in sol_holder:
+            sol = sol_holder.pop("first")
+            assert sol.info["fused_cpu_kernel"] is (not generic)
+            rows[-1].note = f"{sol.steps} steps (CFL-chosen)"
 
     def solve_weno():
         sol_holder["weno"] = hs.solve_hj(f, grid, t_end, beta=beta, scheme="godunov", accuracy="weno5", progress=False)

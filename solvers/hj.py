@@ -22,12 +22,13 @@ from hjsmooth.backend import array_namespace, asarray_like, device, to_numpy
 from hjsmooth.grid import Grid
 from hjsmooth.validation import as_field, check_beta, check_choice, check_positive, check_time
 
+from ._fused_hj import axis_slopes, fused_available, fused_first_order_step
+from ._numba_hj import numba_available, numba_first_order_step, numba_rates, rate_sum
 from .boundary import BOUNDARY_CONDITIONS, boundary_mask, close_periodic, dirichlet_hold, pad_axis
 from .derivatives import ACCURACIES, GHOST_WIDTH, laplacian, laplacian_stiffness, one_sided_differences
 from .hamiltonians import SCHEMES, flux_and_rate
 from .result import PDESolution
 from .runge_kutta import integrator_for
-from ._fused_hj import axis_slopes, fused_available, fused_first_order_step
 from .stepping import march
 
 __all__ = ["solve_hj", "HamiltonJacobiOperator", "DEFAULT_CFL"]
@@ -121,6 +122,16 @@ def _initial_state(f: Any, bc: str) -> Any:
     return close_periodic(f) if bc == "periodic" else xp.asarray(f, copy=True)
 
 
+class _DirichletHold:
+    """The projection ``u -> where(boundary, held, u)``; ``held`` is kept for the fused CPU kernel."""
+
+    def __init__(self, mask: Any, held: Any):
+        self.mask, self.held = mask, held
+
+    def __call__(self, u: Any) -> Any:
+        return dirichlet_hold(u, self.mask, self.held)
+
+
 def _dirichlet_projection(u0: Any, bc: str, bc_value: Any) -> Any:
     """The per-stage projection: identity, or holding the boundary nodes at fixed values."""
     xp = array_namespace(u0)
@@ -137,8 +148,7 @@ def _dirichlet_projection(u0: Any, bc: str, bc_value: Any) -> Any:
     else:
         value = as_field(bc_value, "bc_value", tuple(u0.shape))
         held = asarray_like(to_numpy(value), u0)
-    mask = boundary_mask(u0)
-    return lambda u: dirichlet_hold(u, mask, held)
+    return _DirichletHold(boundary_mask(u0), held)
 
 
 def validate_common(grid: Any, scheme: str, accuracy: str, bc: str, cfl: Any, dt: Any) -> tuple[float, float | None]:
@@ -160,7 +170,29 @@ def run_scheme(u0: Any, grid: Grid, t: float, operator: HamiltonJacobiOperator, 
     """March ``u_t = L(u)`` from ``u0`` to time ``t``; return the march result and an info dict."""
     integrate = integrator_for(operator.accuracy)
     fused = fused_available(u0, operator.scheme, operator.accuracy, operator.shift)
-    if fused:
+    held = getattr(project, "held", None)
+    fused_cpu = (not fused and numba_available(u0, operator.scheme, operator.accuracy, operator.shift)
+                 and (operator.bc != "dirichlet" or (held is not None and held.dtype == u0.dtype)))
+    if fused_cpu:
+        # numpy, first order: one numba call per step does the step, the boundary (Dirichlet
+        # values included) and the CFL rates of the new state, bitwise equal to the array code
+        hold = held if operator.bc == "dirichlet" else None
+        cache: dict[str, Any] = {"state": None, "rates": None}
+
+        def rates_of(u: Any) -> Any:
+            if u is not cache["state"]:
+                cache["state"], cache["rates"] = u, numba_rates(u, operator.spacing, operator.bc, operator.scheme)
+            return cache["rates"]
+
+        def stable_dt(u: Any) -> float:
+            return operator.step_for_rate(rate_sum(rates_of(u), operator.spacing))
+
+        def step(u: Any, h: float) -> Any:
+            out, rates = numba_first_order_step(u, float(h), operator.spacing, operator.nu, operator.bc,
+                                                operator.scheme, rates_of(u), hold)
+            cache["state"], cache["rates"] = out, rates
+            return out
+    elif fused:
         # on a GPU, first order: one fused kernel per step; the CFL rate from one reduction per axis
         slopes_at: dict[int, list[float]] = {}
 
@@ -190,6 +222,7 @@ def run_scheme(u0: Any, grid: Grid, t: float, operator: HamiltonJacobiOperator, 
         "last_dt": result.last_dt,
         "min_dt": result.min_dt,
         "fused_gpu_kernel": fused,
+        "fused_cpu_kernel": fused_cpu,
     }
     return result, info
 
