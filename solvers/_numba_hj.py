@@ -95,7 +95,7 @@ def _flux(c, lo, hi, h, half, alpha, scheme):  # pragma: no cover - compiled
 
 
 @numba.njit
-def _line_neighbours(u, i0, i1, n0, n1, bc, ndim):  # pragma: no cover - compiled
+def _line_neighbours(i0, i1, n0, n1, bc):  # pragma: no cover - compiled
     """Row indices and extrapolation flags of the axis-0 and axis-1 neighbours of line (i0, i1)."""
     a0lo, e0lo = _neighbour(i0, n0, bc, False)
     a0hi, e0hi = _neighbour(i0, n0, bc, True)
@@ -170,7 +170,7 @@ def _rates_kernel(u, params, bc, scheme, ndim, rates):  # pragma: no cover - com
     for line in numba.prange(lines):
         i0 = line // n1
         i1 = line - i0 * n1
-        a0lo, e0lo, a0hi, e0hi, a1lo, e1lo, a1hi, e1hi = _line_neighbours(u, i0, i1, n0, n1, bc, ndim)
+        a0lo, e0lo, a0hi, e0hi, a1lo, e1lo, a1hi, e1hi = _line_neighbours(i0, i1, n0, n1, bc)
         m0 = params[_NEG_INF]
         m1 = m0
         if ndim == 3:
@@ -250,7 +250,7 @@ def _step_kernel(u, out, params, bc, scheme, ndim, viscous, held, hold):  # prag
 @numba.njit
 def _step_line(u, out, i0, i1, n0, n1, n2, params, bc, scheme, ndim, viscous, held, hold):  # pragma: no cover
     """The new values of the line (i0, i1) along the last axis (not a face line of a held boundary)."""
-    a0lo, e0lo, a0hi, e0hi, a1lo, e1lo, a1hi, e1hi = _line_neighbours(u, i0, i1, n0, n1, bc, ndim)
+    a0lo, e0lo, a0hi, e0hi, a1lo, e1lo, a1hi, e1hi = _line_neighbours(i0, i1, n0, n1, bc)
     # the two end nodes of the line, with their ghosts
     for j in (0, n2 - 1):
         if hold:

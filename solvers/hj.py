@@ -170,13 +170,12 @@ def run_scheme(u0: Any, grid: Grid, t: float, operator: HamiltonJacobiOperator, 
     """March ``u_t = L(u)`` from ``u0`` to time ``t``; return the march result and an info dict."""
     integrate = integrator_for(operator.accuracy)
     fused = fused_available(u0, operator.scheme, operator.accuracy, operator.shift)
-    held = getattr(project, "held", None)
-    fused_cpu = (not fused and numba_available(u0, operator.scheme, operator.accuracy, operator.shift)
-                 and (operator.bc != "dirichlet" or (held is not None and held.dtype == u0.dtype)))
+    fused_cpu = not fused and numba_available(u0, operator.scheme, operator.accuracy, operator.shift)
     if fused_cpu:
         # numpy, first order: one numba call per step does the step, the boundary (Dirichlet
-        # values included) and the CFL rates of the new state, bitwise equal to the array code
-        hold = held if operator.bc == "dirichlet" else None
+        # values included, from the _DirichletHold projection) and the CFL rates of the new state,
+        # bitwise equal to the array code
+        hold = project.held if operator.bc == "dirichlet" else None
         cache: dict[str, Any] = {"state": None, "rates": None}
 
         def rates_of(u: Any) -> Any:
