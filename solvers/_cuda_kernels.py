@@ -15,7 +15,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["lower_envelope_columns"]
+__all__ = ["lower_envelope_columns", "kernel_source", "THREADS"]
 
 _SOURCE = r"""
 extern "C" __global__ void lower_envelope_{name}(
@@ -64,16 +64,20 @@ extern "C" __global__ void lower_envelope_{name}(
 }
 """
 
-_THREADS = 32  # small blocks: a few thousand lines still spread over every SM
+THREADS = 32  # small blocks: a few thousand lines still spread over every SM
+
+
+def kernel_source(dtype_name: str) -> str:
+    """CUDA source of ``lower_envelope_<dtype_name>`` (``"float32"`` or ``"float64"``)."""
+    c_type = {"float32": "float", "float64": "double"}[dtype_name]
+    return _SOURCE.replace("{T}", c_type).replace("{name}", dtype_name)
 
 
 @lru_cache(maxsize=None)
 def _kernel(dtype_name: str) -> Any:
     import cupy
 
-    c_type = {"float32": "float", "float64": "double"}[dtype_name]
-    source = _SOURCE.replace("{T}", c_type).replace("{name}", dtype_name)
-    return cupy.RawKernel(source, f"lower_envelope_{dtype_name}")
+    return cupy.RawKernel(kernel_source(dtype_name), f"lower_envelope_{dtype_name}")
 
 
 def lower_envelope_columns(values: Any, c: float, *, track: bool = False) -> tuple[Any, Any | None]:
@@ -103,7 +107,7 @@ def lower_envelope_columns(values: Any, c: float, *, track: bool = False) -> tup
     stack = cupy.empty((n, lines), dtype=cupy.int32)
     stack_val = cupy.empty((n, lines), dtype=dtype)
     cross = cupy.empty((n + 1, lines), dtype=dtype)
-    blocks = (lines + _THREADS - 1) // _THREADS
+    blocks = (lines + THREADS - 1) // THREADS
     scalars = (cupy.int64(n), cupy.int64(lines), dtype.type(c), dtype.type(float("inf")), cupy.int32(track))
-    _kernel(dtype.name)((blocks,), (_THREADS,), (values, out, argmin, stack, stack_val, cross, *scalars))
+    _kernel(dtype.name)((blocks,), (THREADS,), (values, out, argmin, stack, stack_val, cross, *scalars))
     return out, (argmin if track else None)

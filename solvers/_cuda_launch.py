@@ -1,0 +1,33 @@
+"""Launch geometry shared by the stencil kernels (``_fused_hj``, ``_fused_fp``).
+
+An array of 1 to 3 axes is seen as ``(n0, n1, n2)`` with ones *in front*, so ``n2`` is
+always the contiguous axis.  Threads of a block run along axis 2 (coalesced loads), the
+launch grid's ``y`` runs over strips of ``rows`` nodes of axis 1 and its ``z`` over axis 0.
+The kernels loop over ``y`` and ``z`` with a grid stride, so capping those two launch
+dimensions at CUDA's 65535 loses nothing, and no kernel recovers an index by division.
+"""
+
+from __future__ import annotations
+
+__all__ = ["launch_config"]
+
+_MAX_THREADS = 256
+_MAX_GRID_YZ = 65535
+
+
+def launch_config(shape: tuple[int, ...], rows: int = 1, max_grid_yz: int = _MAX_GRID_YZ
+                  ) -> tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]:
+    """``(grid, block, (n0, n1, n2))`` of the launch for an array of ``shape`` (1 to 3 axes).
+
+    Blocks of up to 256 threads (a multiple of 32) along the contiguous axis; the launch grid's
+    ``y`` covers the strips of ``rows`` nodes of axis 1 and its ``z`` axis 0, each capped at
+    ``max_grid_yz`` (65535, CUDA's limit; the kernel loops over what a capped dimension leaves).
+    """
+    if not 1 <= len(shape) <= 3:
+        raise ValueError(f"`shape` must have 1 to 3 axes, got {shape!r}")
+    if rows < 1:
+        raise ValueError(f"`rows` must be >= 1, got {rows!r}")
+    n0, n1, n2 = (1,) * (3 - len(shape)) + tuple(int(n) for n in shape)
+    threads = min(_MAX_THREADS, 32 * ((n2 + 31) // 32))
+    grid = ((n2 + threads - 1) // threads, min(max_grid_yz, (n1 + rows - 1) // rows), min(max_grid_yz, n0))
+    return grid, (threads, 1, 1), (n0, n1, n2)
