@@ -10,13 +10,17 @@ division (what made the earlier 1D launch slow).
 
 from __future__ import annotations
 
+import importlib.machinery
 import re
+import sys
+import types
 
 import numpy as np
 import pytest
 
 import hjsmooth as hs
-from hjsmooth.solvers import _cuda_kernels, _fused_hj
+import hjsmooth.solvers.fokker_planck as fp
+from hjsmooth.solvers import _cuda_kernels, _fused_fp, _fused_hj, scharfetter_gummel
 from hjsmooth.solvers._cuda_launch import launch_config
 from hjsmooth.solvers.hj import HamiltonJacobiOperator
 from hjsmooth.solvers.runge_kutta import forward_euler
@@ -154,3 +158,156 @@ def test_nvcc_accepts_the_lower_envelope_kernels(tmp_path) -> None:
     ptx = compile_ptx("".join(_cuda_kernels.kernel_source(d) for d in DTYPES), build_dir=tmp_path)
     for dtype in DTYPES:
         assert "st.global" in ptx_function(ptx, f"lower_envelope_{dtype}")
+
+
+FP_ENTRIES = [(d, p, a) for d in DTYPES for p in (False, True) for a in (False, True) if not (p and a)]
+
+
+@pytest.fixture(scope="module")
+def fp_kernels(tmp_path_factory):
+    return compile_host(_fused_fp.kernel_source(*FP_ENTRIES), tmp_path_factory.mktemp("fp_host"))
+
+
+def host_fp_step(kernels, op, rho: np.ndarray, dt: float, rows: int, max_grid_yz: int = 65535) -> np.ndarray:
+    """What ``FokkerPlanckOperator.step`` launches on a GPU, with numpy arrays and the host-compiled kernel."""
+    grid, block, dims = launch_config(rho.shape, rows, max_grid_yz)
+    out = np.full_like(rho, np.nan)
+    periodic = op.bc == "periodic"
+    scalar = np.float32 if rho.dtype == np.float32 else np.float64
+    rates = tuple(np.ascontiguousarray(r) for r in _fused_fp.packed_rates(op))
+    args = _fused_fp.kernel_arguments(rho, out, op.absorption, rates, dims, rows, dt, scalar, np.int32)
+    kernels[_fused_fp.kernel_name(rho.dtype.name, periodic, op.absorption is not None)](grid, block, args)
+    return out
+
+
+def fp_operator(shape: tuple[int, ...], coefficients: str, bc: str, dtype: str, rng: np.random.Generator):
+    grid = hs.Grid([-1.0] * len(shape), [1.2] * len(shape), shape)
+    like = np.zeros((), dtype=dtype)
+    x = grid.coords
+    if coefficients == "potential":
+        f = sum(np.sin(2.0 * xi + k) for k, xi in enumerate(x)) + 0.3 * rng.standard_normal(shape)
+        return grid, fp.fokker_planck_operator(grid, like, potential=f, beta=2.0, bc=bc)
+    if coefficients == "drift":
+        drift = np.stack([np.cos(3.0 * xi) + 0.5 * x[(k + 1) % len(x)] for k, xi in enumerate(x)])
+        return grid, fp.fokker_planck_operator(grid, like, drift=drift, beta=1.5, bc=bc)
+    diffusion = 0.5 + np.arange(1, len(shape) + 1, dtype=float)  # diagonal, different per axis
+    return grid, fp.fokker_planck_operator(grid, like, potential=np.cos(x[0]), diffusion=diffusion, beta=0.7, bc=bc)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("coefficients", ["potential", "drift", "diffusion"])
+@pytest.mark.parametrize("bc", ["reflecting", "periodic", "absorbing"])
+@pytest.mark.parametrize("shape", [(41,), (19, 23), (9, 11, 13)])
+@pytest.mark.parametrize("rows", [1, 3])
+def test_fp_kernel_equals_the_operator_step(fp_kernels, dtype, coefficients, bc, shape, rows, rng) -> None:
+    grid, op = fp_operator(shape, coefficients, bc, dtype, rng)
+    rho = rng.uniform(0.1, 1.0, shape).astype(dtype)
+    dt = 0.9 * op.stable_dt
+    expected = op.step(rho, dt)
+    got = host_fp_step(fp_kernels, op, rho, dt, rows)
+    assert got.dtype == rho.dtype
+    tol = 1e-14 if dtype == "float64" else 4e-6
+    np.testing.assert_allclose(got, expected, rtol=0, atol=tol * float(np.abs(expected).max()))
+    if bc != "absorbing":  # every link moves mass from cell to cell
+        assert abs(float(got.sum(dtype=np.float64)) - float(rho.sum(dtype=np.float64))) <= 50 * tol * rho.size
+
+
+def test_fp_kernel_covers_the_array_when_the_launch_grid_is_capped(fp_kernels, rng) -> None:
+    _, op = fp_operator((9, 11, 13), "drift", "reflecting", "float64", rng)
+    rho = rng.uniform(0.1, 1.0, (9, 11, 13))
+    dt = 0.9 * op.stable_dt
+    np.testing.assert_allclose(host_fp_step(fp_kernels, op, rho, dt, rows=2, max_grid_yz=2), op.step(rho, dt),
+                               rtol=0, atol=1e-14)
+
+
+def test_packed_rates_refuse_mixed_derivative_links() -> None:
+    grid = hs.Grid([-1.0, -1.0], [1.0, 1.0], (9, 9))
+    op = fp.fokker_planck_operator(grid, diffusion=np.array([[1.0, 0.3], [0.3, 1.0]]))
+    assert not _fused_fp.fused_fp_available(op, np.zeros(grid.shape))
+    with pytest.raises(ValueError, match="along the axes"):
+        _fused_fp.packed_rates(op)
+
+
+@needs_nvcc
+def test_nvcc_accepts_the_fp_kernels(tmp_path) -> None:
+    ptx = compile_ptx(_fused_fp.kernel_source(*FP_ENTRIES), build_dir=tmp_path)
+    for entry in FP_ENTRIES:
+        body = ptx_function(ptx, _fused_fp.kernel_name(*entry))
+        assert "st.global" in body and not re.findall(r"\b(?:div|rem)\.[su]64\b", body), entry
+
+
+# ----------------------------------------------------------------------------- the GPU code paths end to end
+class HostCuPy(types.ModuleType):
+    """The few CuPy names the fused wrappers use, backed by numpy and host-compiled kernels."""
+
+    float32, float64, int32, int64 = np.float32, np.float64, np.int32, np.int64
+
+    def __init__(self, build_dir) -> None:
+        super().__init__("cupy")
+        self.__spec__ = importlib.machinery.ModuleSpec("cupy", None)
+        self.ascontiguousarray = np.ascontiguousarray
+        self.empty_like = np.empty_like
+        self.compiled: list[str] = []
+        outer = self
+
+        class RawModule:
+            def __init__(self, code: str, options: tuple = ()) -> None:
+                assert "--std=c++14" in options
+                self.kernels = compile_host(code, build_dir)
+                outer.compiled.extend(self.kernels)
+
+            def get_function(self, name: str):
+                return self.kernels[name]
+
+        self.RawModule = RawModule
+
+
+@pytest.fixture
+def host_cupy(monkeypatch, tmp_path):
+    """Numpy arrays take the CUDA code paths of solve_hj and the Fokker-Planck step, on host kernels."""
+    fake = HostCuPy(tmp_path)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    for module in (_fused_hj, _fused_fp):
+        monkeypatch.setattr(module, "is_cupy_array", lambda x: isinstance(x, np.ndarray))
+        monkeypatch.setattr(module, "to_cupy", lambda x: x)
+    monkeypatch.setattr(scharfetter_gummel, "to_cupy", lambda x: x)
+    _fused_hj._kernel.cache_clear()
+    _fused_fp._kernel.cache_clear()
+    yield fake
+    _fused_hj._kernel.cache_clear()  # no host kernel may outlive the fake
+    _fused_fp._kernel.cache_clear()
+
+
+@pytest.mark.parametrize("bc", ["extrapolate", "periodic", "dirichlet"])
+def test_solve_hj_gpu_path_on_host_kernels_equals_the_numpy_solve(host_cupy, bc) -> None:
+    grid = hs.Grid((-2.0, -2.0), (2.0, 2.0), (33, 41))
+    x, y = grid.coords
+    f = np.cos(2 * x) * np.sin(y) + 0.25 * (x**2 + y**2)
+    if bc == "periodic":
+        f = periodic_field(f)
+    sol = hs.solve_hj(f, grid, 0.3, beta=5.0, bc=bc)
+    assert sol.info["fused_gpu_kernel"] and host_cupy.compiled
+    with pytest.MonkeyPatch.context() as undo:  # the plain numpy solve, for reference
+        undo.setattr(_fused_hj, "is_cupy_array", lambda x: False)
+        ref = hs.solve_hj(f, grid, 0.3, beta=5.0, bc=bc)
+    assert not ref.info["fused_gpu_kernel"] and sol.steps == ref.steps
+    np.testing.assert_allclose(sol.values, ref.values, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("bc", ["reflecting", "periodic", "absorbing"])
+def test_fokker_planck_gpu_path_on_host_kernels_equals_the_array_code(host_cupy, bc, rng) -> None:
+    grid = hs.Grid((-2.0, -2.0), (2.0, 2.0), (24, 30))
+    x, y = grid.coords
+    f = np.cos(2 * x) * np.sin(y) + 0.25 * (x**2 + y**2)
+    rho0 = np.exp(-((x - 0.5) ** 2 + y**2))
+    op = fp.fokker_planck_operator(grid, rho0, potential=f, beta=1.5, bc=bc)
+    dt = 0.9 * op.stable_dt
+    assert _fused_fp.fused_fp_available(op, rho0)
+    np.testing.assert_allclose(op.step(rho0, dt), rho0 + dt * op.apply(rho0), rtol=0, atol=1e-15)
+    sol = fp.solve_fokker_planck(rho0, grid, 0.2, potential=f, beta=1.5, bc=bc)
+    assert host_cupy.compiled == [_fused_fp.kernel_name("float64", bc == "periodic", bc == "absorbing")]
+    with pytest.MonkeyPatch.context() as undo:
+        undo.setattr(_fused_fp, "is_cupy_array", lambda x: False)
+        ref = fp.solve_fokker_planck(rho0, grid, 0.2, potential=f, beta=1.5, bc=bc)
+    assert sol.steps == ref.steps
+    np.testing.assert_allclose(sol.values, ref.values, rtol=0, atol=1e-14)

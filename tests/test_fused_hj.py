@@ -34,7 +34,8 @@ def test_slopes_give_the_operators_cfl_rate(rng: np.random.Generator) -> None:
 @pytest.mark.parametrize("scheme", ["godunov", "lax_friedrichs"])
 @pytest.mark.parametrize("bc", ["extrapolate", "neumann", "periodic", "dirichlet"])
 @pytest.mark.parametrize("shape", [(41,), (19, 23), (9, 11, 13)])
-def test_fused_step_equals_operator_step(backend, scheme: str, bc: str, shape: tuple, rng) -> None:
+@pytest.mark.parametrize("rows", [1, 4])
+def test_fused_step_equals_operator_step(backend, scheme: str, bc: str, shape: tuple, rows: int, rng) -> None:
     if backend.name not in ("cupy", "torch-cuda"):
         pytest.skip("the fused kernel runs on CUDA arrays")
     grid = hs.Grid([-1.0] * len(shape), [1.3] * len(shape), shape)
@@ -48,7 +49,7 @@ def test_fused_step_equals_operator_step(backend, scheme: str, bc: str, shape: t
     op = HamiltonJacobiOperator(grid, scheme, "first", bc, 2.0, 0.5)
     dt = 0.3 * op.stable_dt(u_np)
     expected = forward_euler(u_np, dt, op.rhs)
-    got = fused_first_order_step(u, dt, grid.spacing, op.nu, bc, scheme, axis_slopes(u, grid.spacing))
+    got = fused_first_order_step(u, dt, grid.spacing, op.nu, bc, scheme, axis_slopes(u, grid.spacing), rows=rows)
     assert backend.is_same_kind(got, u)
     np.testing.assert_allclose(backend.to_numpy(got)[(slice(1, -1),) * len(shape)] if bc == "dirichlet"
                                else backend.to_numpy(got),
