@@ -1,4 +1,4 @@
-"""Launch geometry shared by the stencil kernels (``_fused_hj``, ``_fused_fp``).
+"""Launch geometry and compilation shared by the stencil kernels (``_fused_hj``, ``_fused_fp``).
 
 An array of 1 to 3 axes is seen as ``(n0, n1, n2)`` with ones *in front*, so ``n2`` is
 always the contiguous axis.  Threads of a block run along axis 2 (coalesced loads), the
@@ -9,7 +9,27 @@ dimensions at CUDA's 65535 loses nothing, and no kernel recovers an index by div
 
 from __future__ import annotations
 
-__all__ = ["launch_config"]
+from functools import lru_cache
+from typing import Any
+
+__all__ = ["launch_config", "raw_kernel", "C_TYPES", "STRIP_TRAVERSAL"]
+
+C_TYPES = {"float32": "float", "float64": "double"}  # dtype name -> CUDA scalar type
+
+# The device side of launch_config: calls strip(i0, i2, start, stop) for every strip
+# [start, stop) of axis 1 that this thread owns (nodes (i0, i1, i2), start <= i1 < stop).
+STRIP_TRAVERSAL = r"""
+template <typename Strip>
+__device__ __forceinline__ void for_each_strip(int n0, int n1, int n2, int rows, Strip strip) {
+    const int i2 = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i2 >= n2) return;
+    for (int i0 = blockIdx.z; i0 < n0; i0 += gridDim.z) {
+        for (int start = blockIdx.y * rows; start < n1; start += gridDim.y * rows) {
+            strip(i0, i2, start, start + rows < n1 ? start + rows : n1);
+        }
+    }
+}
+"""
 
 _MAX_THREADS = 256
 _MAX_GRID_YZ = 65535
@@ -31,3 +51,11 @@ def launch_config(shape: tuple[int, ...], rows: int = 1, max_grid_yz: int = _MAX
     threads = min(_MAX_THREADS, 32 * ((n2 + 31) // 32))
     grid = ((n2 + threads - 1) // threads, min(max_grid_yz, (n1 + rows - 1) // rows), min(max_grid_yz, n0))
     return grid, (threads, 1, 1), (n0, n1, n2)
+
+
+@lru_cache(maxsize=None)
+def raw_kernel(source: str, name: str) -> Any:
+    """Entry point ``name`` of ``source`` compiled by CuPy (C++14), once per source and name."""
+    import cupy
+
+    return cupy.RawModule(code=source, options=("--std=c++14",)).get_function(name)

@@ -26,7 +26,7 @@ from typing import Any
 
 from hjsmooth.backend import array_namespace, device, from_cupy, is_cupy_array, is_torch_array, to_cupy
 
-from ._cuda_launch import launch_config
+from ._cuda_launch import C_TYPES, STRIP_TRAVERSAL, launch_config, raw_kernel
 
 __all__ = ["fused_fp_available", "packed_rates", "kernel_source", "kernel_name", "kernel_arguments",
            "fused_fp_step"]
@@ -54,24 +54,19 @@ __device__ void fp_strips(const T* __restrict__ rho, T* __restrict__ out, const 
                           const T* __restrict__ f0, const T* __restrict__ b0, const T* __restrict__ f1,
                           const T* __restrict__ b1, const T* __restrict__ f2, const T* __restrict__ b2,
                           int n0, int n1, int n2, int rows, T dt) {
-    const int i2 = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i2 >= n2) return;
     const long long s1 = n2;
     const long long s0 = (long long)n1 * n2;
-    for (int i0 = blockIdx.z; i0 < n0; i0 += gridDim.z) {
-        for (int start = blockIdx.y * rows; start < n1; start += gridDim.y * rows) {
-            const int stop = start + rows < n1 ? start + rows : n1;
-            for (int i1 = start; i1 < stop; ++i1) {
-                const long long idx = (long long)i0 * s0 + (long long)i1 * s1 + i2;
-                const T r = rho[idx];
-                T acc = ABSORB ? -absorption[idx] * r : (T)0;
-                if (n0 > 1) acc = add_axis<T, PERIODIC>(acc, rho, f0, b0, idx, i0, n0, s0, r);
-                if (n1 > 1) acc = add_axis<T, PERIODIC>(acc, rho, f1, b1, idx, i1, n1, s1, r);
-                acc = add_axis<T, PERIODIC>(acc, rho, f2, b2, idx, i2, n2, 1, r);
-                out[idx] = r + dt * acc;
-            }
+    for_each_strip(n0, n1, n2, rows, [&](int i0, int i2, int start, int stop) {
+        for (int i1 = start; i1 < stop; ++i1) {
+            const long long idx = (long long)i0 * s0 + (long long)i1 * s1 + i2;
+            const T r = rho[idx];
+            T acc = ABSORB ? -absorption[idx] * r : (T)0;
+            if (n0 > 1) acc = add_axis<T, PERIODIC>(acc, rho, f0, b0, idx, i0, n0, s0, r);
+            if (n1 > 1) acc = add_axis<T, PERIODIC>(acc, rho, f1, b1, idx, i1, n1, s1, r);
+            acc = add_axis<T, PERIODIC>(acc, rho, f2, b2, idx, i2, n2, 1, r);
+            out[idx] = r + dt * acc;
         }
-    }
+    });
 }
 """
 
@@ -90,11 +85,11 @@ def kernel_name(dtype_name: str, periodic: bool, absorb: bool) -> str:
     return f"fp_step_{dtype_name}_p{int(periodic)}_a{int(absorb)}"
 
 
+@lru_cache(maxsize=None)
 def kernel_source(*entries: tuple[str, bool, bool]) -> str:
     """CUDA source with one entry point per ``(dtype_name, periodic, absorb)`` in ``entries``."""
-    c_types = {"float32": "float", "float64": "double"}
-    return _BODY + "".join(
-        _ENTRY.format(name=kernel_name(d, p, a), T=c_types[d], periodic=int(p), absorb=int(a)) for d, p, a in entries
+    return STRIP_TRAVERSAL + _BODY + "".join(
+        _ENTRY.format(name=kernel_name(d, p, a), T=C_TYPES[d], periodic=int(p), absorb=int(a)) for d, p, a in entries
     )
 
 
@@ -146,14 +141,6 @@ def kernel_arguments(rho: Any, out: Any, absorption: Any | None, rates: tuple[An
             scalar(dt))
 
 
-@lru_cache(maxsize=None)
-def _kernel(dtype_name: str, periodic: bool, absorb: bool):  # noqa: ANN202 - a compiled cupy.RawKernel
-    import cupy
-
-    module = cupy.RawModule(code=kernel_source((dtype_name, periodic, absorb)), options=("--std=c++14",))
-    return module.get_function(kernel_name(dtype_name, periodic, absorb))
-
-
 def fused_fp_step(rho: Any, dt: float, periodic: bool, absorption: Any | None, rates: tuple[Any, ...],
                   rows: int = 1) -> Any:
     """``rho + dt L rho`` in one kernel; ``rates`` from :func:`packed_rates` on ``rho``'s device.
@@ -167,5 +154,6 @@ def fused_fp_step(rho: Any, dt: float, periodic: bool, absorption: Any | None, r
     absorb = absorption is not None
     args = kernel_arguments(cu, out, to_cupy(absorption) if absorb else None, tuple(to_cupy(r) for r in rates), dims,
                             rows, dt, cupy.float32 if dtype_name == "float32" else cupy.float64, cupy.int32)
-    _kernel(dtype_name, bool(periodic), absorb)(grid, block, args)
+    entry = (dtype_name, bool(periodic), absorb)
+    raw_kernel(kernel_source(entry), kernel_name(*entry))(grid, block, args)
     return out if is_cupy_array(rho) else from_cupy(out, rho)

@@ -32,7 +32,7 @@ from typing import Any
 
 from hjsmooth.backend import array_namespace, from_cupy, is_cupy_array, is_torch_array, to_cupy
 
-from ._cuda_launch import launch_config
+from ._cuda_launch import C_TYPES, STRIP_TRAVERSAL, launch_config, raw_kernel
 
 __all__ = ["fused_available", "axis_slopes", "fused_first_order_step", "kernel_source", "kernel_name",
            "kernel_arguments", "FUSED_SCHEMES", "ROWS_PER_THREAD"]
@@ -88,35 +88,30 @@ __device__ __forceinline__ T loaded_axis_term(const T* __restrict__ u, long long
 template <typename T, int BC, int SCHEME>
 __device__ void hj_strips(const T* __restrict__ u, T* __restrict__ out, int n0, int n1, int n2, int rows,
                           T ih0, T ih1, T ih2, T a0, T a1, T a2, T nu, T dt) {
-    const int i2 = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i2 >= n2) return;
     const long long s1 = n2;
     const long long s0 = (long long)n1 * n2;
-    for (int i0 = blockIdx.z; i0 < n0; i0 += gridDim.z) {
-        for (int start = blockIdx.y * rows; start < n1; start += gridDim.y * rows) {
-            const int stop = start + rows < n1 ? start + rows : n1;
-            long long idx = (long long)i0 * s0 + (long long)start * s1 + i2;
-            T c = u[idx];
-            T prev = start > 0 ? u[idx - s1] : (T)0;
-            T next = start < n1 - 1 ? u[idx + s1] : (T)0;
-            for (int i1 = start; i1 < stop; ++i1) {
-                // axes summed in the array's order (0, 1, 2), as the array code sums them
-                T acc = (T)0;
-                if (n0 > 1) acc += loaded_axis_term<T, BC, SCHEME>(u, idx, i0, n0, s0, c, ih0, nu, a0);
-                if (n1 > 1) {
-                    const T lo = i1 > 0 ? prev : low_ghost<T, BC>(u, idx, n1, s1, c, next);
-                    const T hi = i1 < n1 - 1 ? next : high_ghost<T, BC>(u, idx, n1, s1, c, prev);
-                    acc += axis_term<T, SCHEME>(lo, c, hi, ih1, nu, a1);
-                }
-                acc += loaded_axis_term<T, BC, SCHEME>(u, idx, i2, n2, 1, c, ih2, nu, a2);
-                out[idx] = c + dt * acc;
-                prev = c;
-                c = next;
-                idx += s1;
-                if (i1 + 1 < stop) next = i1 + 2 < n1 ? u[idx + s1] : (T)0;
+    for_each_strip(n0, n1, n2, rows, [&](int i0, int i2, int start, int stop) {
+        long long idx = (long long)i0 * s0 + (long long)start * s1 + i2;
+        T c = u[idx];
+        T prev = start > 0 ? u[idx - s1] : (T)0;
+        T next = start < n1 - 1 ? u[idx + s1] : (T)0;
+        for (int i1 = start; i1 < stop; ++i1) {
+            // axes summed in the array's order (0, 1, 2), as the array code sums them
+            T acc = (T)0;
+            if (n0 > 1) acc += loaded_axis_term<T, BC, SCHEME>(u, idx, i0, n0, s0, c, ih0, nu, a0);
+            if (n1 > 1) {
+                const T lo = i1 > 0 ? prev : low_ghost<T, BC>(u, idx, n1, s1, c, next);
+                const T hi = i1 < n1 - 1 ? next : high_ghost<T, BC>(u, idx, n1, s1, c, prev);
+                acc += axis_term<T, SCHEME>(lo, c, hi, ih1, nu, a1);
             }
+            acc += loaded_axis_term<T, BC, SCHEME>(u, idx, i2, n2, 1, c, ih2, nu, a2);
+            out[idx] = c + dt * acc;
+            prev = c;
+            c = next;
+            idx += s1;
+            if (i1 + 1 < stop) next = i1 + 2 < n1 ? u[idx + s1] : (T)0;
         }
-    }
+    });
 }
 """
 
@@ -133,11 +128,11 @@ def kernel_name(dtype_name: str, bc: str, scheme: str) -> str:
     return f"hj_step_{dtype_name}_bc{_BC_CODES[bc]}_s{_SCHEME_CODES[scheme]}"
 
 
+@lru_cache(maxsize=None)
 def kernel_source(*entries: tuple[str, str, str]) -> str:
     """CUDA source with one entry point per ``(dtype_name, bc, scheme)`` in ``entries``."""
-    c_types = {"float32": "float", "float64": "double"}
-    return _BODY + "".join(
-        _ENTRY.format(name=kernel_name(dtype_name, bc, scheme), T=c_types[dtype_name], bc=_BC_CODES[bc],
+    return STRIP_TRAVERSAL + _BODY + "".join(
+        _ENTRY.format(name=kernel_name(dtype_name, bc, scheme), T=C_TYPES[dtype_name], bc=_BC_CODES[bc],
                       scheme=_SCHEME_CODES[scheme])
         for dtype_name, bc, scheme in entries
     )
@@ -168,14 +163,6 @@ def axis_slopes(u: Any, spacing: tuple[float, ...]) -> list[float]:
     return [float(xp.max(xp.abs(xp.diff(u, axis=k)))) / h for k, h in enumerate(spacing)]
 
 
-@lru_cache(maxsize=None)
-def _kernel(dtype_name: str, bc: str, scheme: str):  # noqa: ANN202 - a compiled cupy.RawKernel, built once
-    import cupy
-
-    source = kernel_source((dtype_name, bc, scheme))
-    return cupy.RawModule(code=source, options=("--std=c++14",)).get_function(kernel_name(dtype_name, bc, scheme))
-
-
 def fused_first_order_step(u: Any, dt: float, spacing: tuple[float, ...], nu: float, bc: str, scheme: str,
                            slopes: list[float], rows: int = ROWS_PER_THREAD) -> Any:
     """``u + dt L(u)`` for the first-order operator, in one kernel; ``slopes`` from :func:`axis_slopes`
@@ -188,6 +175,6 @@ def fused_first_order_step(u: Any, dt: float, spacing: tuple[float, ...], nu: fl
     grid, block, dims = launch_config(tuple(cu.shape), rows)
     out = cupy.empty_like(cu)
     scalar = cupy.float32 if dtype_name == "float32" else cupy.float64
-    _kernel(dtype_name, bc, scheme)(grid, block, kernel_arguments(cu, out, dims, rows, dt, spacing, nu, slopes,
-                                                                    scalar, cupy.int32))
+    kernel = raw_kernel(kernel_source((dtype_name, bc, scheme)), kernel_name(dtype_name, bc, scheme))
+    kernel(grid, block, kernel_arguments(cu, out, dims, rows, dt, spacing, nu, slopes, scalar, cupy.int32))
     return out if is_cupy_array(u) else from_cupy(out, u)

@@ -21,7 +21,7 @@ import pytest
 import hjsmooth as hs
 import hjsmooth.solvers.fokker_planck as fp
 from hjsmooth.solvers import _cuda_kernels, _fused_fp, _fused_hj, scharfetter_gummel
-from hjsmooth.solvers._cuda_launch import launch_config
+from hjsmooth.solvers._cuda_launch import launch_config, raw_kernel
 from hjsmooth.solvers.hj import HamiltonJacobiOperator
 from hjsmooth.solvers.runge_kutta import forward_euler
 
@@ -253,6 +253,7 @@ class HostCuPy(types.ModuleType):
         class RawModule:
             def __init__(self, code: str, options: tuple = ()) -> None:
                 assert "--std=c++14" in options
+                assert "__global__" in code
                 self.kernels = compile_host(code, build_dir)
                 outer.compiled.extend(self.kernels)
 
@@ -271,11 +272,9 @@ def host_cupy(monkeypatch, tmp_path):
         monkeypatch.setattr(module, "is_cupy_array", lambda x: isinstance(x, np.ndarray))
         monkeypatch.setattr(module, "to_cupy", lambda x: x)
     monkeypatch.setattr(scharfetter_gummel, "to_cupy", lambda x: x)
-    _fused_hj._kernel.cache_clear()
-    _fused_fp._kernel.cache_clear()
+    raw_kernel.cache_clear()
     yield fake
-    _fused_hj._kernel.cache_clear()  # no host kernel may outlive the fake
-    _fused_fp._kernel.cache_clear()
+    raw_kernel.cache_clear()  # no host kernel may outlive the fake
 
 
 @pytest.mark.parametrize("bc", ["extrapolate", "periodic", "dirichlet"])
