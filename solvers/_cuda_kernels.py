@@ -15,6 +15,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from ._cuda_launch import C_TYPES
+
 __all__ = ["lower_envelope_columns", "kernel_source", "THREADS"]
 
 _SOURCE = r"""
@@ -69,8 +71,7 @@ THREADS = 32  # small blocks: a few thousand lines still spread over every SM
 
 def kernel_source(dtype_name: str) -> str:
     """CUDA source of ``lower_envelope_<dtype_name>`` (``"float32"`` or ``"float64"``)."""
-    c_type = {"float32": "float", "float64": "double"}[dtype_name]
-    return _SOURCE.replace("{T}", c_type).replace("{name}", dtype_name)
+    return _SOURCE.replace("{T}", C_TYPES[dtype_name]).replace("{name}", dtype_name)
 
 
 @lru_cache(maxsize=None)

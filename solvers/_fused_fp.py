@@ -106,8 +106,10 @@ def fused_fp_available(operator: Any, rho: Any) -> bool:
         return False
     if not _axis_links_only(operator) or str(rho.dtype).rsplit(".", 1)[-1] not in ("float32", "float64"):
         return False
-    if any(link.forward.dtype != rho.dtype for link in operator.links):
-        return False
+    xp, where = array_namespace(rho), str(device(rho))
+    if any(array_namespace(link.forward) is not xp or str(device(link.forward)) != where
+           or link.forward.dtype != rho.dtype for link in operator.links):
+        return False  # rates of another backend, device or dtype: the array code says what is wrong
     return importlib.util.find_spec("cupy") is not None
 
 

@@ -310,3 +310,10 @@ def test_fokker_planck_gpu_path_on_host_kernels_equals_the_array_code(host_cupy,
         ref = fp.solve_fokker_planck(rho0, grid, 0.2, potential=f, beta=1.5, bc=bc)
     assert sol.steps == ref.steps
     np.testing.assert_allclose(sol.values, ref.values, rtol=0, atol=1e-14)
+
+
+def test_fused_fp_path_needs_rates_of_the_densitys_backend_and_dtype(host_cupy) -> None:
+    grid = hs.Grid(-1.0, 1.0, 11)
+    op = fp.fokker_planck_operator(grid, np.zeros((), dtype="float32"), potential=grid.axes[0] ** 2)
+    assert _fused_fp.fused_fp_available(op, np.ones(grid.shape, dtype="float32"))
+    assert not _fused_fp.fused_fp_available(op, np.ones(grid.shape))  # float64 density, float32 rates
