@@ -145,8 +145,8 @@ def kernel_arguments(rho: Any, out: Any, absorption: Any | None, rates: tuple[An
 
 def fused_fp_step(rho: Any, dt: float, periodic: bool, absorption: Any | None, rates: tuple[Any, ...],
                   rows: int = 1) -> Any:
-    """``rho + dt L rho`` in one kernel; ``rates`` from :func:`packed_rates` on ``rho``'s device.
-    Returns ``rho``'s array type."""
+    """``rho + dt L rho`` in one kernel; ``rates`` (from :func:`packed_rates`) and ``absorption`` are
+    contiguous CuPy arrays on ``rho``'s device, converted once per operator.  Returns ``rho``'s array type."""
     import cupy
 
     cu = cupy.ascontiguousarray(to_cupy(rho))
@@ -154,8 +154,7 @@ def fused_fp_step(rho: Any, dt: float, periodic: bool, absorption: Any | None, r
     grid, block, dims = launch_config(tuple(cu.shape), rows)
     out = cupy.empty_like(cu)
     absorb = absorption is not None
-    args = kernel_arguments(cu, out, to_cupy(absorption) if absorb else None, tuple(to_cupy(r) for r in rates), dims,
-                            rows, dt, cupy.float32 if dtype_name == "float32" else cupy.float64, cupy.int32)
+    args = kernel_arguments(cu, out, absorption, rates, dims, rows, dt, cu.dtype.type, cupy.int32)
     entry = (dtype_name, bool(periodic), absorb)
     raw_kernel(kernel_source(entry), kernel_name(*entry))(grid, block, args)
     return out if is_cupy_array(rho) else from_cupy(out, rho)

@@ -174,7 +174,6 @@ def fused_first_order_step(u: Any, dt: float, spacing: tuple[float, ...], nu: fl
     cu = cu if cu.dtype.name == dtype_name else cu.astype(dtype_name)
     grid, block, dims = launch_config(tuple(cu.shape), rows)
     out = cupy.empty_like(cu)
-    scalar = cupy.float32 if dtype_name == "float32" else cupy.float64
     kernel = raw_kernel(kernel_source((dtype_name, bc, scheme)), kernel_name(dtype_name, bc, scheme))
-    kernel(grid, block, kernel_arguments(cu, out, dims, rows, dt, spacing, nu, slopes, scalar, cupy.int32))
+    kernel(grid, block, kernel_arguments(cu, out, dims, rows, dt, spacing, nu, slopes, cu.dtype.type, cupy.int32))
     return out if is_cupy_array(u) else from_cupy(out, u)

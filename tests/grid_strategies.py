@@ -1,4 +1,4 @@
-"""Hypothesis strategies shared by the exact-solver property tests."""
+"""Grid helpers and hypothesis strategies shared by the solver tests."""
 
 from __future__ import annotations
 
@@ -19,6 +19,18 @@ shapes = st.one_of(
 def small_grid(shape: tuple[int, ...]) -> hs.Grid:
     """The box ``[-1, 1.5]^d`` with ``shape`` nodes."""
     return hs.Grid([-1.0] * len(shape), [1.5] * len(shape), shape)
+
+
+def periodic_field(u: np.ndarray) -> np.ndarray:
+    """``u`` with its last node along every axis set to its first (the HJ periodic convention)."""
+    u = u.copy()
+    for k in range(u.ndim):
+        index = [slice(None)] * u.ndim
+        index[k] = -1
+        first = [slice(None)] * u.ndim
+        first[k] = 0
+        u[tuple(index)] = u[tuple(first)]
+    return u
 
 
 def grid_functions(bound: float) -> st.SearchStrategy[tuple[hs.Grid, np.ndarray]]:

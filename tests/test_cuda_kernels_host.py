@@ -26,6 +26,7 @@ from hjsmooth.solvers.hj import HamiltonJacobiOperator
 from hjsmooth.solvers.runge_kutta import forward_euler
 
 from cuda_host import compile_host, compile_ptx, host_compiler, nvcc, ptx_function
+from grid_strategies import periodic_field
 
 pytestmark = pytest.mark.skipif(host_compiler() is None, reason="needs a host C++ compiler")
 
@@ -43,18 +44,6 @@ def hj_kernels(tmp_path_factory):
 def envelope_kernels(tmp_path_factory):
     source = "".join(_cuda_kernels.kernel_source(d) for d in DTYPES)
     return compile_host(source, tmp_path_factory.mktemp("envelope_host"))
-
-
-def periodic_field(u: np.ndarray) -> np.ndarray:
-    """``u`` with its last node along every axis set to its first (the HJ periodic convention)."""
-    u = u.copy()
-    for k in range(u.ndim):
-        index = [slice(None)] * u.ndim
-        index[k] = -1
-        first = [slice(None)] * u.ndim
-        first[k] = 0
-        u[tuple(index)] = u[tuple(first)]
-    return u
 
 
 def host_step(kernels, u: np.ndarray, dt: float, spacing, nu: float, bc: str, scheme: str, slopes, rows: int,

@@ -10,6 +10,8 @@ from hjsmooth.solvers._fused_hj import axis_slopes, fused_available, fused_first
 from hjsmooth.solvers.hj import HamiltonJacobiOperator
 from hjsmooth.solvers.runge_kutta import forward_euler
 
+from grid_strategies import periodic_field
+
 
 def test_not_used_off_the_gpu() -> None:
     u = np.zeros((5, 5))
@@ -41,9 +43,7 @@ def test_fused_step_equals_operator_step(backend, scheme: str, bc: str, shape: t
     grid = hs.Grid([-1.0] * len(shape), [1.3] * len(shape), shape)
     u_np = rng.standard_normal(shape)
     if bc == "periodic":
-        for k in range(len(shape)):
-            first = np.take(u_np, [0], axis=k)
-            u_np = np.concatenate([np.take(u_np, range(shape[k] - 1), axis=k), first], axis=k)
+        u_np = periodic_field(u_np)
     u = backend.asarray(u_np)
     assert fused_available(u, scheme, "first", None)
     op = HamiltonJacobiOperator(grid, scheme, "first", bc, 2.0, 0.5)
