@@ -422,7 +422,7 @@ class ElasticSGD(ReplicatedOptimizer):
             for local, a in enumerate(self.replica_ids):
                 for w in work:
                     F.copy_(F.reals(w["params"]), F.reals([r[local] for r in w["replicas"]]), w["foreach"])
-                raw, value = self._evaluate_replica(closure, local, lambda: f"replica {a} (step {outer})")
+                raw, value = self._evaluate_replica(closure, local, lambda: f"replica {a} (outer step {outer})")
                 first.append(raw)
                 losses.append(value)
                 if local == 0:
@@ -432,7 +432,7 @@ class ElasticSGD(ReplicatedOptimizer):
                         w["taking_mask"] = [id(p) in taking for p in w["params"]]
                         w["taking"] = [i for i, t in enumerate(w["taking_mask"]) if t]
                 grads = [self._grads([w["params"][i] for i in w["taking"]]) for w in work]
-                self._check_grads([g for gs in grads for g in gs], lambda: f"replica {a} (step {outer})")
+                self._check_grads([g for gs in grads for g in gs], lambda: f"replica {a} (outer step {outer})")
                 for w, gs in zip(work, grads):
                     for i, g in zip(w["taking"], gs):
                         r = w["replicas"][i]
@@ -454,13 +454,13 @@ class ElasticSGD(ReplicatedOptimizer):
         values = [float(v) for v in losses.tolist()]
         for local, v in enumerate(values):
             if not math.isfinite(v):
-                raise _non_finite_loss(v, f"replica {self.replica_ids[local]} (step {outer})")
+                raise _non_finite_loss(v, f"replica {self.replica_ids[local]} (outer step {outer})")
         taken = []
         for w in work:
             w["taking_mask"] = [p.requires_grad and grads[name] is not None for p, name in zip(w["params"], w["names"])]
             w["taking"] = [i for i, t in enumerate(w["taking_mask"]) if t]
             taken += [grads[w["names"][i]] for i in w["taking"]]
-        self._check_grads(F.reals(taken), lambda: f"step {outer}, one of replicas {self.replica_ids}")
+        self._check_grads(F.reals(taken), lambda: f"outer step {outer}, one of replicas {self.replica_ids}")
         for w in work:
             for i in w["taking"]:
                 r = w["replicas"][i]

@@ -52,15 +52,14 @@ _CHECKS = {
 
 
 def filter_scales(p: torch.Tensor) -> torch.Tensor:
-    """Root mean square of each filter of ``p`` (real view), broadcastable against it.
+    """Root mean square of each filter of ``p``, broadcastable against ``p``'s real view.
 
-    A filter is a slice ``p[j]`` along the first dimension when ``p.dim() >= 2``; a
-    parameter of one dimension (a bias) or none is a single filter.  For complex ``p``
-    the real view's trailing dimension of 2 belongs to every filter.
+    A filter is a slice along the first dimension when the (real view of the) parameter
+    has two or more dimensions; a one-dimensional parameter (a bias) is a single filter.
+    A complex parameter is its real view, as everywhere in ``hjsmooth.optim``.
     """
     r = F.real(p)
-    dims = r.dim() - (1 if p.is_complex() else 0)
-    if dims >= 2:
+    if r.dim() >= 2:
         rms = r.reshape(r.shape[0], -1).square().mean(dim=1).sqrt()
         return rms.reshape((r.shape[0],) + (1,) * (r.dim() - 1))
     return r.square().mean().sqrt().reshape((1,) * r.dim())

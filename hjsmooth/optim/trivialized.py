@@ -126,9 +126,9 @@ class TrivializedSGD(SmoothingWrapper):
         if closure is not None:
             if not callable(closure):
                 raise TypeError(f"`closure` must be callable, got {type(closure).__name__}")
-            loss, _ = self._evaluate(closure, (), lambda: f"step {k}")
+            loss, _ = self._evaluate(closure, (), lambda: f"outer step {k}")
         work = [(g, self._trainable(g), c) for g, c in zip(self.param_groups, self.factor())]
-        self._check_grads([F.real(p.grad) for _, params, _ in work for p in params], lambda: f"step {k}")
+        self._check_grads([F.real(p.grad) for _, params, _ in work for p in params], lambda: f"outer step {k}")
         for group, params, c in work:
             if not params or c == 0.0:
                 continue
