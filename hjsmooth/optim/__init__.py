@@ -15,6 +15,7 @@
 :class:`TrivializedSGD`   gradient plus an annealed fixed random field (Algorithm 1)
 :class:`NonFiniteError`   raised on a NaN/inf loss or gradient (weights and state kept)
 :mod:`.schedules`         scoping schedules for ``gamma`` and ``rho``
+:mod:`.recipes`           the thesis' experiments as named, ready-made optimizers
 ========================  ==================================================================
 
 Every hyper-parameter has a default (``EntropySGD(model.parameters())`` trains a small
@@ -26,7 +27,7 @@ gradients, runs forward and backward and returns the loss (``closure(a)`` for re
 
 from __future__ import annotations
 
-from hjsmooth.optim import schedules
+from hjsmooth.optim import recipes, schedules
 from hjsmooth.optim._checks import NonFiniteError
 from hjsmooth.optim.elastic import ElasticSGD, Parle
 from hjsmooth.optim.heat import Heat, HeatWrapper
@@ -46,4 +47,5 @@ __all__ = [
     "TrivializedSGD",
     "NonFiniteError",
     "schedules",
+    "recipes",
 ]
