@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import pytest
@@ -554,3 +555,125 @@ def test_schedules() -> None:
         S.exponential(0.0, 0.1)
     with pytest.raises(ValueError, match="outer step"):
         s(-1)
+
+
+# ----------------------------------------------------------------------------- options of the inner loop
+@pytest.mark.parametrize("kwargs,limit", [
+    (dict(inner_momentum=0.9, coupling_in_momentum=False), 2.0),
+    (dict(inner_momentum=0.0), 2.0),
+    (dict(inner_momentum=0.9, coupling_in_momentum=True), 2 * 1.9 / 2.8),
+    (dict(inner_momentum=0.5, inner_nesterov=False, coupling_in_momentum=True), 2 * 1.5),
+])
+def test_unstable_coupling_step_warns_and_diverges(kwargs: dict, limit: float) -> None:
+    """inner_lr / gamma at the stability limit of the coupling term warns; just below it does not, and the
+    inner loop on f = 0 (only the coupling acts) shrinks y - x, while just above it grows."""
+    gamma = 0.5
+
+    def inner_growth(inner_lr: float) -> float:
+        x = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+        opt = O.LocalEntropy([x], torch.optim.SGD, gamma=gamma, L=60, inner_lr=inner_lr, alpha=0.0, lr=1.0,
+                             scale_by_gamma=True, **kwargs)
+        first = {"done": False}
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            kick = 0.0 if first["done"] else 1.0  # one unit gradient at x, then f = 0: the coupling alone
+            first["done"] = True
+            loss = kick * x.sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return float(x.detach().abs().max())  # |<y> - x| after L steps (x was 0, lr 1: x <- <y>)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        below = inner_growth(0.97 * limit * gamma)
+    with pytest.warns(UserWarning, match=rf"inner_lr / gamma = .* is >= {limit:g}, the stability limit"):
+        above = inner_growth(1.03 * limit * gamma)
+    assert below < 1.0 < above
+
+
+def test_keep_inner_buffer_is_state_and_reset_is_not() -> None:
+    """With keep_inner_buffer the buffer survives the outer step (and state_dict); without it the next step
+    starts from zero, which a run with a fresh buffer reproduces."""
+    f, grad_f, x0 = _nonconvex(4, 5)
+    for keep in (True, False):
+        x = torch.nn.Parameter(x0.clone())
+        opt = O.EntropySGD([x], lr=0.5, gamma=1.0, L=3, inner_lr=0.05, keep_inner_buffer=keep)
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = f(x)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        sd = opt.state_dict()
+        assert ("inner_buffer" in sd["state"].get(0, {})) is keep
+        if keep:
+            assert float(sd["state"][0]["inner_buffer"].abs().max()) > 0
+    ref = _reference_entropy_sgd(x0, grad_f, 3, lr=0.5, gamma=1.0, L=3, inner_lr=0.05, noise=0.0, alpha=0.75,
+                                 inner_momentum=0.9, momentum=0.9, weight_decay=0.0, seed=0, keep_inner_buffer=True)
+    x = torch.nn.Parameter(x0.clone())
+    opt = O.EntropySGD([x], lr=0.5, gamma=1.0, L=3, inner_lr=0.05, keep_inner_buffer=True)
+    for _ in range(3):
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = f(x)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+    assert torch.allclose(x.detach(), ref, rtol=0, atol=1e-13)
+
+
+def test_one_fused_finiteness_reduction_per_evaluation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gradients of all 30 parameter tensors are checked with one torch._foreach_norm per evaluation."""
+    params = [torch.nn.Parameter(torch.randn(3, dtype=torch.float64)) for _ in range(30)]
+    opt = O.EntropySGD(params, L=4)
+    calls = {"n": 0}
+    real = torch._foreach_norm
+
+    def counting(tensors: Any, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        return real(tensors, *args, **kwargs)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = sum((p**2).sum() for p in params)
+        loss.backward()
+        return loss
+
+    monkeypatch.setattr(torch, "_foreach_norm", counting)
+    opt.step(closure)
+    assert calls["n"] == 4 + 1  # one per evaluation, one for stats["grad_norm"]
+
+
+def test_heat_filter_perturbation_is_relative_to_each_filter() -> None:
+    """perturbation="filter": filter j of a weight matrix is perturbed with standard deviation
+    sqrt(gamma noise) * rms(W[j]); a scaled copy of the network sees the scaled perturbation."""
+    rows, cols, gamma = 4, 3000, 0.02
+    scale = torch.tensor([0.01, 0.1, 1.0, 10.0], dtype=torch.float64)
+    w = torch.nn.Parameter(torch.randn(rows, cols, generator=_gen(1), dtype=torch.float64) * scale[:, None])
+    rms = w.detach().square().mean(1).sqrt()
+    opt = O.Heat([w], lr=1.0, gamma=gamma, L=1, momentum=0.0, generator=_gen(2))
+    seen = {}
+
+    def closure() -> torch.Tensor:
+        seen["eps"] = w.detach() - w0
+        opt.zero_grad()
+        loss = 0.0 * w.sum()
+        loss.backward()
+        return loss
+
+    w0 = w.detach().clone()
+    opt.step(closure)
+    std = seen["eps"].std(dim=1)
+    target = math.sqrt(gamma) * rms
+    assert torch.all((std / target - 1).abs() < 4 / math.sqrt(2 * (cols - 1)))
+    assert torch.equal(w.detach(), w0)  # f = 0: the average gradient is 0, x stays
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)

@@ -196,8 +196,8 @@ def warn_if_unstable(inner_lr: float, gamma: float, momentum: float, nesterov: b
     if inner_lr / gamma < limit:
         return False
     warnings.warn(
-        f"{where}: inner_lr = {inner_lr:g} is >= {limit:g} * gamma = {limit * gamma:g}; the coupling term "
-        f"(y - x)/gamma makes the inner loop diverge (each inner step multiplies y - x by "
-        f"{1 - inner_lr / gamma:g} or worse). Lower inner_lr or raise gamma (gamma is the PDE time: the "
-        "coupling is 1/gamma).", UserWarning, stacklevel=4)
+        f"{where}: inner_lr / gamma = {inner_lr / gamma:g} (inner_lr = {inner_lr:g}, gamma = {gamma:g}) is >= "
+        f"{limit:g}, the stability limit of the coupling term (y - x)/gamma with this inner momentum: the inner "
+        "loop diverges. Lower inner_lr or raise gamma (gamma is the PDE time: the coupling is 1/gamma).",
+        UserWarning, stacklevel=4)
     return True
