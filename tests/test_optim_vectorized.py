@@ -236,7 +236,7 @@ def test_nan_names_inner_step_and_replica_and_keeps_the_master() -> None:
         opt.step(ReplicaBatches(model, _mse, poisoned))
     assert torch.equal(_flat(model), before)
     elastic = O.ElasticSGD(model.parameters(), lr=0.1, rho=1.0, n=N)
-    with pytest.raises(ValueError, match=r"non-finite loss \(nan\) at replica 1 \(step 0\)"):
+    with pytest.raises(ValueError, match=r"non-finite loss \(nan\) at replica 1 \(outer step 0\)"):
         elastic.step(ReplicaBatches(model, _mse, poisoned))
 
 

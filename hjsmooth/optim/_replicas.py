@@ -216,32 +216,36 @@ class ReplicatedOptimizer(ClosureOptimizer):
         return error
 
     def _reduce_master(self, params: list[torch.Tensor], replicas: list[torch.Tensor]) -> float:
-        """Write the replicas' mean into ``params`` (real views); return the replicas' RMS distance to it."""
+        """Write the replicas' mean into ``params`` (real views); return the replicas' RMS distance to it.
+
+        The mean is a float64 sum over the replicas, rounded once (in one process, the sum
+        along the replica dimension; across processes, an ``all_reduce`` of that sum).
+        """
         params, replicas = F.reals(params), F.reals(replicas)
+        if not params:
+            return 0.0
         if not self.distributed:
             for p, r in zip(params, replicas):
-                acc = r[0].to(torch.float64, copy=True)  # float64 sum in replica order, rounded once
-                for i in range(1, r.shape[0]):
-                    acc += r[i]
-                p.copy_(acc / self.n)
-            dev = params[0].device if params else torch.device("cpu")
-            total = torch.zeros((), dtype=torch.float64, device=dev)
-            for p, r in zip(params, replicas):
-                total += ((r - p.unsqueeze(0)).double() ** 2).sum().to(dev)
-            return math.sqrt(float(total) / self.n)
-        device = params[0].device if params else torch.device("cpu")
-        flat = torch.cat([r.reshape(-1).double() for r in replicas]) if replicas else torch.zeros(0, device=device)
+                p.copy_(torch.sum(r, 0, dtype=torch.float64).div_(self.n))
+            return math.sqrt(self._spread(params, replicas) / self.n)
+        flat = torch.cat([r.sum(0, dtype=torch.float64).reshape(-1) for r in replicas])
         self._all_reduce(flat, "the master (sum of the replicas)")
         flat /= self.n
         offset = 0
-        local_sq = torch.zeros(1, dtype=torch.float64, device=flat.device)
-        for p, r in zip(params, replicas):
-            k = r.numel()
-            p.copy_(flat[offset:offset + k].view_as(r[0]).to(p.dtype))  # float64 sum, rounded once
+        for p in params:
+            k = p.numel()
+            p.copy_(flat[offset:offset + k].view_as(p))
             offset += k
-            local_sq += ((r - p.unsqueeze(0)).double() ** 2).sum()
+        local_sq = torch.tensor([self._spread(params, replicas)], dtype=torch.float64, device=flat.device)
         self._all_reduce(local_sq, "the replica spread")
         return math.sqrt(float(local_sq) / self.n)
+
+    @staticmethod
+    def _spread(params: list[torch.Tensor], replicas: list[torch.Tensor]) -> float:
+        """``sum_a |x^a - x|^2`` over the local replicas (one pass and one fused norm)."""
+        diffs = [torch.sub(r, p.unsqueeze(0)) for p, r in zip(params, replicas)]
+        norms = torch._foreach_norm(diffs)
+        return float(torch.stack([n.double() for n in norms]).square().sum())
 
     # ------------------------------------------------------------------ the step
     def _evaluate_replica(self, closure: ReplicaClosure, local: int, where: Callable[[], str]) -> tuple[Any, float]:
@@ -327,7 +331,7 @@ class ReplicatedOptimizer(ClosureOptimizer):
                     if r.grad is None:
                         r.grad = torch.zeros_like(r)
                     if not math.isinf(w["rho"]):  # the elastic term, with the master of the start of the step
-                        r.grad.add_(torch.sub(r, m.unsqueeze(0)), alpha=1.0 / w["rho"])
+                        r.grad.add_(r, alpha=1.0 / w["rho"]).sub_(m.unsqueeze(0), alpha=1.0 / w["rho"])
                     taking_params.append(p)
                     taking_replicas.append(r)
             self.replica_optimizer.step()
