@@ -103,8 +103,11 @@ def run(make: Callable[[Any], Any], task: str, seed: int, epochs: float | None =
 
 
 def train(make: Callable[[Any], Any], task: str, seed: int, epochs: float | None = None) -> float:
-    """The final test error (%) of :func:`run`."""
-    return run(make, task, seed, epochs)[0]
+    """The final test error (%) of :func:`run`; 100 if the run met a NaN or infinite loss or gradient."""
+    try:
+        return run(make, task, seed, epochs)[0]
+    except O.NonFiniteError:
+        return 100.0
 
 
 def build(spec: str) -> tuple[str, Callable[[Any], Any]]:

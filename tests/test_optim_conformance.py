@@ -403,3 +403,22 @@ def test_checkpoint_of_a_failed_step_is_the_one_before_it() -> None:
     buf.seek(0)
     buf2.seek(0)
     assert _same_state(torch.load(buf, weights_only=False), torch.load(buf2, weights_only=False))
+
+
+@pytest.mark.parametrize("cfg", OURS, ids=[c.name for c in OURS])
+def test_each_group_is_validated_once(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hjsmooth.optim._base as base
+
+    seen: list[int] = []
+    real = base.validate_group
+
+    def counting(group: dict[str, Any], checks: Any, index: int) -> None:
+        seen.append(index)
+        real(group, checks, index)
+
+    monkeypatch.setattr(base, "validate_group", counting)
+    model = _model()
+    opt = cfg.make([{"params": list(model[0].parameters())}, {"params": list(model[2].parameters())}])
+    assert seen == [0, 1]
+    opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))]})
+    assert seen == [0, 1, 2]

@@ -107,3 +107,18 @@ def test_lightning_manual_optimization_is_the_plain_run(name: str) -> None:
     assert per_step == ([0, 1, 2] if name == "elastic" else [0, 0, 1, 1, 2, 2] if name == "parle" else [0, 0, 0])
     got = torch.cat([p.detach().reshape(-1) for p in module.net.parameters()])
     assert torch.equal(got, _plain_run(make, replicas))
+
+
+def test_the_documented_lightning_pattern_runs() -> None:
+    """The ``python lightning`` code block of docs/optimizers.md, run as written."""
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "optimizers.md"
+    blocks = re.findall(r"^```python lightning\n(.*?)^```\s*$", page.read_text(), re.DOTALL | re.MULTILINE)
+    assert len(blocks) == 1
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    namespace: dict[str, Any] = {"__name__": "docs_optimizers_lightning"}
+    exec(compile(blocks[0], f"{page}:lightning", "exec"), namespace)  # noqa: S102 - the docs' own example
+    module = namespace["Module"]
+    assert issubclass(module, L.LightningModule)

@@ -110,10 +110,6 @@ def _real(value: Any, name: str) -> float:
         raise TypeError(f"`{name}` must be a real number, got {value!r}") from None
 
 
-def _count(value: Any, name: str) -> int:
-    return check_count(value, name)
-
-
 #: checks of the keyword arguments of the base optimizers, applied when a group has them
 BASE_CHECKS: dict[str, Check] = {
     "lr": check_nonnegative_float,

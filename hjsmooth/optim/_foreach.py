@@ -149,15 +149,11 @@ def all_finite(tensors: Sequence[torch.Tensor]) -> bool:
 
 
 def global_norm(tensors: Sequence[torch.Tensor]) -> float:
-    """Euclidean norm of all entries of ``tensors`` together (one host sync per device)."""
-    if not tensors:
-        return 0.0
+    """Euclidean norm of all entries of ``tensors`` together (one fused norm and one host sync per device)."""
     total = 0.0
     by_device: dict[torch.device, list[torch.Tensor]] = {}
     for t in tensors:
         by_device.setdefault(t.device, []).append(t)
     for group in by_device.values():
-        norms = torch._foreach_norm(group)
-        total += float(torch.stack([n.to(torch.float64) for n in norms]).square().sum()) if len(norms) > 1 \
-            else float(norms[0].to(torch.float64)) ** 2
+        total += float(torch.stack(torch._foreach_norm(group)).double().square().sum())
     return total ** 0.5

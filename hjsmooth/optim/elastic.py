@@ -64,7 +64,7 @@ from hjsmooth.optim.vectorized import ReplicaBatches
 __all__ = ["Parle", "ElasticSGD", "PARLE_DEFAULTS", "ELASTIC_DEFAULTS"]
 
 #: Defaults of Elastic-SGD (measured on the project's tasks: docs/optimizers.md).
-ELASTIC_DEFAULTS: dict[str, Any] = dict(lr=0.1, rho=1.0, momentum=0.9, nesterov=True, weight_decay=0.0)
+ELASTIC_DEFAULTS: dict[str, Any] = dict(lr=0.3, rho=1.0, momentum=0.9, nesterov=True, weight_decay=0.0)
 #: Defaults of Parle (measured on the project's tasks: docs/optimizers.md).
 PARLE_DEFAULTS: dict[str, Any] = dict(
     lr=1.0, gamma=0.1, rho=1.0, L=5, inner_lr=0.01, noise=0.0, alpha=0.75, momentum=0.9, nesterov=True,

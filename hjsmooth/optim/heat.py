@@ -40,7 +40,7 @@ __all__ = ["Heat", "HeatWrapper", "HEAT_DEFAULTS", "filter_scales"]
 
 #: Defaults of HEAT (measured on the project's tasks: docs/optimizers.md).
 HEAT_DEFAULTS: dict[str, Any] = dict(gamma=0.01, L=5, noise=1.0, perturbation="filter")
-HEAT_OUTER: dict[str, Any] = dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.0)
+HEAT_OUTER: dict[str, Any] = dict(lr=0.3, momentum=0.9, nesterov=True, weight_decay=0.0)
 PERTURBATIONS = ("filter", "absolute")
 
 _CHECKS = {

@@ -39,11 +39,11 @@ __all__ = ["LocalEntropy", "EntropySGD", "HJ", "LOCAL_ENTROPY_DEFAULTS", "HJ_DEF
 
 #: Defaults of the Local Entropy family (measured on the project's tasks: docs/optimizers.md).
 LOCAL_ENTROPY_DEFAULTS: dict[str, Any] = dict(
-    gamma=0.1, L=5, inner_lr=0.01, noise=0.0, alpha=0.75, inner_momentum=0.9, inner_nesterov=True,
-    coupling_in_momentum=False, keep_inner_buffer=True, scale_by_gamma=False,
+    gamma=1.0, L=5, inner_lr=0.1, noise=0.0, alpha=0.75, inner_momentum=0.9, inner_nesterov=True,
+    coupling_in_momentum=False, keep_inner_buffer=True, scale_by_gamma=True,
 )
-#: The outer SGD step of EntropySGD.
-ENTROPY_SGD_OUTER: dict[str, Any] = dict(lr=1.0, momentum=0.9, nesterov=True, weight_decay=0.0)
+#: The outer SGD step of EntropySGD and HJ (on x - <y>: ``lr = 1`` without momentum would be x <- <y>).
+ENTROPY_SGD_OUTER: dict[str, Any] = dict(lr=0.3, momentum=0.9, nesterov=True, weight_decay=0.0)
 #: HJ: the inviscid limit (no noise, last iterate).
 HJ_DEFAULTS: dict[str, Any] = {**LOCAL_ENTROPY_DEFAULTS, "noise": 0.0, "alpha": 0.0}
 

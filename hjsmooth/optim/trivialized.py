@@ -16,8 +16,8 @@ from hjsmooth.validation import check_positive
 
 __all__ = ["TrivializedSGD", "field_factor", "TRIVIALIZED_DEFAULTS"]
 
-#: Defaults of Trivialized-SGD (thesis 2.3.3: ``J = 1e-3``, ``tau0 = 500``) and of its SGD base optimizer.
-TRIVIALIZED_DEFAULTS: dict[str, Any] = dict(coupling=1e-3, tau0=500.0)
+#: Defaults of Trivialized-SGD (thesis 2.3.3: ``J = 1e-3`` or ``1e-4``, ``tau0 = 500`` or 1000) and of its SGD base.
+TRIVIALIZED_DEFAULTS: dict[str, Any] = dict(coupling=1e-4, tau0=500.0)
 SGD_BASE: dict[str, Any] = dict(lr=0.1, momentum=0.9, nesterov=True)
 
 
