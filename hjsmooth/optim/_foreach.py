@@ -129,19 +129,24 @@ def set_grads_(params: Sequence[torch.Tensor], values: Tensors, scale: float, fo
     return grads
 
 
-def all_finite(tensors: Sequence[torch.Tensor]) -> bool:
-    """Whether every entry of every tensor is finite: one fused reduction per device.
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
 
-    The max-abs norm of each tensor (``torch._foreach_norm`` with ``ord=inf``) propagates
-    NaN and inf and cannot overflow; their maximum is moved to the host once.
+
+def all_finite(tensors: Sequence[torch.Tensor]) -> bool:
+    """Whether every entry of every tensor is finite: one fused reduction per device and dtype.
+
+    The Euclidean norms of all tensors come from one ``torch._foreach_norm`` (NaN and inf
+    propagate into them; half-precision tensors are reduced in float32), and their
+    maximum is moved to the host once.  A tensor whose norm overflows its dtype (a float32
+    gradient with entries beyond ~1e19) counts as non-finite.
     """
     if not tensors:
         return True
-    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    groups: dict[tuple[torch.device, bool], list[torch.Tensor]] = {}
     for t in tensors:
-        by_device.setdefault(t.device, []).append(t)
-    for group in by_device.values():
-        norms = torch._foreach_norm(group, float("inf"))
+        groups.setdefault((t.device, t.dtype in _LOW_PRECISION), []).append(t)
+    for (_, low), group in groups.items():
+        norms = torch._foreach_norm(group, 2, dtype=torch.float32) if low else torch._foreach_norm(group)
         peak = norms[0] if len(norms) == 1 else torch.stack(norms).max()
         if not bool(torch.isfinite(peak)):
             return False
