@@ -48,7 +48,7 @@ def test_hj_closed_form_lemma_4_4(form: str) -> None:
     x = torch.nn.Parameter(x0.clone())
     lam_max = float(torch.linalg.eigvalsh(q).max())
     opt = O.HJ([x], lr=lr, gamma=gamma, L=3000, inner_lr=0.2 / (lam_max + 1 / gamma), momentum=0.0,
-               inner_momentum=mu, inner_nesterov=nesterov, coupling_in_momentum=in_momentum)
+               inner_momentum=mu, inner_nesterov=nesterov, coupling_in_momentum=in_momentum, scale_by_gamma=False)
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
@@ -131,7 +131,7 @@ def test_entropy_sgd_matches_algorithm_2(form: str) -> None:
     f, grad_f, x0 = _nonconvex(5, 1)
     kw = dict(lr=0.05, gamma=0.4, L=7, inner_lr=0.05, noise=noise, alpha=0.75, inner_momentum=mu,
               momentum=0.9, weight_decay=1e-2, inner_nesterov=nesterov, coupling_in_momentum=in_momentum,
-              keep_inner_buffer=keep)
+              keep_inner_buffer=keep, scale_by_gamma=False)
     x = torch.nn.Parameter(x0.clone())
     opt = O.EntropySGD([x], generator=torch.Generator().manual_seed(4), **kw)
 
@@ -363,7 +363,7 @@ def test_inner_noise_variance() -> None:
     d, gamma, eta, noise = 4000, 0.5, 0.1, 0.2
     x = torch.nn.Parameter(torch.zeros(d, dtype=torch.float64))
     opt = O.LocalEntropy([x], torch.optim.SGD, gamma=gamma, L=1, inner_lr=eta, noise=noise, alpha=0.0,
-                         generator=torch.Generator().manual_seed(1), lr=1.0)
+                         generator=torch.Generator().manual_seed(1), lr=1.0, scale_by_gamma=False)
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
