@@ -62,7 +62,7 @@ CONFIGS = [
     Config("entropy_adam", lambda p, **kw: O.LocalEntropy(p, torch.optim.Adam, lr=1e-3, weight_decay=1e-2, **kw), 5,
            perturbed=True, bad={"gamma": 0.0, "lr": -1.0}),
     Config("hj", lambda p, **kw: O.HJ(p, weight_decay=1e-2, **kw), 5, perturbed=True, bad={"L": 2.5}),
-    Config("heat", lambda p, **kw: O.Heat(p, generator=_gen(2), weight_decay=1e-2, **kw), 5, perturbed=True,
+    Config("heat", lambda p, **kw: O.Heat(p, generator=_gen(2), weight_decay=1e-2, **kw), 1, perturbed=True,
            returns_mean=True, bad={"noise": -1.0, "perturbation": "relative"}),
     Config("heat_absolute", lambda p, **kw: O.HeatWrapper(p, torch.optim.SGD, gamma=1e-3, L=3, perturbation="absolute",
                                                           generator=_gen(3), lr=0.1, **kw), 3, perturbed=True,

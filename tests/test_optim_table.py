@@ -33,13 +33,16 @@ class Entry:
     tol_rosen: float = 5e-2
 
 
+# The Local Entropy entries step on (x - <y>)/gamma (scale_by_gamma=False), as when the table was written.
 TABLE = [
     Entry("sgd", lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9, nesterov=True), 0.01),
     Entry("entropy_sgd", lambda p, lr: O.EntropySGD(p, lr=lr, gamma=0.1, L=5, inner_lr=0.02, noise=1e-8,
-                                                    inner_momentum=0.0, generator=_gen(1)), 0.01, noisy=True),
+                                                    inner_momentum=0.0, scale_by_gamma=False,
+                                                    generator=_gen(1)), 0.01, noisy=True),
     Entry("entropy_adam", lambda p, lr: O.LocalEntropy(p, torch.optim.Adam, gamma=0.1, L=5, inner_lr=0.02, lr=lr,
                                                        inner_momentum=0.0), 0.05),
-    Entry("hj", lambda p, lr: O.HJ(p, lr=lr, gamma=0.1, L=5, inner_lr=0.02, inner_momentum=0.0), 0.01),
+    Entry("hj", lambda p, lr: O.HJ(p, lr=lr, gamma=0.1, L=5, inner_lr=0.02, momentum=0.9, inner_momentum=0.0,
+                                       scale_by_gamma=False), 0.01),
     Entry("heat", lambda p, lr: O.Heat(p, lr=lr, gamma=S.exponential(0.05, 0.02), L=5, generator=_gen(2),
                                        perturbation="absolute"), 0.01, noisy=True, tol_quad=5e-3),
     Entry("elastic", lambda p, lr: O.ElasticSGD(p, lr=lr, rho=1.0, n=2), 0.01, replicas=True),
@@ -346,7 +349,8 @@ class WideSharpRun:
 _LANGEVIN = dict(gamma=1.0, L=100, inner_lr=0.02, noise=0.5, alpha=0.97, momentum=0.0, inner_momentum=0.0)
 WIDE_SHARP = {
     "sgd": WideSharpRun(lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9), 200),
-    "hj": WideSharpRun(lambda p: O.HJ(p, lr=0.1, gamma=1.0, L=5, inner_lr=0.1, inner_momentum=0.0), 200),
+    "hj": WideSharpRun(lambda p: O.HJ(p, lr=0.1, gamma=1.0, L=5, inner_lr=0.1, momentum=0.9,
+                                                 inner_momentum=0.0), 200),
     "heat": WideSharpRun(lambda p: O.Heat(p, lr=0.1, gamma=0.3, L=10, generator=_gen(0), perturbation="absolute"),
                          200),
     "entropy_sgd": WideSharpRun(lambda p: O.EntropySGD(p, lr=0.25, generator=_gen(4), **_LANGEVIN), 120,

@@ -31,6 +31,7 @@ that continues exactly as the original would (deep-copy it together with its mod
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -192,11 +193,13 @@ class ClosureOptimizer(Optimizer):
         return raw, as_loss(raw, where)
 
     @staticmethod
-    def _check_grads(grads: Sequence[torch.Tensor], where: Where) -> None:
-        """:class:`NonFiniteError` if any gradient holds NaN or inf (one fused reduction)."""
-        if not F.all_finite(grads):
+    def _check_grads(grads: Sequence[torch.Tensor], where: Where) -> float:
+        """:class:`NonFiniteError` if any gradient holds NaN or inf (one fused reduction); else ``sum |g|^2``."""
+        norm_sq = F.finite_norm_sq(grads)
+        if norm_sq is None:
             raise NonFiniteError(f"a gradient holds NaN or inf at {where()} (the loss was finite); the weights "
                                  "were put back where the step began")
+        return norm_sq
 
     def _trainable(self, group: dict[str, Any]) -> list[torch.Tensor]:
         """The parameters of ``group`` that take part in this outer step: ``requires_grad`` and a gradient.
@@ -321,10 +324,12 @@ class SmoothingWrapper(ClosureOptimizer):
 
     def __init__(self, params: Iterable[Any], base_optimizer: type[Optimizer], defaults: dict[str, Any], *,
                  generator: torch.Generator | None = None, foreach: bool | None = None, freeze_bn: Any = None,
-                 **base_kwargs: Any) -> None:
+                 base_foreach: bool | None = None, **base_kwargs: Any) -> None:
         if not (isinstance(base_optimizer, type) and issubclass(base_optimizer, Optimizer)):
             raise TypeError(f"`base_optimizer` must be a torch.optim.Optimizer class (e.g. torch.optim.SGD), "
                             f"got {base_optimizer!r}")
+        if base_foreach is not None and "foreach" in inspect.signature(base_optimizer).parameters:
+            base_kwargs["foreach"] = bool(base_foreach)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"`generator` must be a torch.Generator or None, got {type(generator).__name__}")
         super().__init__(params, {**defaults, **base_kwargs}, generator=generator, foreach=foreach,

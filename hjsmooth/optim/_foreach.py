@@ -13,6 +13,7 @@ variance on every real coordinate and no reduction drops an imaginary part.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -132,25 +133,30 @@ def set_grads_(params: Sequence[torch.Tensor], values: Tensors, scale: float, fo
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def all_finite(tensors: Sequence[torch.Tensor]) -> bool:
-    """Whether every entry of every tensor is finite: one fused reduction per device and dtype.
+def finite_norm_sq(tensors: Sequence[torch.Tensor]) -> float | None:
+    """``sum |t|^2`` over all tensors, or ``None`` if any entry is NaN or infinite.
 
-    The Euclidean norms of all tensors come from one ``torch._foreach_norm`` (NaN and inf
-    propagate into them; half-precision tensors are reduced in float32), and their
-    maximum is moved to the host once.  A tensor whose norm overflows its dtype (a float32
-    gradient with entries beyond ~1e19) counts as non-finite.
+    One fused reduction per device and dtype class: the Euclidean norms of all tensors come
+    from one ``torch._foreach_norm`` (NaN and inf propagate into them; half-precision
+    tensors are reduced in float32) and are moved to the host once.  A tensor whose norm
+    overflows its dtype (a float32 gradient with entries beyond ~1e19) counts as non-finite.
     """
-    if not tensors:
-        return True
+    total = 0.0
     groups: dict[tuple[torch.device, bool], list[torch.Tensor]] = {}
     for t in tensors:
         groups.setdefault((t.device, t.dtype in _LOW_PRECISION), []).append(t)
     for (_, low), group in groups.items():
         norms = torch._foreach_norm(group, 2, dtype=torch.float32) if low else torch._foreach_norm(group)
-        peak = norms[0] if len(norms) == 1 else torch.stack(norms).max()
-        if not bool(torch.isfinite(peak)):
-            return False
-    return True
+        value = float(norms[0].double().square() if len(norms) == 1 else torch.stack(norms).double().square().sum())
+        if not math.isfinite(value):
+            return None
+        total += value
+    return total
+
+
+def all_finite(tensors: Sequence[torch.Tensor]) -> bool:
+    """Whether every entry of every tensor is finite (:func:`finite_norm_sq`)."""
+    return finite_norm_sq(tensors) is not None
 
 
 def global_norm(tensors: Sequence[torch.Tensor]) -> float:

@@ -75,11 +75,15 @@ class InnerLoop:
         self.disp, self.avg, self.buf = disp, avg, buf
         self.settings = settings
         self.foreach = foreach
+        self._fresh = True
 
     def reset(self, keep_buffer: bool) -> None:
-        """Start a new outer step: ``y = <y> = x``; the buffer is zeroed unless ``keep_buffer``."""
-        F.zero_(self.disp, self.foreach)
-        F.zero_(self.avg, self.foreach)
+        """Start a new outer step: ``y = <y> = x``; the buffer is zeroed unless ``keep_buffer``.
+
+        ``d`` and ``m`` are not zeroed here: the first :meth:`update` writes them (the same
+        numbers as updating zeros, two passes over memory fewer).
+        """
+        self._fresh = True
         if self.buf is not None and not keep_buffer:
             F.zero_(self.buf, self.foreach)
 
@@ -91,7 +95,8 @@ class InnerLoop:
         """
         s = self.settings
         d = self.disp
-        inv_gamma = 0.0 if math.isinf(s.gamma) else 1.0 / s.gamma
+        fresh = self._fresh
+        inv_gamma = 0.0 if math.isinf(s.gamma) or fresh else 1.0 / s.gamma  # y = x: no coupling yet
         if s.coupling_in_momentum and inv_gamma and self.buf is not None:
             self._add_(grads, d, inv_gamma)  # g <- g + d/gamma: the buffer sees the coupling
             inv_gamma = 0.0
@@ -99,19 +104,26 @@ class InnerLoop:
             v = self._momentum(grads)
         else:
             v = grads
-        shrink = 1.0 - s.lr * inv_gamma  # y - x <- (1 - eta/gamma)(y - x) - eta v
-        if self.foreach:
-            if shrink != 1.0:
-                torch._foreach_mul_(d, shrink)
-            torch._foreach_add_(d, v, alpha=-s.lr)
+        if fresh:  # d = 0 - eta v
+            F.scaled_into_(d, v, -s.lr, self.foreach)
         else:
-            for di, vi in zip(d, v):
+            shrink = 1.0 - s.lr * inv_gamma  # y - x <- (1 - eta/gamma)(y - x) - eta v
+            if self.foreach:
                 if shrink != 1.0:
-                    di.mul_(shrink)
-                di.add_(vi, alpha=-s.lr)
+                    torch._foreach_mul_(d, shrink)
+                torch._foreach_add_(d, v, alpha=-s.lr)
+            else:
+                for di, vi in zip(d, v):
+                    if shrink != 1.0:
+                        di.mul_(shrink)
+                    di.add_(vi, alpha=-s.lr)
         if noise is not None and s.noise > 0:
             noise(d, s.noise_scale)
-        F.running_average_(self.avg, d, s.alpha, self.foreach)
+        if fresh:  # <y> - x = alpha 0 + (1 - alpha) d
+            F.scaled_into_(self.avg, d, 1.0 - s.alpha, self.foreach)
+        else:
+            F.running_average_(self.avg, d, s.alpha, self.foreach)
+        self._fresh = False
 
     def _momentum(self, grads: Tensors) -> Tensors:
         """``b <- mu b + g`` and the direction: ``g + mu b`` (Nesterov, written into ``g``) or ``b``."""

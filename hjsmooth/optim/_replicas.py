@@ -41,8 +41,9 @@ from hjsmooth.optim.vectorized import ReplicaBatches
 __all__ = ["ReplicatedOptimizer", "ReplicaClosure", "N_REPLICAS"]
 
 ReplicaClosure = Callable[..., Any]
-#: Replicas in one process when ``n`` is not given (the thesis' chapter 5 uses 3).
-N_REPLICAS = 3
+#: Replicas in one process when ``n`` is not given: the smallest ensemble.  The replicas share the
+#: gradient budget of a process; the thesis runs 3 (and 8), one per GPU: pass ``n`` (or distributed=True).
+N_REPLICAS = 2
 _SGD_KEYS = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
 
 
@@ -125,7 +126,8 @@ class ReplicatedOptimizer(ClosureOptimizer):
 
     def _build_replica_sgd(self) -> None:
         self.replica_optimizer = torch.optim.SGD([self._replica_group(g) for g in self.param_groups],
-                                                 lr=self.param_groups[0]["lr"])
+                                                 lr=self.param_groups[0]["lr"],
+                                                 foreach=True if self._foreach is None else bool(self._foreach))
 
     def _sync_replica_hyperparameters(self) -> None:
         for g, rg in zip(self.param_groups, self.replica_optimizer.param_groups):
@@ -218,15 +220,23 @@ class ReplicatedOptimizer(ClosureOptimizer):
     def _reduce_master(self, params: list[torch.Tensor], replicas: list[torch.Tensor]) -> float:
         """Write the replicas' mean into ``params`` (real views); return the replicas' RMS distance to it.
 
-        The mean is a float64 sum over the replicas, rounded once (in one process, the sum
-        along the replica dimension; across processes, an ``all_reduce`` of that sum).
+        The mean is the float64 sum over the replicas, rounded once (across processes, an
+        ``all_reduce`` of the ranks' float64 sums).  For two replicas in one process it is
+        ``(x^0 + x^1) / 2`` in the parameters' own dtype, the same number: the sum of two
+        floats is rounded once and halving it is exact.
         """
         params, replicas = F.reals(params), F.reals(replicas)
         if not params:
             return 0.0
         if not self.distributed:
             for p, r in zip(params, replicas):
-                p.copy_(torch.sum(r, 0, dtype=torch.float64).div_(self.n))
+                if r.shape[0] == 2:
+                    torch.add(r[0], r[1], out=p).mul_(0.5)
+                else:
+                    acc = r[0].to(torch.float64, copy=True)  # float64 sum in replica order, rounded once
+                    for i in range(1, r.shape[0]):
+                        acc += r[i]
+                    p.copy_(acc.div_(self.n))
             return math.sqrt(self._spread(params, replicas) / self.n)
         flat = torch.cat([r.sum(0, dtype=torch.float64).reshape(-1) for r in replicas])
         self._all_reduce(flat, "the master (sum of the replicas)")

@@ -64,10 +64,10 @@ from hjsmooth.optim.vectorized import ReplicaBatches
 __all__ = ["Parle", "ElasticSGD", "PARLE_DEFAULTS", "ELASTIC_DEFAULTS"]
 
 #: Defaults of Elastic-SGD (measured on the project's tasks: docs/optimizers.md).
-ELASTIC_DEFAULTS: dict[str, Any] = dict(lr=0.3, rho=1.0, momentum=0.9, nesterov=True, weight_decay=0.0)
+ELASTIC_DEFAULTS: dict[str, Any] = dict(lr=0.15, rho=1.0, momentum=0.9, nesterov=True, weight_decay=0.0)
 #: Defaults of Parle (measured on the project's tasks: docs/optimizers.md).
 PARLE_DEFAULTS: dict[str, Any] = dict(
-    lr=1.0, gamma=0.1, rho=1.0, L=5, inner_lr=0.01, noise=0.0, alpha=0.75, momentum=0.9, nesterov=True,
+    lr=0.6, gamma=1.0, rho=1.0, L=5, inner_lr=0.1, noise=0.0, alpha=0.75, momentum=0.9, nesterov=True,
     weight_decay=0.0, inner_momentum=0.9, inner_nesterov=True, coupling_in_momentum=False, keep_inner_buffer=True,
 )
 
@@ -106,7 +106,7 @@ class Parle(ReplicatedOptimizer):
         Elastic scope (``> 0``, ``inf`` decouples the replicas) or a schedule,
         e.g. ``schedules.parle(1, B, minimum=0.1)``.
     n : int
-        Number of replicas (``>= 1``, default 3); with ``distributed=True`` the world size.
+        Number of replicas (``>= 1``, default 2 in one process); with ``distributed=True`` the world size.
     L, inner_lr, noise, alpha
         As in :class:`~hjsmooth.optim.LocalEntropy` (the inner loop of each replica).
     momentum, nesterov, weight_decay

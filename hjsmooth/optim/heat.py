@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -34,13 +34,13 @@ from torch.optim import Optimizer
 from hjsmooth.optim import _foreach as F
 from hjsmooth.optim._base import Closure, SmoothingWrapper
 from hjsmooth.optim._checks import check_choice, check_count, check_nonnegative_float, check_scope, resolve
-from hjsmooth.optim.local_entropy import _sgd_kwargs
+from hjsmooth.optim.local_entropy import _sgd_foreach, _sgd_kwargs
 
 __all__ = ["Heat", "HeatWrapper", "HEAT_DEFAULTS", "filter_scales"]
 
 #: Defaults of HEAT (measured on the project's tasks: docs/optimizers.md).
-HEAT_DEFAULTS: dict[str, Any] = dict(gamma=0.01, L=5, noise=1.0, perturbation="filter")
-HEAT_OUTER: dict[str, Any] = dict(lr=0.3, momentum=0.9, nesterov=True, weight_decay=0.0)
+HEAT_DEFAULTS: dict[str, Any] = dict(gamma=0.01, L=1, noise=1.0, perturbation="filter")
+HEAT_OUTER: dict[str, Any] = dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.0)
 PERTURBATIONS = ("filter", "absolute")
 
 _CHECKS = {
@@ -60,9 +60,10 @@ def filter_scales(p: torch.Tensor) -> torch.Tensor:
     """
     r = F.real(p)
     if r.dim() >= 2:
-        rms = r.reshape(r.shape[0], -1).square().mean(dim=1).sqrt()
+        rows = r.reshape(r.shape[0], -1)
+        rms = torch.linalg.vector_norm(rows, dim=1).div_(math.sqrt(rows.shape[1]))
         return rms.reshape((r.shape[0],) + (1,) * (r.dim() - 1))
-    return r.square().mean().sqrt().reshape((1,) * r.dim())
+    return (torch.linalg.vector_norm(r) / math.sqrt(max(r.numel(), 1))).reshape((1,) * r.dim())
 
 
 @dataclass
@@ -71,11 +72,11 @@ class _GroupStep:
     params: list[torch.Tensor]       # every trainable parameter (perturbed)
     points: list[torch.Tensor]       # their real views
     anchors: list[torch.Tensor]      # x
-    eps: list[torch.Tensor]          # the current perturbation
     scales: list[torch.Tensor] | None  # per-filter RMS of x ("filter"), or None ("absolute")
     std: float                       # sqrt(gamma noise)
+    L: int
     sums: list[torch.Tensor] | None = None  # running sum of the gradients of the taking-part parameters
-    taking_part: list[int] | None = None
+    taking_part: list[int] = field(default_factory=list)
     gamma: float = math.nan
     foreach: bool = False
 
@@ -124,11 +125,12 @@ class HeatWrapper(SmoothingWrapper):
         freeze_bn: torch.nn.Module | None = None,
         generator: torch.Generator | None = None,
         foreach: bool | None = None,
+        base_foreach: bool | None = None,
         **base_kwargs: Any,
     ) -> None:
         defaults = dict(gamma=gamma, L=L, noise=noise, perturbation=perturbation)
         super().__init__(params, base_optimizer, defaults, generator=generator, foreach=foreach, freeze_bn=freeze_bn,
-                         **base_kwargs)
+                         base_foreach=foreach if base_foreach is None else base_foreach, **base_kwargs)
 
     def _needs_generator(self) -> bool:
         return any(g["noise"] > 0 for g in self.param_groups)
@@ -138,26 +140,32 @@ class HeatWrapper(SmoothingWrapper):
         if not params:
             return None
         gamma = resolve(group["gamma"], self.outer_step, "gamma")
-        anchors, eps = [], []
-        for p in params:
-            st = self._scratch_for(p, ("anchor", "perturbation"))
-            anchors.append(F.real(st["anchor"]))
-            eps.append(F.real(st["perturbation"]))
+        anchors = [F.real(self._scratch_for(p, ("anchor",))["anchor"]) for p in params]
         points = F.reals(params)
         foreach = self._use_foreach(params)
         F.copy_(anchors, points, foreach)
         scales = [filter_scales(p) for p in params] if group["perturbation"] == "filter" else None
-        return _GroupStep(group=group, params=params, points=points, anchors=anchors, eps=eps, scales=scales,
-                          std=math.sqrt(gamma * group["noise"]), gamma=gamma, foreach=foreach)
+        return _GroupStep(group=group, params=params, points=points, anchors=anchors, scales=scales,
+                          std=math.sqrt(gamma * group["noise"]), L=group["L"], gamma=gamma, foreach=foreach)
 
     def _perturb(self, w: _GroupStep) -> None:
-        """Place the parameters at ``x + eps`` with a fresh perturbation."""
-        if w.std > 0:
-            F.zero_(w.eps, w.foreach)
-            F.add_noise_(w.eps, w.std, self.generator_for(w.params[0].device))
-            for e, s in zip(w.eps, w.scales or ()):  # broadcast per filter
-                e.mul_(s)
-            F.add_into_(w.points, w.anchors, w.eps, w.foreach)
+        """Place the parameters at ``x + eps``, ``eps = std xi`` (times each filter's RMS), one pass each.
+
+        ``xi`` is one flat standard normal vector per (device, dtype), drawn from the
+        generator in the order of the parameters.
+        """
+        gen = self.generator_for(w.params[0].device)
+        for (device, dtype), idx in F.buckets(w.points).items():
+            sizes = [w.points[i].numel() for i in idx]
+            flat = torch.randn(sum(sizes), generator=gen, device=gen.device, dtype=dtype)
+            if flat.device != device:
+                flat = flat.to(device)
+            for xi, i in zip(torch.split(flat, sizes), idx):
+                xi = xi.view_as(w.points[i])
+                if w.scales is None:
+                    torch.add(w.anchors[i], xi, alpha=w.std, out=w.points[i])
+                else:
+                    torch.addcmul(w.anchors[i], xi, w.scales[i], value=w.std, out=w.points[i])
 
     def _smoothed_gradient(self, closure: Closure, bn_after: list[Any]) -> Any:
         work = [w for g in self.param_groups if (w := self._group_step(g)) is not None]
@@ -165,12 +173,13 @@ class HeatWrapper(SmoothingWrapper):
         outer = self.outer_step
         raws: list[Any] = []
         losses: list[float] = []
+        norm_sq = 0.0
         try:
             for i in range(n_eval):
                 for w in work:
-                    if i < w.group["L"]:
+                    if i < w.L and w.std > 0:
                         self._perturb(w)
-                    elif i == w.group["L"]:
+                    elif i == w.L:
                         F.copy_(w.points, w.anchors, w.foreach)
                 raw, value = self._evaluate(closure, (), lambda: f"perturbed evaluation {i + 1} of {n_eval} "
                                                                  f"(outer step {outer})")
@@ -181,26 +190,34 @@ class HeatWrapper(SmoothingWrapper):
                     for w in work:
                         taking = set(map(id, self._trainable(w.group)))
                         w.taking_part = [j for j, p in enumerate(w.params) if id(p) in taking]
-                        w.sums = [torch.zeros_like(w.points[j]) for j in w.taking_part]
-                active = [w for w in work if i < w.group["L"]]
-                grads = [self._grads([w.params[j] for j in w.taking_part or []]) for w in active]
-                self._check_grads([g for gs in grads for g in gs], lambda: f"perturbed evaluation {i + 1} of "
-                                                                           f"{n_eval} (outer step {outer})")
+                active = [w for w in work if i < w.L]
+                grads = [self._grads([w.params[j] for j in w.taking_part]) for w in active]
+                norm_sq = self._check_grads([g for gs in grads for g in gs], lambda: (
+                    f"perturbed evaluation {i + 1} of {n_eval} (outer step {outer})"))
                 for w, g in zip(active, grads):
-                    if w.foreach:
+                    if w.L == 1:  # the gradient in p.grad is the average already
+                        continue
+                    if w.sums is None:
+                        w.sums = [gi.clone() for gi in g]
+                    elif w.foreach:
                         torch._foreach_add_(w.sums, g)
                     else:
-                        for s, gi in zip(w.sums or [], g):
-                            s.add_(gi)
+                        for s_, gi in zip(w.sums, g):
+                            s_.add_(gi)
         finally:
             for w in work:
                 F.copy_(w.points, w.anchors, w.foreach)
         grads_out: list[torch.Tensor] = []
         for w in work:
-            params = [w.params[j] for j in w.taking_part or []]
-            grads_out += F.set_grads_(params, w.sums or [], 1.0 / w.group["L"], w.foreach)
+            params = [w.params[j] for j in w.taking_part]
+            if w.L == 1:
+                grads_out += [p.grad for p in params]
+            else:
+                grads_out += F.set_grads_(params, w.sums or [], 1.0 / w.L, w.foreach)
         mean = sum(losses) / len(losses)
-        self.stats = {"loss": mean, "inner_loss": mean, "grad_norm": F.global_norm(grads_out),
+        one_eval = all(w.L == 1 for w in work)
+        self.stats = {"loss": mean, "inner_loss": mean,
+                      "grad_norm": math.sqrt(norm_sq) if one_eval else F.global_norm(grads_out),
                       "gamma": work[0].gamma if work else float("nan")}
         return _mean_like(raws, mean)
 
@@ -237,4 +254,5 @@ class Heat(HeatWrapper):
         foreach: bool | None = None,
     ) -> None:
         super().__init__(params, torch.optim.SGD, gamma, L, noise, perturbation=perturbation, freeze_bn=freeze_bn,
-                         generator=generator, foreach=foreach, **_sgd_kwargs(lr, momentum, nesterov, weight_decay))
+                         generator=generator, foreach=foreach, base_foreach=_sgd_foreach(foreach),
+                         **_sgd_kwargs(lr, momentum, nesterov, weight_decay))

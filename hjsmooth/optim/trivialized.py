@@ -12,6 +12,7 @@ from torch.optim import Optimizer
 from hjsmooth.optim import _foreach as F
 from hjsmooth.optim._base import SmoothingWrapper
 from hjsmooth.optim._checks import check_count, check_nonnegative_float
+from hjsmooth.optim.local_entropy import _sgd_foreach
 from hjsmooth.validation import check_positive
 
 __all__ = ["TrivializedSGD", "field_factor", "TRIVIALIZED_DEFAULTS"]
@@ -41,7 +42,6 @@ class TrivializedSGD(SmoothingWrapper):
               \qquad \tau_i = n\,(e^{-i/\tau_0} - 1/2),
 
     so the field starts strong (a trivial landscape with few critical points) and vanishes.
-    ``p.grad`` holds that perturbed gradient after the step.
 
     Parameters
     ----------
@@ -86,12 +86,14 @@ class TrivializedSGD(SmoothingWrapper):
         foreach: bool | None = None,
         **base_kwargs: Any,
     ) -> None:
+        base_foreach = foreach
         if base_optimizer is torch.optim.SGD:
             momentum = base_kwargs.get("momentum", SGD_BASE["momentum"])
             base_kwargs = {**SGD_BASE, "nesterov": bool(momentum) and not base_kwargs.get("dampening", 0),
                            **base_kwargs}
+            base_foreach = _sgd_foreach(foreach)
         super().__init__(params, base_optimizer, dict(coupling=coupling, tau0=tau0), generator=generator,
-                         foreach=foreach, **base_kwargs)
+                         foreach=foreach, base_foreach=base_foreach, **base_kwargs)
         all_params = self._params()
         n_weights = sum(p.numel() for p in all_params)
         if layers is None:
