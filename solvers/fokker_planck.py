@@ -29,8 +29,16 @@ from hjsmooth.backend import array_namespace, from_numpy, to_numpy
 from hjsmooth.grid import Grid
 from hjsmooth.solvers.result import PDESolution
 from hjsmooth.solvers.scharfetter_gummel import BOUNDARY_CONDITIONS, FokkerPlanckOperator, build_operator
-from hjsmooth.solvers.stepping import march
-from hjsmooth.validation import as_field, check_beta, check_choice, check_nonnegative, check_positive, check_time
+from hjsmooth.solvers.stepping import DEFAULT_MAX_STEPS, march
+from hjsmooth.validation import (
+    as_field,
+    check_beta,
+    check_choice,
+    check_count,
+    check_nonnegative,
+    check_positive,
+    check_time,
+)
 
 __all__ = ["solve_fokker_planck", "fokker_planck_steady_state", "fokker_planck_operator", "METHODS"]
 
@@ -98,6 +106,7 @@ def solve_fokker_planck(
     dt: float | None = None,
     save_at: Sequence[float] | int | None = None,
     progress: bool | None = None,
+    max_steps: int = DEFAULT_MAX_STEPS,
 ) -> PDESolution:
     """Evolve a density by ``rho_t = -div(b rho) + 1/(2 beta) sum_ij d_i d_j (D_ij rho)`` up to time ``t``.
 
@@ -146,6 +155,9 @@ def solve_fokker_planck(
         Also return snapshots at these times (see ``hjsmooth.solvers.stepping.output_times``).
     progress : bool, optional
         Show a progress bar (``None``: only for runs longer than two seconds).
+    max_steps : int
+        The most time steps to take; a run that needs more (``t`` over the step) is refused
+        before it starts, with the estimate in the message.
 
     Returns
     -------
@@ -160,6 +172,7 @@ def solve_fokker_planck(
     check_choice(method, "method", METHODS)
     if dt is not None:
         dt = check_positive(dt, "dt")
+    max_steps = check_count(max_steps, "max_steps")
     xp = array_namespace(rho0)
     if t == 0.0:
         values = xp.asarray(rho0, copy=True)
@@ -173,7 +186,7 @@ def solve_fokker_planck(
         if not math.isfinite(stable):
             stable = t if dt is None else dt  # no transport at all: any step is exact
         run = march(xp.asarray(rho0, copy=True), t, op.step, lambda _: stable, dt=dt, save_at=save_at,
-                    progress=progress, desc="Fokker-Planck (explicit)")
+                    progress=progress, desc="Fokker-Planck (explicit)", max_steps=max_steps)
         values, snapshots = run.state, run.snapshots
         step_used = stable if dt is None else min(stable, dt)
     else:
@@ -183,7 +196,7 @@ def solve_fokker_planck(
         stepper = (_BackwardEuler if method == "implicit" else _TRBDF2)(op.to_sparse(), op.absorption)
         host0 = np.asarray(to_numpy(rho0), dtype=np.float64).ravel().copy()
         run = march(host0, t, stepper.step, lambda _: math.inf, dt=step_used, save_at=save_at,
-                    progress=progress, desc=f"Fokker-Planck ({method})")
+                    progress=progress, desc=f"Fokker-Planck ({method})", max_steps=max_steps)
         values = from_numpy(run.state.reshape(grid.shape), rho0)
         snapshots = None
         if run.snapshots is not None:
