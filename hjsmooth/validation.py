@@ -36,6 +36,7 @@ __all__ = [
     "check_grid",
     "check_grid_geometry",
     "check_output_path",
+    "renamed_argument",
 ]
 
 #: the smallest ``beta`` whose inverse (the temperature) is a finite float64
@@ -66,6 +67,25 @@ def check_real(value: Any, name: str) -> float:
 
 
 _as_float = check_real
+
+
+def renamed_argument(value: Any, old_value: Any, name: str, old_name: str, *, stacklevel: int = 3) -> Any:
+    """The value of an argument that was renamed from ``old_name`` to ``name``.
+
+    Passing ``old_name`` still works for now, with a ``DeprecationWarning``; passing both is a
+    ``TypeError``, and so is passing neither.
+    """
+    import warnings
+
+    if old_value is None:
+        if value is None:
+            raise TypeError(f"missing the argument `{name}`")
+        return value
+    if value is not None:
+        raise TypeError(f"give `{name}` only (`{old_name}` is its deprecated name), not both")
+    warnings.warn(f"`{old_name}` is deprecated and will be removed; pass `{name}` instead",
+                  DeprecationWarning, stacklevel=stacklevel)
+    return old_value
 
 
 def check_time(t: Any, name: str = "t") -> float:
