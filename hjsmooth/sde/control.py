@@ -56,6 +56,7 @@ def grid_control(values: Any, times: Any, grid: Grid) -> Callable[[Any, float], 
     """
     from scipy.interpolate import RegularGridInterpolator
 
+    check_grid(grid)
     u = np.asarray(to_numpy(values), dtype=np.float64)
     s_grid = np.asarray(times, dtype=np.float64).ravel()
     if u.shape != (s_grid.size,) + tuple(grid.shape):
