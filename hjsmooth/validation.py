@@ -309,10 +309,10 @@ def check_output_path(path: Any, name: str = "out", suffixes: Sequence[str] = ("
     out = Path(text)
     if not text or text.endswith(("/", os.sep)) or out.name in ("", ".", ".."):
         raise ValueError(f"`{name}` must name a file, got {text!r}")
-    if out.suffix.lower() not in tuple(s.lower() for s in suffixes) or not out.stem:
-        raise ValueError(f"`{name}` must end in {' or '.join(suffixes)}, got {text!r}")
     if out.is_dir():
         raise ValueError(f"`{name}` {text!r} is a directory; give a file name ending in {' or '.join(suffixes)}")
+    if out.suffix.lower() not in tuple(s.lower() for s in suffixes) or not out.stem:
+        raise ValueError(f"`{name}` must end in {' or '.join(suffixes)}, got {text!r}")
     if out.exists():
         if not os.access(out, os.W_OK):
             raise ValueError(f"`{name}` {text!r} exists and is not writable")
