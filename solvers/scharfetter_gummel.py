@@ -96,17 +96,24 @@ _SERIES_BELOW = 1e-4
 def bernoulli(z: Any) -> Any:
     """The Bernoulli function ``B(z) = z / (exp(z) - 1)``, with ``B(0) = 1``, for any array.
 
-    Evaluated as ``|z| e^{-|z|} / (1 - e^{-|z|})`` plus ``|z|`` for ``z < 0`` (since
-    ``B(-a) = B(a) + a``), which neither overflows nor cancels for large ``|z|``, and by the
-    series ``1 - a/2 + a^2/12`` for ``|z| < 1e-4`` (truncation error below ``1e-19``).
+    With ``a = |z|``: ``B(a) = a e^{-a} / (1 - e^{-a})``, evaluated as such (``e^{-a}`` correctly
+    rounded) up to ``a = 700``, as ``exp(log a - a)`` beyond, where ``e^{-a}`` alone would reach the
+    subnormal range and lose digits (relative error about ``eps a`` until the result underflows
+    near ``a = 745``; ``B(inf) = 0``), and by the series ``1 - a/2 + a^2/12`` for ``a < 1e-4``
+    (truncation error below ``1e-19``); then ``B(-a) = B(a) + a`` (``B(-inf) = inf``).  No
+    overflow, no cancellation, no NaN.
     """
     xp = array_namespace(z)
     a = xp.abs(z)
     small = a < _SERIES_BELOW
-    a_safe = xp.where(small, xp.ones_like(a), a)
-    positive_branch = a_safe * xp.exp(-a_safe) / (-xp.expm1(-a_safe))
-    series = 1.0 - a / 2.0 + a * a / 12.0
-    b_of_a = xp.where(small, series, positive_branch)
+    large = a > 700.0
+    a_mid = xp.where(small | large, xp.ones_like(a), a)
+    a_big = xp.where(large, xp.minimum(a, xp.full_like(a, 1e308)), xp.ones_like(a))
+    mid_branch = a_mid * xp.exp(-a_mid) / (-xp.expm1(-a_mid))
+    big_branch = xp.exp(xp.log(a_big) - a_big)  # 1 - e^{-a} = 1 here
+    a_small = xp.where(small, a, xp.zeros_like(a))
+    series = 1.0 - a_small / 2.0 + a_small * a_small / 12.0
+    b_of_a = xp.where(small, series, xp.where(large, big_branch, mid_branch))
     return xp.where(z < 0, b_of_a + a, b_of_a)
 
 
@@ -117,7 +124,9 @@ def scharfetter_gummel_rates(velocity: Any, c_from: Any, c_to: Any, h: float) ->
     face: ``J = (1/h) [B(-z) c_P rho_P - B(z) c_Q rho_Q]`` with ``z = h v / c_face`` and
     ``c_face = (c_P + c_Q) / 2``; the rates are ``J / h`` per unit density, i.e.
     ``forward = B(-z) c_P / h^2`` and ``backward = B(z) c_Q / h^2``.  Where ``c_face = 0`` the
-    limit is first-order upwinding, ``forward = max(v, 0) / h``, ``backward = max(-v, 0) / h``.
+    limit is first-order upwinding, ``forward = max(v, 0) / h``, ``backward = max(-v, 0) / h``, and
+    where ``|z| > 1e3`` (the exponential part is below rounding) the same upwind flux weighted by
+    ``c_P / c_face`` and ``c_Q / c_face``, which stays finite for any tiny diffusivity.
 
     Parameters
     ----------
@@ -129,14 +138,21 @@ def scharfetter_gummel_rates(velocity: Any, c_from: Any, c_to: Any, h: float) ->
         Spacing along the link.
     """
     xp = array_namespace(velocity)
-    c_face = 0.5 * (c_from + c_to)
+    c_face = 0.5 * c_from + 0.5 * c_to
     diffusive = c_face > 0
     c_safe = xp.where(diffusive, c_face, xp.ones_like(c_face))
-    z = h * velocity / c_safe
+    with np.errstate(over="ignore"):
+        z = h * velocity / c_safe
+    # beyond |z| = 1e3, B(|z|) is 0 and B(-|z|) = |z| to rounding: the flux is the upwind one, written
+    # without z, which would overflow for a vanishing diffusivity
+    exponential = diffusive & (xp.abs(z) <= 1e3)
+    z = xp.where(exponential, z, xp.zeros_like(z))
     scale = c_safe / (h * h)
     zero = xp.zeros_like(velocity)
-    forward = xp.where(diffusive, bernoulli(-z) * scale * (c_from / c_safe), xp.maximum(velocity, zero) / h)
-    backward = xp.where(diffusive, bernoulli(z) * scale * (c_to / c_safe), xp.maximum(-velocity, zero) / h)
+    from_weight = xp.where(diffusive, c_from / c_safe, xp.ones_like(c_safe))
+    to_weight = xp.where(diffusive, c_to / c_safe, xp.ones_like(c_safe))
+    forward = xp.where(exponential, bernoulli(-z) * scale * from_weight, from_weight * xp.maximum(velocity, zero) / h)
+    backward = xp.where(exponential, bernoulli(z) * scale * to_weight, to_weight * xp.maximum(-velocity, zero) / h)
     return forward, backward
 
 

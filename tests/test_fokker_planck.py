@@ -74,6 +74,38 @@ def test_bernoulli_matches_definition_and_limits(backend) -> None:
     assert np.all(np.isfinite(extreme))
 
 
+def test_bernoulli_is_finite_and_accurate_for_any_argument(backend) -> None:
+    """No NaN at +-inf, relative precision ~eps a down to the underflow near 745 (a e^{-a} loses digits
+    in the subnormal range: 29 % off at a = 744), B(-a) = B(a) + a."""
+    from decimal import Decimal, localcontext
+
+    z = np.array([np.inf, -np.inf, 1e308, -1e308, 1e4, 700.0, 720.0, 740.0, 744.0])
+    got = backend.to_numpy(bernoulli(backend.asarray(z)))
+    assert got[0] == 0.0 and got[1] == np.inf and got[2] == 0.0 and got[3] == 1e308 and got[4] == 0.0
+    with localcontext() as ctx:
+        ctx.prec = 50
+        exact = [float(Decimal(a) * (-Decimal(a)).exp()) for a in z[5:]]
+    np.testing.assert_allclose(got[5:7], exact[:2], rtol=2e-13)
+    np.testing.assert_allclose(got[7:], exact[2:], rtol=2e-4)  # results below 1e-318: few bits left
+
+
+def test_rates_stay_finite_for_a_vanishing_diffusivity() -> None:
+    """c_face = 1e-310 makes z = h v / c overflow; the rates are then the upwind ones (v / h), not inf or NaN."""
+    from hjsmooth.solvers.scharfetter_gummel import scharfetter_gummel_rates
+
+    v = np.array([2.0, -3.0, 0.0])
+    c = np.full(3, 1e-310)
+    fwd, bwd = scharfetter_gummel_rates(v, c, c, 0.1)
+    np.testing.assert_allclose(fwd, [20.0, 0.0, 1e-308], rtol=1e-12, atol=1e-320)  # v = 0: c / h^2
+    np.testing.assert_allclose(bwd, [0.0, 30.0, 1e-308], rtol=1e-12, atol=1e-320)
+    grid = hs.Grid(-1.0, 1.0, 21)
+    diffusion = np.ones(21)
+    diffusion[10] = 1e-300
+    sol = solve_fokker_planck(np.ones(21), grid, 0.5, drift=-grid.axes[0][None], diffusion=diffusion, beta=1.0)
+    assert np.all(np.isfinite(sol.values)) and sol.values.min() >= 0
+    assert grid.integrate(sol.values) == pytest.approx(grid.integrate(np.ones(21)), rel=1e-13)
+
+
 # ----------------------------------------------------------------------------- operator consistency
 
 
