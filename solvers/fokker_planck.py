@@ -352,7 +352,8 @@ def fokker_planck_steady_state(
        weights from crossing rates below its rounding: wells separated by barriers of about
        ``exp(-20)`` or deeper are refused, not returned with a wrong split); no entry is below
        ``-1e-12`` of the maximum; the mass is finite and positive.  Entries within rounding of
-       zero are set to zero.
+       zero are set to zero.  These checks are a safeguard, not a proof: with several wells, two
+       pins that both lie in wells whose weights the solve got wrong the same way would agree.
 
     Parameters are those of :func:`solve_fokker_planck`; ``bc`` must be ``"reflecting"`` or
     ``"periodic"`` (with absorbing walls the only steady state is zero).  Returns an array of
