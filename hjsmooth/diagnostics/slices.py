@@ -95,7 +95,8 @@ def loss_slice(model: torch.nn.Module, loss_fn: LossFn, data: Any, grid: Any, no
     rng : None, int, torch.Generator or numpy.random.Generator
         Source of the random directions (SPEC 7).
     vectorize : bool, optional
-        Evaluate several grid points per call with ``torch.func.vmap`` (default: on CUDA devices).
+        Evaluate several points per call with ``torch.func.vmap`` (True) or one at a time (False);
+        default: time both on the first points and keep the faster (vmap wins for small models).
     progress : bool
         Show a progress bar when the work lasts over two seconds.
 

@@ -72,7 +72,8 @@ def smoothed_loss(model: torch.nn.Module, loss_fn: LossFn, data: Any, t: float, 
     rng : None, int, torch.Generator or numpy.random.Generator
         Source of the perturbations (SPEC 7).
     vectorize : bool, optional
-        Evaluate several perturbations per call with ``torch.func.vmap`` (default: on CUDA devices).
+        Evaluate several points per call with ``torch.func.vmap`` (True) or one at a time (False);
+        default: time both on the first points and keep the faster (vmap wins for small models).
     progress : bool
         Show a progress bar when the work lasts over two seconds.
 

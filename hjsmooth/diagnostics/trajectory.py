@@ -112,9 +112,11 @@ def autocorrelation(iterates: Any, max_lag: int | None = None) -> Any:
 def white_noise_band(length: int, confidence: float = 0.99) -> float:
     """Half-width of the band within which the autocorrelation of ``length`` white-noise samples stays
     at each nonzero lag with probability ``confidence`` (asymptotically ``z / sqrt(T)``)."""
-    from scipy.stats import norm
+    from scipy.special import ndtri
 
-    return float(norm.ppf(0.5 + confidence / 2) / math.sqrt(length))
+    if not 0 < confidence < 1:
+        raise ValueError(f"`confidence` must be in (0, 1), got {confidence!r}")
+    return float(ndtri(0.5 + confidence / 2) / math.sqrt(length))
 
 
 class TrajectoryRecorder:
