@@ -131,7 +131,8 @@ def _draw(out: Path, grid: Any, fields: dict[str, np.ndarray], numbers: dict[str
         ax.plot(0, 0, "w+", ms=10, label=f"weights: {r['centre']:.3g}, Laplacian {r['laplacian']:.3g}")
         ax.contour(a, b, u, levels=[fields["loss"].min() + VALLEY_DEPTH], colors="tab:orange",
                    linewidths=1.2)
-        ax.plot([], [], "-", color="tab:orange", label=f"valley (< min f + {VALLEY_DEPTH:g}): area {r['valley_area']:.2f}")
+        ax.plot([], [], "-", color="tab:orange",
+                label=f"valley (< min f + {VALLEY_DEPTH:g}): area {r['valley_area']:.2f}")
         ax.set_title(titles[name], fontsize=10)
         ax.set_xlabel("a (direction 1, filter-normalised)")
         ax.set_aspect("equal")

@@ -33,6 +33,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }
 #: fractions of the training budget at which D(x) is measured
 INSTANTS = (0.2, 0.4, 1.0)
+#: eigenvalues of each D(x) written to the text summary (the figure and the returned numbers have them all)
+SUMMARY_EIGENVALUES = 20
 
 
 def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
@@ -142,7 +144,7 @@ def _draw(out: Path, numbers: dict[str, Any], spectrum: Any, ac_inc: np.ndarray,
                       f"N = {numbers['settings']['samples']})", fontsize=10)
     top = max(float(r["eigenvalues"][0]) for r in numbers["noise"].values())
     axes[0].set_ylim(bottom=top * 1e-8)
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7, loc="lower left")
     f = spectrum.frequencies[1:]
     p = spectrum.power[1:]
     mean, sd = p.mean(axis=1), p.std(axis=1)
@@ -167,4 +169,7 @@ def _draw(out: Path, numbers: dict[str, Any], spectrum: Any, ac_inc: np.ndarray,
                       "outside the band)", fontsize=10)
     axes[2].set_xlabel("lag (steps)")
     axes[2].legend(fontsize=8)
-    save(fig, out, "sgd_noise: the gradient-noise covariance D(x) and the frequency content of SGD", numbers)
+    summary = {**numbers, "noise": {name: {**r, "eigenvalues": np.asarray(r["eigenvalues"])[:SUMMARY_EIGENVALUES]}
+                                    for name, r in numbers["noise"].items()}}
+    save(fig, out, "sgd_noise: the gradient-noise covariance D(x) and the frequency content of SGD "
+                   f"(the {SUMMARY_EIGENVALUES} largest eigenvalues of each)", summary)

@@ -60,7 +60,8 @@ def test_filter_normalised_directions_have_the_weights_filter_norms() -> None:
             np.testing.assert_allclose(dn.numpy(), wn.numpy(), rtol=1e-12)
     layer = loss_slice(model, cross_entropy, (x, y), grid, normalization="layer", rng=1, progress=False)
     for d, w in zip(layer.directions[0], model.parameters()):
-        assert float(torch.linalg.vector_norm(d)) == pytest.approx(float(torch.linalg.vector_norm(w.detach())), rel=1e-12)
+        norm = float(torch.linalg.vector_norm(w.detach()))
+        assert float(torch.linalg.vector_norm(d)) == pytest.approx(norm, rel=1e-12)
 
 
 def test_normalize_direction_keeps_zero_filters_zero_and_none_copies() -> None:
