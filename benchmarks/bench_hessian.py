@@ -56,6 +56,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--quick", action="store_true", help="small smoke run: 500 samples, 20 trace vectors, 1 repeat")
     p.add_argument("--no-memory", action="store_true", help="skip the subprocess memory measurements")
+    p.add_argument("--memory-only", action="store_true", help="only the memory measurements")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--state", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -199,8 +200,10 @@ def worker(args: argparse.Namespace) -> None:
         model(x)
     import pyhessian  # noqa: F401 - imports are not part of the measurement
     import scipy.special  # noqa: F401
+    import tqdm.auto  # noqa: F401
 
     import hjsmooth.diagnostics  # noqa: F401
+    import hjsmooth.validation  # noqa: F401
 
     spec = json.loads(args.worker)
     name = spec["name"]
@@ -248,73 +251,76 @@ def main() -> None:
           f"{torch.get_num_threads()} torch thread(s); torch {torch.__version__}, "
           f"PyHessian {getattr(pyhessian, '__version__', '0.1')}; setup {time.perf_counter() - t0:.1f} s")
 
-    # references: float64 Lanczos to 1e-10, and a long deflated float64 trace
-    m64, x64, _ = load(problem, torch.float64)
-    import torch.nn.functional as F
+    if not args.memory_only:
+        # references: float64 Lanczos to 1e-10, and a long deflated float64 trace
+        m64, x64, _ = load(problem, torch.float64)
+        import torch.nn.functional as F
 
-    ref = hessian_eigenvalues(m64, F.cross_entropy, (x64, y), k=5, tol=1e-10, max_iter=3000, rng=0, progress=False)
-    ref_trace = hessian_trace(m64, F.cross_entropy, (x64, y), samples=200, deflation=4 * args.deflation, rng=0,
-                              progress=False)
-    print(f"reference (float64): top eigenvalues {np.array2string(ref.eigenvalues, precision=6)}; "
-          f"trace {ref_trace.estimate:.4f} +- {ref_trace.stderr:.4f}")
-    lam = ref.eigenvalues
+        ref = hessian_eigenvalues(m64, F.cross_entropy, (x64, y), k=5, tol=1e-10, max_iter=3000, rng=0,
+                                  progress=False)
+        ref_trace = hessian_trace(m64, F.cross_entropy, (x64, y), samples=200, deflation=4 * args.deflation, rng=0,
+                                  progress=False)
+        print(f"reference (float64): top eigenvalues {np.array2string(ref.eigenvalues, precision=6)}; "
+              f"trace {ref_trace.estimate:.4f} +- {ref_trace.stderr:.4f}")
+        lam = ref.eigenvalues
 
-    counter = Counter()
-    rows: dict[str, dict[str, list[float]]] = {}
+        counter = Counter()
+        rows: dict[str, dict[str, list[float]]] = {}
 
-    def add(name: str, **values: float) -> None:
-        for key, v in values.items():
-            rows.setdefault(name, {}).setdefault(key, []).append(float(v))
+        def add(name: str, **values: float) -> None:
+            for key, v in values.items():
+                rows.setdefault(name, {}).setdefault(key, []).append(float(v))
+
+        n = args.trace_samples
+        for r in range(args.repeats):
+            for k in (1, 5):
+                counter.calls = 0
+                vals, t = pyhessian_top(model, x, y, k, r)
+                peer_err = max(abs(v - l) / abs(l) for v, l in zip(sorted(vals, reverse=True), lam[:k]))
+                add(f"top{k}/PyHessian", time=t, error=peer_err, hvp=counter.calls)
+                vals, t, mv = hjsmooth_top(model, x, y, k, r)
+                err = max(abs(v - l) / abs(l) for v, l in zip(vals, lam[:k]))
+                add(f"top{k}/hjsmooth", time=t, error=err, hvp=mv)
+                if k == 1:
+                    # tol = PyHessian's relative error: each Ritz value then lies within that of an eigenvalue
+                    # (the residual bound); the error against the reference is measured, not assumed
+                    vals, t, mv = hjsmooth_top(model, x, y, k, r, tol=peer_err)
+                    err = abs(vals[0] - lam[0]) / abs(lam[0])
+                    add("top1/hjsmooth matched tol", time=t, error=err, hvp=mv)
+            values, t = pyhessian_trace(model, x, y, n, r)
+            stderr = values.std(ddof=1) / math.sqrt(len(values))
+            add("trace/PyHessian", time=t, estimate=values.mean(), stderr=stderr, hvp=len(values))
+            res, t = hjsmooth_trace(model, x, y, n, r)
+            add("trace/hjsmooth", time=t, estimate=res.estimate, stderr=res.stderr, hvp=res.matvecs)
+            res, t = hjsmooth_trace(model, x, y, 100 * n, r, deflation=args.deflation,
+                                    tol=stderr / abs(values.mean()))
+            add("trace/hjsmooth deflated", time=t, estimate=res.estimate, stderr=res.stderr, hvp=res.matvecs)
+
+        print(f"\n{'task / package':<28}{'median time':>13}{'hvp':>7}{'accuracy':>34}")
+        for name, r in rows.items():
+            t = statistics.median(r["time"])
+            if "error" in r:
+                acc = f"max rel. error {statistics.median(r['error']):.2e}"
+            else:
+                acc = (f"{statistics.median(r['estimate']):.3f} +- {statistics.median(r['stderr']):.3f} "
+                       f"(ref {ref_trace.estimate:.3f})")
+            print(f"{name:<28}{t:>11.3f} s{statistics.median(r['hvp']):>7.0f}{acc:>34}")
+
+        print("\nratio = PyHessian median time / hjsmooth median time (above 1: hjsmooth faster)")
+        for task, ours in [("top1", "top1/hjsmooth"), ("top1", "top1/hjsmooth matched tol"), ("top5", "top5/hjsmooth"),
+                           ("trace", "trace/hjsmooth"), ("trace", "trace/hjsmooth deflated")]:
+            peer = rows[f"{task}/PyHessian"]
+            a, b, ratio = median_ratio(peer["time"], rows[ours]["time"])
+            if "error" in peer:
+                equal = statistics.median(rows[ours]["error"]) <= statistics.median(peer["error"])
+                what = "error <= PyHessian's" if equal else "LESS ACCURATE than PyHessian"
+            else:
+                equal = statistics.median(rows[ours]["stderr"]) <= 1.05 * statistics.median(peer["stderr"])
+                what = ("same estimator and samples" if ours == "trace/hjsmooth" else "stderr <= PyHessian's") \
+                    if equal else "LARGER stderr than PyHessian"
+            print(f"  {ours:<30} {ratio:7.2f}x   ({what})")
 
     n = args.trace_samples
-    for r in range(args.repeats):
-        for k in (1, 5):
-            counter.calls = 0
-            vals, t = pyhessian_top(model, x, y, k, r)
-            peer_err = max(abs(v - l) / abs(l) for v, l in zip(sorted(vals, reverse=True), lam[:k]))
-            add(f"top{k}/PyHessian", time=t, error=peer_err, hvp=counter.calls)
-            vals, t, mv = hjsmooth_top(model, x, y, k, r)
-            err = max(abs(v - l) / abs(l) for v, l in zip(vals, lam[:k]))
-            add(f"top{k}/hjsmooth", time=t, error=err, hvp=mv)
-            if k == 1:
-                # tol = PyHessian's relative error: each Ritz value then lies within that of an eigenvalue
-                # (the residual bound); the error against the reference is measured, not assumed
-                vals, t, mv = hjsmooth_top(model, x, y, k, r, tol=peer_err)
-                err = abs(vals[0] - lam[0]) / abs(lam[0])
-                add("top1/hjsmooth matched tol", time=t, error=err, hvp=mv)
-        values, t = pyhessian_trace(model, x, y, n, r)
-        stderr = values.std(ddof=1) / math.sqrt(len(values))
-        add("trace/PyHessian", time=t, estimate=values.mean(), stderr=stderr, hvp=len(values))
-        res, t = hjsmooth_trace(model, x, y, n, r)
-        add("trace/hjsmooth", time=t, estimate=res.estimate, stderr=res.stderr, hvp=res.matvecs)
-        res, t = hjsmooth_trace(model, x, y, 100 * n, r, deflation=args.deflation,
-                                tol=stderr / abs(values.mean()))
-        add("trace/hjsmooth deflated", time=t, estimate=res.estimate, stderr=res.stderr, hvp=res.matvecs)
-
-    print(f"\n{'task / package':<28}{'median time':>13}{'hvp':>7}{'accuracy':>34}")
-    for name, r in rows.items():
-        t = statistics.median(r["time"])
-        if "error" in r:
-            acc = f"max rel. error {statistics.median(r['error']):.2e}"
-        else:
-            acc = (f"{statistics.median(r['estimate']):.3f} +- {statistics.median(r['stderr']):.3f} "
-                   f"(ref {ref_trace.estimate:.3f})")
-        print(f"{name:<28}{t:>11.3f} s{statistics.median(r['hvp']):>7.0f}{acc:>34}")
-
-    print("\nratio = PyHessian median time / hjsmooth median time (above 1: hjsmooth faster)")
-    for task, ours in [("top1", "top1/hjsmooth"), ("top1", "top1/hjsmooth matched tol"), ("top5", "top5/hjsmooth"),
-                       ("trace", "trace/hjsmooth"), ("trace", "trace/hjsmooth deflated")]:
-        peer = rows[f"{task}/PyHessian"]
-        a, b, ratio = median_ratio(peer["time"], rows[ours]["time"])
-        if "error" in peer:
-            equal = statistics.median(rows[ours]["error"]) <= statistics.median(peer["error"])
-            what = "error <= PyHessian's" if equal else "LESS ACCURATE than PyHessian"
-        else:
-            equal = statistics.median(rows[ours]["stderr"]) <= 1.05 * statistics.median(peer["stderr"])
-            what = ("same estimator and samples" if ours == "trace/hjsmooth" else "stderr <= PyHessian's") \
-                if equal else "LARGER stderr than PyHessian"
-        print(f"  {ours:<30} {ratio:7.2f}x   ({what})")
-
     if not args.no_memory:
         with tempfile.TemporaryDirectory() as tmp:
             state = os.path.join(tmp, "problem.pt")

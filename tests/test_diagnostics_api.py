@@ -103,3 +103,33 @@ def test_a_model_without_trainable_parameters_is_refused() -> None:
         dg.hessian_trace(model, cross_entropy, classification_data(5))
     with pytest.raises(TypeError, match=r"`data`: batch 0 must be a pair \(inputs, targets\)"):
         dg.hessian_trace(tiny_mlp(), cross_entropy, [(torch.zeros(2, 3),)])
+
+
+@pytest.mark.gpu
+def test_cuda_models_give_the_cpu_results() -> None:
+    import hjsmooth as hs
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs torch with CUDA")
+    model = tiny_mlp()
+    x, y = classification_data(40)
+    gpu = tiny_mlp().cuda()
+    cpu_top = dg.hessian_eigenvalues(model, cross_entropy, (x, y), k=3, rng=0, progress=False)
+    gpu_top = dg.hessian_eigenvalues(gpu, cross_entropy, (x, y), k=3, rng=0, progress=False)  # CPU data moves
+    np.testing.assert_allclose(gpu_top.eigenvalues, cpu_top.eigenvalues, rtol=1e-8)
+    tr = dg.hessian_trace(gpu, cross_entropy, (x, y), samples=2, deflation=38, rng=0, progress=False)
+    assert tr.estimate == pytest.approx(float(torch.trace(exact_hessian(model, cross_entropy, x, y))), rel=1e-8)
+    grid = hs.Grid(-1.0, 1.0, 5)
+    u = [torch.ones_like(p) for p in model.parameters()]
+    for vectorize in (True, False):
+        a = dg.loss_slice(model, cross_entropy, (x, y), grid, None, [u], vectorize=vectorize, progress=False)
+        b = dg.loss_slice(gpu, cross_entropy, (x, y), grid, None, [u], vectorize=vectorize, progress=False)
+        np.testing.assert_allclose(b.values, a.values, rtol=1e-10)
+    ns_cpu = dg.gradient_noise_spectrum(model, cross_entropy, (x, y), k=3, progress=False)
+    ns_gpu = dg.gradient_noise_spectrum(gpu, cross_entropy, (x, y), k=3, progress=False)
+    np.testing.assert_allclose(ns_gpu.eigenvalues, ns_cpu.eigenvalues, rtol=1e-8)
+    sm = dg.smoothed_loss(gpu, cross_entropy, (x, y), 1.0, 100.0, samples=4, rng=0, progress=False)
+    assert np.isfinite(sm.estimate) and sm.values.shape == (4,)
+    rec = dg.TrajectoryRecorder(gpu, dim=4, rng=0)
+    rec.record()
+    assert rec.iterates.shape == (1, 4)

@@ -214,7 +214,9 @@ def test_slq_quadrature_is_exact_for_each_start_vector(mlp) -> None:
 
 def test_slq_moments_match_the_spectrum_within_their_stderr(mlp) -> None:
     model, x, y, H, exact = mlp
+    before = snapshot(model)
     res = hessian_spectrum(model, cross_entropy, (x, y), steps=6, runs=60, rng=4, progress=False)
+    assert_unchanged(model, before)
     for p in range(1, 5):
         per_run = np.sum(res.weights * res.nodes**p, axis=1)
         stderr = per_run.std(ddof=1) / math.sqrt(len(per_run))
