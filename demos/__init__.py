@@ -35,6 +35,12 @@ DEMOS: dict[str, str] = {
                "with the bound",
     "train": "SGD, Adam, Entropy-SGD, HJ, HEAT, Elastic-SGD and Parle on digits and MNIST-1D at equal "
              "effective-epoch budgets, 3 seeds (needs scikit-learn and mnist1d)",
+    "hessian": "Figure 3.1: the Hessian's eigenvalue density (SLQ), largest eigenvalues, trace and width at "
+               "MNIST-1D nets trained by SGD and Entropy-SGD (needs scikit-learn and mnist1d)",
+    "landscape": "a filter-normalised 2D slice of the loss around a trained net, beside its smoothings on the "
+                 "slice's grid by heat, Local Entropy and Hopf-Lax (needs scikit-learn and mnist1d)",
+    "sgd_noise": "Figures 6.1 and 6.3: the spectrum of the gradient-noise covariance D(x) during training, and "
+                 "the power spectrum and autocorrelation of an SGD trajectory (needs scikit-learn and mnist1d)",
 }
 
 
