@@ -23,6 +23,7 @@ __all__ = [
     "check_finite",
     "check_nonnegative",
     "check_count",
+    "check_stencil",
 ]
 
 
@@ -121,3 +122,9 @@ def as_field(x: Any, name: str, shape: tuple[int, ...] | None = None) -> Any:
         raise ValueError(f"`{name}` must have the grid's shape {tuple(shape)}, got shape {tuple(x.shape)}")
     check_finite(x, name)
     return x
+
+
+def check_stencil(scheme: str, accuracy: str) -> None:
+    """The hybrid central/upwind scheme is a three-point scheme: it needs ``accuracy="first"``."""
+    if scheme == "hybrid" and accuracy != "first":
+        raise ValueError(f"`scheme` 'hybrid' uses the three-point stencil; `accuracy` must be 'first', got {accuracy!r}")

@@ -57,6 +57,7 @@ def march(
     progress: bool | None = None,
     desc: str = "",
     max_steps: int = 10_000_000,
+    read: Callable[[Any], Any] | None = None,
 ) -> MarchResult:
     """Advance ``state`` from time 0 to ``t`` with ``state = step(state, dt)``.
 
@@ -64,8 +65,9 @@ def march(
     output time, so a user-supplied ``dt`` above the stability bound is reduced rather
     than refused.  ``progress=None`` shows a tqdm bar only if the run lasts longer than
     two seconds and standard error is a terminal; ``True`` forces it, ``False`` hides it.
+    ``read`` turns a state into the array that snapshots and the result hold (for steppers
+    that advance in place on their own buffers); ``None`` keeps the states themselves.
     """
-    xp = array_namespace(state)
     times = output_times(t, save_at)
     snaps = []
     steps = 0
@@ -97,8 +99,9 @@ def march(
                 if steps >= max_steps:
                     raise RuntimeError(f"reached `max_steps`={max_steps} at t={now:g} before t={t:g}")
             if save_at is not None:
-                snaps.append(state)
+                snaps.append(state if read is None else read(state))
     finally:
         bar.close()
-    snapshots = xp.stack(snaps) if save_at is not None else None
-    return MarchResult(state, times, snapshots, steps, last_dt, min_dt if steps else math.nan)
+    final = state if read is None else read(state)
+    snapshots = array_namespace(final).stack(snaps) if save_at is not None else None
+    return MarchResult(final, times, snapshots, steps, last_dt, min_dt if steps else math.nan)
