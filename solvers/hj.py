@@ -24,7 +24,8 @@ import numpy as np
 
 from hjsmooth.backend import array_namespace, asarray_like, device, to_numpy
 from hjsmooth.grid import Grid
-from hjsmooth.validation import as_field, check_beta, check_choice, check_positive, check_stencil, check_time
+from hjsmooth.validation import (as_field, check_beta, check_choice, check_count, check_positive, check_stencil,
+                                 check_time)
 
 from .boundary import BOUNDARY_CONDITIONS, boundary_mask, close_periodic, dirichlet_hold, pad_axis
 from .derivatives import ACCURACIES, GHOST_WIDTH, laplacian, laplacian_stiffness, one_sided_differences
@@ -32,7 +33,7 @@ from .hamiltonians import SCHEMES, flux_and_rate
 from .kernels import select_engine
 from .result import PDESolution
 from .runge_kutta import SSP_METHODS, SSPMethod, ssp_step
-from .stepping import march
+from .stepping import DEFAULT_MAX_STEPS, march
 
 __all__ = ["solve_hj", "HamiltonJacobiOperator", "DEFAULT_CFL", "method_for", "resolve_scheme"]
 
@@ -240,14 +241,15 @@ def _stepper(engine: str, u0: Any, operator: HamiltonJacobiOperator, project: An
 
 
 def run_scheme(u0: Any, grid: Grid, t: float, operator: HamiltonJacobiOperator, project: Any, *,
-               dt: float | None, save_at: Any, progress: bool | None, desc: str) -> tuple[Any, dict]:
+               dt: float | None, save_at: Any, progress: bool | None, desc: str,
+               max_steps: int = DEFAULT_MAX_STEPS) -> tuple[Any, dict]:
     """March ``u_t = L(u)`` from ``u0`` to time ``t``; return the march result and an info dict.
 
     The engine (numba, CUDA or array code) is chosen here, once, for ``u0`` and the operator."""
     engine = select_engine("hj_step", u0, supports=lambda e: _supports(e, u0, operator))
     stepper = _stepper(engine, u0, operator, project)
     result = march(stepper.start(u0), t, stepper.step, stepper.stable_dt, dt=dt, save_at=save_at,
-                   progress=progress, desc=desc, read=stepper.read)
+                   progress=progress, desc=desc, max_steps=max_steps, read=stepper.read)
     info = {
         "scheme": operator.scheme,
         "accuracy": operator.accuracy,
@@ -276,6 +278,7 @@ def solve_hj(
     save_at: Sequence[float] | int | None = None,
     progress: bool | None = None,
     bc_value: Any = None,
+    max_steps: int = DEFAULT_MAX_STEPS,
 ) -> PDESolution:
     """Solve ``u_t = -1/2 |grad u|^2 + 1/(2 beta) Laplacian u``, ``u(., 0) = f``, up to time ``t``.
 
@@ -328,6 +331,9 @@ def solve_hj(
     bc_value : float or array, optional
         Boundary values for ``bc="dirichlet"`` (an array of ``grid.shape``; only its
         boundary nodes are used).
+    max_steps : int
+        The most time steps to take.  A run whose first CFL step says it needs more (``t``
+        over that step) is refused before it starts, with the estimate in the message.
 
     Returns
     -------
@@ -353,8 +359,9 @@ def solve_hj(
     u0 = _initial_state(f, bc)
     project = _dirichlet_projection(u0, bc, bc_value)
     operator = HamiltonJacobiOperator(grid, scheme, accuracy, bc, beta, cfl, horizon=max(t, 1e-300))
+    max_steps = check_count(max_steps, "max_steps")
     result, info = run_scheme(u0, grid, t, operator, project, dt=dt, save_at=save_at, progress=progress,
-                              desc=f"HJ {scheme}/{accuracy}")
+                              desc=f"HJ {scheme}/{accuracy}", max_steps=max_steps)
     info["beta"] = beta
     return PDESolution(
         values=result.state,

@@ -24,12 +24,12 @@ import numpy as np
 
 from hjsmooth.backend import array_namespace, asarray_like, device, to_numpy
 from hjsmooth.grid import Grid
-from hjsmooth.validation import as_field, check_beta, check_nonnegative, check_time
+from hjsmooth.validation import as_field, check_beta, check_count, check_nonnegative, check_time
 
 from .derivatives import central_gradient
 from .hj import DEFAULT_CFL, HamiltonJacobiOperator, _dirichlet_projection, _initial_state, run_scheme, validate_common
 from .result import PDESolution
-from .stepping import output_times
+from .stepping import DEFAULT_MAX_STEPS, output_times
 
 __all__ = ["solve_hjb", "optimal_control", "solve_forward_backward", "ForwardBackwardSolution"]
 
@@ -65,6 +65,7 @@ def solve_hjb(
     save_at: Sequence[float] | int | None = None,
     progress: bool | None = None,
     bc_value: Any = None,
+    max_steps: int = DEFAULT_MAX_STEPS,
 ) -> PDESolution:
     """Solve the controlled HJB equation (4.31) backward from ``u(., T) = V``.
 
@@ -98,7 +99,7 @@ def solve_hjb(
     potential : array of ``grid.shape``, optional
         ``f`` on the grid; its gradient is taken by second-order central differences
         (one-sided at the edges).
-    scheme, accuracy, bc, cfl, dt, progress, bc_value
+    scheme, accuracy, bc, cfl, dt, progress, bc_value, max_steps
         As in :func:`hjsmooth.solvers.hj.solve_hj` (boundary conditions act in the same
         way on the reversed-time problem).
     save_at : int or sequence of float, optional
@@ -128,8 +129,9 @@ def solve_hjb(
     u0 = _initial_state(V, bc)
     project = _dirichlet_projection(u0, bc, bc_value)
     operator = HamiltonJacobiOperator(grid, scheme, accuracy, bc, beta, cfl, shift=shift, horizon=max(T, 1e-300))
+    max_steps = check_count(max_steps, "max_steps")
     result, info = run_scheme(u0, grid, T, operator, project, dt=dt, save_at=tau_save, progress=progress,
-                              desc=f"HJB {scheme}/{accuracy}")
+                              desc=f"HJB {scheme}/{accuracy}", max_steps=max_steps)
     info.update(beta=beta, T=T, time="physical")
     if tau_save is None:
         times = np.array([0.0])

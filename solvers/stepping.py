@@ -12,7 +12,10 @@ from tqdm.auto import tqdm
 
 from hjsmooth.backend import array_namespace
 
-__all__ = ["march", "MarchResult", "output_times"]
+__all__ = ["march", "MarchResult", "output_times", "DEFAULT_MAX_STEPS"]
+
+#: the most steps a solver takes unless told otherwise (``max_steps``)
+DEFAULT_MAX_STEPS = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ def march(
     save_at: Sequence[float] | int | None = None,
     progress: bool | None = None,
     desc: str = "",
-    max_steps: int = 10_000_000,
+    max_steps: int = DEFAULT_MAX_STEPS,
     read: Callable[[Any], Any] | None = None,
 ) -> MarchResult:
     """Advance ``state`` from time 0 to ``t`` with ``state = step(state, dt)``.
@@ -67,8 +70,15 @@ def march(
     two seconds and standard error is a terminal; ``True`` forces it, ``False`` hides it.
     ``read`` turns a state into the array that snapshots and the result hold (for steppers
     that advance in place on their own buffers); ``None`` keeps the states themselves.
+
+    Before the first step the number of steps is estimated as ``t`` over the first step
+    (plus one landing step per extra output time); a run estimated to need more than
+    ``max_steps`` is refused at once with a ``ValueError`` that gives the estimate.  The
+    estimate assumes the step stays at its first value; should the step shrink later, the
+    run stops with a ``RuntimeError`` when it has taken ``max_steps`` steps short of ``t``.
     """
     times = output_times(t, save_at)
+    _refuse_long_runs(state, t, stable_dt, dt, max_steps, len(times), desc)
     snaps = []
     steps = 0
     now = 0.0
@@ -80,6 +90,8 @@ def march(
     try:
         for target in times:
             while now < target:
+                if steps >= max_steps:
+                    raise RuntimeError(f"reached `max_steps`={max_steps} at t={now:g} before t={t:g}")
                 h = stable_dt(state)
                 if dt is not None:
                     h = min(h, dt)
@@ -96,8 +108,6 @@ def march(
                 last_dt = h
                 min_dt = min(min_dt, h)
                 bar.update(h)
-                if steps >= max_steps:
-                    raise RuntimeError(f"reached `max_steps`={max_steps} at t={now:g} before t={t:g}")
             if save_at is not None:
                 snaps.append(state if read is None else read(state))
     finally:
@@ -105,3 +115,23 @@ def march(
     final = state if read is None else read(state)
     snapshots = array_namespace(final).stack(snaps) if save_at is not None else None
     return MarchResult(final, times, snapshots, steps, last_dt, min_dt if steps else math.nan)
+
+
+def _refuse_long_runs(state: Any, t: float, stable_dt: Callable[[Any], float], dt: float | None, max_steps: int,
+                      outputs: int, desc: str) -> None:
+    """Raise ``ValueError`` if ``t`` over the first step (plus the landing steps) exceeds ``max_steps``."""
+    if t <= 0.0:
+        return
+    first = stable_dt(state)
+    if dt is not None:
+        first = min(first, dt)
+    if not (first > 0.0 and math.isfinite(first)):
+        return  # the loop reports a step that is not positive and finite
+    ratio = t / first
+    estimate = (math.ceil(ratio * (1 - 1e-12)) if ratio < 2**53 else ratio) + outputs - 1
+    if estimate > max_steps:
+        what = f" ({desc})" if desc else ""
+        raise ValueError(
+            f"`t`={t:g} needs about {estimate:.3g} steps of dt={first:.3g}{what}, more than "
+            f"`max_steps`={max_steps}; shorten `t`, coarsen the grid, or pass a larger `max_steps`"
+        )

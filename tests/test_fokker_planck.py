@@ -387,6 +387,49 @@ def test_mass_and_positivity_over_long_runs(method: str, bc: str, rng: np.random
         assert abs(grid.integrate(snap) - mass0) < 1e-12 * mass0
 
 
+@pytest.mark.parametrize("method", ["implicit", "tr_bdf2"])
+@pytest.mark.parametrize("bc", ["reflecting", "periodic"])
+@pytest.mark.parametrize("dt", [1e-2, 1e2, 1e4, 1e8])
+def test_implicit_mass_is_conserved_to_rounding_for_any_dt(method: str, bc: str, dt: float,
+                                                           rng: np.random.Generator) -> None:
+    """The matrix I - c dt L is nearly singular for large dt, along the steady state (the mass
+    direction): the solver must still conserve mass to rounding, at every step."""
+    grid = hs.Grid((-2.0, -2.0), (2.0, 2.0), (25, 21))
+    x1, x2 = grid.coords
+    f = 3.0 * (x1**2 - 1) ** 2 + x2**2 + 0.5 * x1 * x2
+    rho0 = rng.random(grid.shape)
+    sol = solve_fokker_planck(rho0, grid, 4 * dt, potential=f, beta=2.0, bc=bc, method=method, dt=dt,
+                              save_at=[dt, 2 * dt, 3 * dt])
+    mass0 = grid.integrate(rho0)
+    for snap in sol.snapshots:
+        assert abs(grid.integrate(snap) / mass0 - 1) < 1e-12
+
+
+@pytest.mark.parametrize("method", ["implicit", "tr_bdf2"])
+def test_implicit_mass_over_a_huge_time_with_the_default_step(method: str) -> None:
+    """t = 1e12 with the default dt = t / 100: mass to rounding, and the discrete Gibbs state reached."""
+    grid = hs.Grid(-2.0, 2.0, 81)
+    f = 10 * (grid.axes[0] ** 2 - 1) ** 2 + 0.01 * grid.axes[0]
+    rho0 = gaussian(grid, [1.0], [0.05])
+    sol = solve_fokker_planck(rho0, grid, 1e12, potential=f, beta=0.2, method=method)
+    assert abs(grid.integrate(sol.values) - 1.0) < 1e-12
+    gibbs = discrete_gibbs(grid, f, 0.2)
+    assert np.max(np.abs(sol.values - gibbs)) < 1e-9 * gibbs.max()
+
+
+def test_backward_euler_with_absorbing_walls_keeps_the_discrete_mass_balance() -> None:
+    """Backward Euler's exact balance: mass_new + dt * (outflow through the walls at the new state) = mass_old,
+    to rounding even when dt is 1e6 times the explicit bound."""
+    grid = hs.Grid(-1.0, 1.0, 41)
+    op = fokker_planck_operator(grid, potential=grid.axes[0] ** 2, beta=1.0, bc="absorbing")
+    rho0 = gaussian(grid, [0.2], [0.1])
+    dt = 1e6 * op.stable_dt
+    sol = solve_fokker_planck(rho0, grid, dt, potential=grid.axes[0] ** 2, beta=1.0, bc="absorbing",
+                              method="implicit", dt=dt)
+    leaving = dt * grid.integrate(op.absorption * sol.values)
+    assert abs((grid.integrate(sol.values) + leaving) / grid.integrate(rho0) - 1) < 1e-12
+
+
 def test_explicit_step_stays_positive_at_the_bound(rng: np.random.Generator) -> None:
     """A delta in the cell with the largest outflow, stepped at exactly dt = stable_dt, stays >= 0."""
     grid = hs.Grid((-3.0, -3.0), (3.0, 3.0), (31, 31))

@@ -110,6 +110,20 @@ def test_zero_potential_is_hj_in_reversed_time(beta: float) -> None:
     assert np.abs(sol.values - exact)[inner].max() < 5e-3
 
 
+def test_hjb_weno5_with_data_constant_along_an_axis() -> None:
+    """V and f depend on x only (2D): the y slopes are all zero, which WENO5 must survive;
+    every y line then carries the 1D solution (same steps: a dt below both CFL bounds)."""
+    grid = hs.Grid((-2.0, -1.0), (2.0, 1.0), (41, 5))
+    x = grid.coords[0]
+    sol = solve_hjb(x**2, grid, 0.5, beta=4.0, potential=0.3 * x**2, accuracy="weno5", dt=2e-3)
+    line_grid = hs.Grid(-2.0, 2.0, 41)
+    line = solve_hjb(line_grid.axes[0] ** 2, line_grid, 0.5, beta=4.0, potential=0.3 * line_grid.axes[0] ** 2,
+                     accuracy="weno5", dt=2e-3)
+    assert sol.steps == line.steps == 250
+    assert np.all(np.isfinite(sol.values))
+    np.testing.assert_allclose(sol.values, np.broadcast_to(line.values[:, None], grid.shape), rtol=0, atol=1e-13)
+
+
 def test_hjb_comparison_principle(rng: np.random.Generator) -> None:
     """Monotone first-order scheme: V1 <= V2 gives u1 <= u2 (same dt), with advection."""
     grid = hs.Grid(-1.0, 1.0, 41)
