@@ -26,6 +26,8 @@ import numpy as np
 
 from hjsmooth.backend import from_numpy, is_numpy_array, to_numpy
 
+from .kernels import numba_threads
+
 __all__ = ["NumbaFPStepper", "numba_fp_supports"]
 
 
@@ -155,6 +157,7 @@ class NumbaFPStepper:
         self.absorption = (np.ascontiguousarray(to_numpy(operator.absorption), dtype=self.dtype).reshape(view)
                            if self.absorb else dummy)
         self.buffers = [np.empty(view, dtype=self.dtype) for _ in range(2)]
+        self.threads = numba_threads(host.size)
 
     def start(self, rho: Any) -> np.ndarray:
         self.buffers[0][...] = np.asarray(to_numpy(rho), dtype=self.dtype).reshape(self.buffers[0].shape)
@@ -166,6 +169,7 @@ class NumbaFPStepper:
 
     def step(self, state: np.ndarray, dt: float) -> np.ndarray:
         out = self.buffers[1] if state is self.buffers[0] else self.buffers[0]
-        _fp_step_kernel(state, out, *self.rates, self.absorption, self.periodic, self.absorb, self.ndim,
-                        self.dtype.type(dt))
+        with self.threads:
+            _fp_step_kernel(state, out, *self.rates, self.absorption, self.periodic, self.absorb, self.ndim,
+                            self.dtype.type(dt))
         return out

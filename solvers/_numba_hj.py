@@ -39,7 +39,7 @@ import numpy as np
 
 from hjsmooth.backend import from_numpy, is_numpy_array, to_numpy
 
-from .kernels import BC_CODES, SCHEME_CODES
+from .kernels import BC_CODES, SCHEME_CODES, numba_threads
 
 __all__ = ["NumbaHJStepper", "NUMBA_SCHEMES", "numba_supports"]
 
@@ -312,6 +312,7 @@ class NumbaHJStepper:
         self.per_node = np.zeros((3, *self.view3), dtype=self.dtype)
         self.rates = np.zeros(3, dtype=self.dtype)
         self._rhs_of: Any = None  # the buffer whose L(u) sits in the scratch buffer
+        self.threads = numba_threads(host.size)
 
     # -- state handling -------------------------------------------------------------------------------
     def start(self, u: Any) -> np.ndarray:
@@ -348,6 +349,10 @@ class NumbaHJStepper:
 
     def stable_dt(self, state: np.ndarray) -> float:
         """The CFL step at ``state``; also leaves ``L(state)`` in a scratch buffer for :meth:`step`."""
+        with self.threads:
+            return self._stable_dt(state)
+
+    def _stable_dt(self, state: np.ndarray) -> float:
         scratch = self._others(state)[0]
         if self.scheme == _LAX_FRIEDRICHS:  # the flux needs alpha = the rates first
             rates = self.axis_rates(state)
@@ -364,8 +369,12 @@ class NumbaHJStepper:
 
     def step(self, state: np.ndarray, dt: float) -> np.ndarray:
         """One Runge-Kutta step of size ``dt`` from ``state``; returns the buffer holding the result."""
+        with self.threads:
+            return self._step(state, dt)
+
+    def _step(self, state: np.ndarray, dt: float) -> np.ndarray:
         if self._rhs_of is not state:
-            self.stable_dt(state)
+            self._stable_dt(state)
         self._rhs_of = None
         work, spare = self._others(state)
         (a, b, c), *rest = self.method.stages

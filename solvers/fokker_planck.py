@@ -247,7 +247,7 @@ def solve_fokker_planck(
         times = np.array([0.0])
         return PDESolution(values, times, snaps, 0, True, "t = 0: initial density returned", {"method": method, "bc": bc})
 
-    engine = "scipy"
+    engine, threads = "scipy", None
     if method in ("auto", "explicit"):
         op = build_operator(grid, rho0, potential=potential, drift=drift, diffusion=diffusion, beta=beta, bc=bc)
         if method == "auto":
@@ -261,6 +261,7 @@ def solve_fokker_planck(
                     progress=progress, desc="Fokker-Planck (explicit)", max_steps=max_steps, read=stepper.read)
         values, snapshots = run.state, run.snapshots
         step_used = stable if dt is None else min(stable, dt)
+        threads = stepper.threads.threads if engine == "numba" else None
     else:
         op = build_operator(grid, np.zeros((), dtype=np.float64), potential=_host(potential), drift=_host(drift),
                             diffusion=_host(diffusion), beta=beta, bc=bc)
@@ -277,6 +278,7 @@ def solve_fokker_planck(
     info = {
         "method": method,
         "engine": engine,
+        "numba_threads": threads,
         "bc": bc,
         "dt": step_used,
         "stable_dt": op.stable_dt,

@@ -262,6 +262,8 @@ def run_scheme(u0: Any, grid: Grid, t: float, operator: HamiltonJacobiOperator, 
         "fused_gpu_kernel": engine == "cuda",
         "fused_cpu_kernel": engine == "numba",
     }
+    if engine == "numba":
+        info["numba_threads"] = stepper.threads.threads
     return result, info
 
 

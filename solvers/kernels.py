@@ -32,7 +32,8 @@ from typing import Any
 
 from hjsmooth.backend import cupy_available, is_cupy_array, is_numpy_array, is_torch_array, numba_available
 
-__all__ = ["ENGINES", "SCHEME_CODES", "BC_CODES", "device_kind", "select_engine"]
+__all__ = ["ENGINES", "SCHEME_CODES", "BC_CODES", "device_kind", "select_engine", "NODES_PER_THREAD",
+           "numba_threads"]
 
 #: numerical Hamiltonian -> integer code, the same in the numba and the CUDA kernels
 SCHEME_CODES: Mapping[str, int] = {"godunov": 0, "lax_friedrichs": 1, "engquist_osher": 2, "hybrid": 3}
@@ -51,6 +52,11 @@ ENGINES: Mapping[tuple[str, str], tuple[str, ...]] = {
     ("lower_envelope", "cuda"): ("cuda", "array"),
     ("lower_envelope", "other"): ("array",),
 }
+
+#: the fewest grid nodes a numba thread gets: a stencil pass over fewer nodes is shorter than what
+#: a parallel region costs to start and join (and, on an oversubscribed machine, than the wait
+#: for a descheduled thread), so smaller grids run on fewer threads (256^2: one)
+NODES_PER_THREAD = 1 << 16
 
 _PACKAGES: Mapping[str, Callable[[], bool]] = {
     "numba": numba_available,
@@ -97,3 +103,24 @@ def select_engine(operator: str, like: Any, supports: Callable[[str], bool] = la
         if engine == "array" or (_PACKAGES[engine]() and supports(engine)):
             return engine
     raise ValueError(f"no engine of {row!r} can run {operator!r} on {type(like).__name__} here")
+
+
+class numba_threads:  # noqa: N801 - used as a context manager, like numba's own functions
+    """Run the numba kernels of a block on ``min(numba threads, nodes // NODES_PER_THREAD)`` threads
+    (at least one), and restore the thread count after it."""
+
+    def __init__(self, nodes: int):
+        import numba
+
+        self._numba = numba
+        self.threads = max(1, min(numba.get_num_threads(), int(nodes) // NODES_PER_THREAD))
+        self._before = 0
+
+    def __enter__(self) -> "numba_threads":
+        self._before = self._numba.get_num_threads()
+        if self.threads != self._before:
+            self._numba.set_num_threads(min(self.threads, self._before))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._numba.set_num_threads(self._before)

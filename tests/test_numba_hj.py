@@ -105,7 +105,8 @@ def test_dirichlet_array_values_are_held_by_the_kernel(rng) -> None:
     np.testing.assert_array_equal(sol.values[:, 0, :], held[:, 0, :])
 
 
-def test_result_does_not_depend_on_the_thread_count(rng) -> None:
+def test_result_does_not_depend_on_the_thread_count(rng, monkeypatch) -> None:
+    monkeypatch.setattr(kernels, "NODES_PER_THREAD", 16)  # let this small grid use every thread
     grid, u, project = _case((33, 29), np.float64, "neumann", rng)
     before = numba.get_num_threads()
     results = []
@@ -115,6 +116,7 @@ def test_result_does_not_depend_on_the_thread_count(rng) -> None:
             for scheme in SCHEMES:
                 op = HamiltonJacobiOperator(grid, scheme, "first", "neumann", 3.0, 0.5)
                 stepper = _stepper(u, grid, op, project)
+                assert stepper.threads.threads == threads
                 state = stepper.start(u)
                 dt = stepper.stable_dt(state)
                 results.append((scheme, dt, stepper.read(stepper.step(state, dt))))
