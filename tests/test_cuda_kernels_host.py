@@ -26,7 +26,7 @@ from hjsmooth.solvers.hj import HamiltonJacobiOperator
 from hjsmooth.solvers.runge_kutta import forward_euler
 
 from cuda_host import compile_host, compile_ptx, host_compiler, nvcc, ptx_function
-from grid_strategies import periodic_field
+from grid_strategies import fp_operator, periodic_field
 
 pytestmark = pytest.mark.skipif(host_compiler() is None, reason="needs a host C++ compiler")
 
@@ -187,20 +187,6 @@ def host_fp_step(kernels, op, rho: np.ndarray, dt: float, rows: int, max_grid_yz
     args = _fused_fp.kernel_arguments(rho, out, op.absorption, rates, dims, rows, dt, scalar, np.int32)
     kernels[_fused_fp.kernel_name(rho.dtype.name, periodic, op.absorption is not None)](grid, block, args)
     return out
-
-
-def fp_operator(shape: tuple[int, ...], coefficients: str, bc: str, dtype: str, rng: np.random.Generator):
-    grid = hs.Grid([-1.0] * len(shape), [1.2] * len(shape), shape)
-    like = np.zeros((), dtype=dtype)
-    x = grid.coords
-    if coefficients == "potential":
-        f = sum(np.sin(2.0 * xi + k) for k, xi in enumerate(x)) + 0.3 * rng.standard_normal(shape)
-        return grid, fp.fokker_planck_operator(grid, like, potential=f, beta=2.0, bc=bc)
-    if coefficients == "drift":
-        drift = np.stack([np.cos(3.0 * xi) + 0.5 * x[(k + 1) % len(x)] for k, xi in enumerate(x)])
-        return grid, fp.fokker_planck_operator(grid, like, drift=drift, beta=1.5, bc=bc)
-    diffusion = 0.5 + np.arange(1, len(shape) + 1, dtype=float)  # diagonal, different per axis
-    return grid, fp.fokker_planck_operator(grid, like, potential=np.cos(x[0]), diffusion=diffusion, beta=0.7, bc=bc)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
