@@ -115,7 +115,8 @@ __device__ void hj_strips(const T* __restrict__ u, const T* __restrict__ u0, T* 
                 acc += axis_term<T, SCHEME>(lo, c, hi, ih1, nu, a1, l1);
             }
             acc += loaded_axis_term<T, BC, SCHEME>(u, idx, i2, n2, 1, c, ih2, nu, a2, l2);
-            out[idx] = wa * u0[idx] + wb * (c + cdt * acc);
+            const T stage = wb * (c + cdt * acc);
+            out[idx] = wa != (T)0 ? wa * u0[idx] + stage : stage;  // u0 is not read by Euler stages
             prev = c;
             c = next;
             idx += s1;
