@@ -20,11 +20,11 @@ stage from the boundary condition, as :func:`hjsmooth.solvers.boundary.pad_axis`
 branch over lines of the contiguous axis and numba/LLVM vectorises them.  Grids of 1 to 3
 axes are seen as 3D arrays ``(n0, n1, n2)`` with leading axes of length 1 (and no ghosts).
 
-The first stage of a step is split in two: :meth:`NumbaHJStepper.stable_dt` evaluates
-``L(u^n)`` and, in the same call, the CFL rates ``rate_k = max_i (dH_hat/dp- - dH_hat/dp+)``
-per axis (for Lax-Friedrichs also its ``alpha_k``; for the hybrid flux its largest added
-dissipation), from which the step follows; the step then only combines.  A NaN anywhere
-reaches the rates, so a blow-up is reported rather than marched through.
+Before each step :meth:`NumbaHJStepper.stable_dt` finds, in one read-only pass, the CFL rates
+``rate_k = max_i (dH_hat/dp- - dH_hat/dp+)`` per axis (for Lax-Friedrichs also its
+``alpha_k``; for the hybrid flux its largest added dissipation) from the slopes of the
+current state, from which the step follows.  A NaN anywhere reaches the rates, so a blow-up
+is reported rather than marched through.
 
 The arithmetic is that of the array code up to the order in which the axis terms are
 summed: results agree with it to a few units of rounding, not bitwise.
@@ -160,9 +160,8 @@ def _rates_kernel(u, p, scheme, ndim, per_node):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, parallel=True, fastmath={"contract"})
-def _stage_kernel(u, u0, out, p, scheme, ndim, combine, per_node, with_rates):  # pragma: no cover - compiled
-    """``out = L(u)`` (``combine`` false) or ``out = a u0 + b (u + c dt L(u))`` on the interior; with
-    ``with_rates`` also ``per_node`` as :func:`_rates_kernel` fills it (while the rows are in cache)."""
+def _stage_kernel(u, u0, out, p, scheme, ndim):  # pragma: no cover - compiled
+    """``out = a u0 + b (u + c dt L(u))`` on the interior (``a``, ``b``, ``c dt`` from ``p``)."""
     g0 = 1 if ndim == 3 else 0
     g1 = 1 if ndim >= 2 else 0
     n0 = u.shape[0] - 2 * g0
@@ -171,6 +170,9 @@ def _stage_kernel(u, u0, out, p, scheme, ndim, combine, per_node, with_rates):  
     half = p[_HALF]
     zero = half - half
     nu = p[_NU]
+    a = p[_A]
+    b = p[_B]
+    cdt = p[_CDT]
     for line in numba.prange(n0 * n1):
         i0 = line // n1 + g0
         i1 = line - (line // n1) * n1 + g1
@@ -181,34 +183,14 @@ def _stage_kernel(u, u0, out, p, scheme, ndim, combine, per_node, with_rates):  
             lo, c, hi = _line(u, i0, i1, g0, g1, n2, axis)
             _axis_terms(acc, lo, c, hi, n2, scheme, p[_INV_H + axis], p[_INV_H2 + axis], nu, p[_LIMIT + axis],
                         p[_ALPHA + axis], half, zero)
-            if with_rates:
-                _rate_row(per_node[axis, i0 - g0, i1 - g1], lo, c, hi, n2, scheme,
-                          p[_LIMIT + axis] / p[_INV_H + axis], zero)
-        if combine:
-            a = p[_A]
-            b = p[_B]
-            cdt = p[_CDT]
-            c = u[i0, i1, 1:n2 + 1]
+        c = u[i0, i1, 1:n2 + 1]
+        if a != zero:
             c0 = u0[i0, i1, 1:n2 + 1]
             for j in range(n2):
                 acc[j] = a * c0[j] + b * (c[j] + cdt * acc[j])
-
-
-@numba.njit(cache=True, parallel=True)
-def _combine_kernel(u0, lu, ndim, a, b, cdt):  # pragma: no cover - compiled
-    """``lu = a u0 + b (u0 + c dt lu)`` on the interior (the first stage, once ``L(u0)`` is in ``lu``)."""
-    g0 = 1 if ndim == 3 else 0
-    g1 = 1 if ndim >= 2 else 0
-    n0 = u0.shape[0] - 2 * g0
-    n1 = u0.shape[1] - 2 * g1
-    n2 = u0.shape[2] - 2
-    for line in numba.prange(n0 * n1):
-        i0 = line // n1 + g0
-        i1 = line - (line // n1) * n1 + g1
-        c0 = u0[i0, i1, 1:n2 + 1]
-        acc = lu[i0, i1, 1:n2 + 1]
-        for j in range(n2):
-            acc[j] = a * c0[j] + b * (c0[j] + cdt * acc[j])
+        else:
+            for j in range(n2):
+                acc[j] = b * (c[j] + cdt * acc[j])
 
 
 @numba.njit(cache=True)
@@ -311,7 +293,7 @@ class NumbaHJStepper:
         self.spacing = tuple(float(s) for s in spacing)
         self.per_node = np.zeros((3, *self.view3), dtype=self.dtype)
         self.rates = np.zeros(3, dtype=self.dtype)
-        self._rhs_of: Any = None  # the buffer whose L(u) sits in the scratch buffer
+        self._rates_of: Any = None  # the buffer whose rates (Lax-Friedrichs: alpha) are in place
         self.threads = numba_threads(host.size)
 
     # -- state handling -------------------------------------------------------------------------------
@@ -348,23 +330,18 @@ class NumbaHJStepper:
         self.params[_ALPHA + 3 - self.ndim:_ALPHA + 3] = rates
 
     def stable_dt(self, state: np.ndarray) -> float:
-        """The CFL step at ``state``; also leaves ``L(state)`` in a scratch buffer for :meth:`step`."""
+        """The CFL step at ``state`` (from one read-only pass over it)."""
         with self.threads:
             return self._stable_dt(state)
 
     def _stable_dt(self, state: np.ndarray) -> float:
-        scratch = self._others(state)[0]
-        if self.scheme == _LAX_FRIEDRICHS:  # the flux needs alpha = the rates first
-            rates = self.axis_rates(state)
+        rates = self.axis_rates(state)
+        if self.scheme == _LAX_FRIEDRICHS:  # the flux of the first stage uses alpha = these rates
             self.params[_ALPHA + 3 - self.ndim:_ALPHA + 3] = rates
-            _stage_kernel(state, state, scratch, self.params, self.scheme, self.ndim, False, self.per_node, False)
-        else:
-            _stage_kernel(state, state, scratch, self.params, self.scheme, self.ndim, False, self.per_node, True)
-            rates = self.axis_rates(state, computed=True)
+        self._rates_of = state
         rate = 0.0
         for r, h in zip(rates, self.spacing):
             rate = rate + float(r) / h
-        self._rhs_of = state
         return self.step_for_rate(rate)
 
     def step(self, state: np.ndarray, dt: float) -> np.ndarray:
@@ -373,18 +350,17 @@ class NumbaHJStepper:
             return self._step(state, dt)
 
     def _step(self, state: np.ndarray, dt: float) -> np.ndarray:
-        if self._rhs_of is not state:
-            self._stable_dt(state)
-        self._rhs_of = None
-        work, spare = self._others(state)
-        (a, b, c), *rest = self.method.stages
-        _combine_kernel(state, work, self.ndim, self.dtype.type(a), self.dtype.type(b), self.dtype.type(c * dt))
-        self._ghosts(work)
-        for a, b, c in rest:
-            if self.scheme == _LAX_FRIEDRICHS:
-                self._prepare_alpha(work)
+        if self.scheme == _LAX_FRIEDRICHS and self._rates_of is not state:
+            self._prepare_alpha(state)
+        self._rates_of = None
+        current = state
+        others = self._others(state)
+        for k, (a, b, c) in enumerate(self.method.stages):
+            out = others[k % 2]
+            if k > 0 and self.scheme == _LAX_FRIEDRICHS:
+                self._prepare_alpha(current)
             self.params[_A], self.params[_B], self.params[_CDT] = a, b, c * dt
-            _stage_kernel(work, state, spare, self.params, self.scheme, self.ndim, True, self.per_node, False)
-            self._ghosts(spare)
-            work, spare = spare, work
-        return work
+            _stage_kernel(current, state, out, self.params, self.scheme, self.ndim)
+            self._ghosts(out)
+            current = out
+        return current
