@@ -47,5 +47,15 @@ def get(name: str) -> ModuleType:
 
 
 def run(name: str, out: Path | str, quick: bool = False, seed: int = 0) -> dict[str, Any]:
-    """Run the demo ``name``: write its PNG to ``out`` and its summary next to it; return its numbers."""
-    return get(name).run(Path(out), quick=quick, seed=seed)
+    """Run the demo ``name``: write its PNG to ``out`` and its summary next to it; return its numbers.
+
+    ``out`` (a file name ending in ``.png`` that can be created) and ``seed`` (an integer ``>= 0``)
+    are checked before anything is computed.
+    """
+    from hjsmooth.demos._report import summary_path
+    from hjsmooth.validation import check_output_path, check_seed
+
+    module = get(name)
+    out = check_output_path(out, "out")
+    check_output_path(summary_path(out), "out (its summary)", suffixes=(".txt",))
+    return module.run(out, quick=quick, seed=check_seed(seed))

@@ -24,8 +24,17 @@ import numpy as np
 
 from hjsmooth.backend import array_namespace, asarray_like, device, to_numpy
 from hjsmooth.grid import Grid
-from hjsmooth.validation import (as_field, check_beta, check_choice, check_count, check_positive, check_stencil,
-                                 check_time)
+from hjsmooth.validation import (
+    as_field,
+    check_beta,
+    check_choice,
+    check_count,
+    check_grid,
+    check_positive,
+    check_real,
+    check_stencil,
+    check_time,
+)
 
 from .boundary import BOUNDARY_CONDITIONS, boundary_mask, close_periodic, dirichlet_hold, pad_axis
 from .derivatives import ACCURACIES, GHOST_WIDTH, laplacian, laplacian_stiffness, one_sided_differences
@@ -171,9 +180,10 @@ def _dirichlet_projection(u0: Any, bc: str, bc_value: Any) -> Any:
     if bc_value is None:
         held = xp.asarray(u0, copy=True)
     elif np.isscalar(bc_value) and not isinstance(bc_value, (bool, str)):
-        if not math.isfinite(float(bc_value)):
+        value = check_real(bc_value, "bc_value")
+        if not math.isfinite(value):
             raise ValueError(f"`bc_value` must be finite, got {bc_value!r}")
-        held = xp.full(u0.shape, float(bc_value), dtype=u0.dtype, device=device(u0))
+        held = xp.full(u0.shape, value, dtype=u0.dtype, device=device(u0))
     else:
         value = as_field(bc_value, "bc_value", tuple(u0.shape))
         held = asarray_like(to_numpy(value), u0)
@@ -182,8 +192,7 @@ def _dirichlet_projection(u0: Any, bc: str, bc_value: Any) -> Any:
 
 def validate_common(grid: Any, scheme: str, accuracy: str, bc: str, cfl: Any, dt: Any) -> tuple[float, float | None]:
     """Checks shared by :func:`solve_hj` and the HJB solvers; returns ``(cfl, dt)`` as floats."""
-    if not isinstance(grid, Grid):
-        raise TypeError(f"`grid` must be a hjsmooth.Grid, got {type(grid).__name__}")
+    check_grid(grid)
     check_choice(scheme, "scheme", SCHEMES)
     check_choice(accuracy, "accuracy", ACCURACIES)
     check_choice(bc, "bc", BOUNDARY_CONDITIONS)
