@@ -98,35 +98,13 @@ def _axis_terms(acc, lo, c, hi, n, scheme, inv_h, inv_h2, nu, limit, alpha, half
 
 
 @numba.njit(cache=True)
-def _rate_row(r, lo, c, hi, n, scheme, limit, zero):  # pragma: no cover - compiled
-    """``r[j]``: the node's contribution to the axis rate, in units of slope times ``h``.
-
-    Godunov ``max(max(p-,0), -min(p+,0))``, Lax-Friedrichs ``max(|p-|, |p+|)``, Engquist-Osher
-    ``max(p-,0) - min(p+,0)``, hybrid ``max(max(|p-|, |p+|) - 2 nu / h, 0)``.  The selects drop a
-    NaN, so ``(dm - dm) + (dp - dp)`` (zero unless a difference is NaN or infinite) is added to
-    carry it into the rate."""
-    if scheme == _GODUNOV:
-        for j in range(n):
-            dm = c[j] - lo[j]
-            dp = hi[j] - c[j]
-            m = dm if dm > -dp else -dp
-            r[j] = (m if m > zero else zero) + ((dm - dm) + (dp - dp))
-    elif scheme == _ENGQUIST_OSHER:
-        for j in range(n):
-            dm = c[j] - lo[j]
-            dp = hi[j] - c[j]
-            r[j] = ((dm if dm > zero else zero) - (dp if dp < zero else zero)) + ((dm - dm) + (dp - dp))
-    elif scheme == _LAX_FRIEDRICHS:
-        for j in range(n):
-            am = abs(c[j] - lo[j])
-            ap = abs(hi[j] - c[j])
-            r[j] = (am if am > ap else ap) + ((am - am) + (ap - ap))
-    else:
-        for j in range(n):
-            am = abs(c[j] - lo[j])
-            ap = abs(hi[j] - c[j])
-            m = (am if am > ap else ap) - limit
-            r[j] = (m if m > zero else zero) + ((am - am) + (ap - ap))
+def _engquist_osher_rates(r, lo, c, hi, n, zero):  # pragma: no cover - compiled
+    """``r[j] = max(p-, 0) - min(p+, 0)`` times ``h``; the selects drop a NaN, so
+    ``(dm - dm) + (dp - dp)`` (zero unless a difference is NaN or infinite) carries it."""
+    for j in range(n):
+        dm = c[j] - lo[j]
+        dp = hi[j] - c[j]
+        r[j] = ((dm if dm > zero else zero) - (dp if dp < zero else zero)) + ((dm - dm) + (dp - dp))
 
 
 @numba.njit(cache=True)
@@ -140,23 +118,48 @@ def _line(u, i0, i1, g0, g1, n2, axis):  # pragma: no cover - compiled
     return u[i0 - 1, i1, 1:n2 + 1], c, u[i0 + 1, i1, 1:n2 + 1]
 
 
+@numba.njit(cache=True)
+def _bits_max(bits, n):  # pragma: no cover - compiled
+    """The largest of ``n`` bit patterns.  For floats ``>= +0`` that is the float maximum, and a NaN
+    (its pattern lies above that of ``+inf``, whatever its sign bit) wins; an integer maximum
+    vectorises without fast-math, where a float one does not."""
+    m = bits[0]
+    for j in range(1, n):
+        b = bits[j]
+        m = b if b > m else m
+    return m
+
+
 @numba.njit(cache=True, parallel=True)
-def _rates_kernel(u, p, scheme, ndim, per_node):  # pragma: no cover - compiled
-    """``per_node[k]``: every node's contribution to the CFL rate of axis ``k`` of padded ``u``
-    (3D view, the last ``ndim`` axes real), in units of slope times ``h``."""
+def _rates_kernel(u, p, scheme, ndim, line_rates, line_bits, partial_bits, rate_bits):  # pragma: no cover
+    """``rate_bits[k]``: the bit pattern of the largest rate contribution along axis ``k`` of padded
+    ``u`` (3D view, the last ``ndim`` axes real), in units of slope times ``h``.
+
+    Godunov, Lax-Friedrichs and the hybrid scheme need only ``max |u_{i+1} - u_i|`` (their rates
+    are functions of it, see :meth:`NumbaHJStepper.axis_rates`): every ghost difference repeats
+    an interior one, up to sign, for every boundary rule.  Engquist-Osher's
+    ``max(p-,0) - min(p+,0)`` is formed per node."""
     g0 = 1 if ndim == 3 else 0
     g1 = 1 if ndim >= 2 else 0
-    n0 = u.shape[0] - 2 * g0
     n1 = u.shape[1] - 2 * g1
     n2 = u.shape[2] - 2
     zero = p[_HALF] - p[_HALF]
-    for line in numba.prange(n0 * n1):
+    lines = (u.shape[0] - 2 * g0) * n1
+    for line in numba.prange(lines):
         l0 = line // n1
-        l1 = line - l0 * n1
+        i0 = l0 + g0
+        i1 = line - l0 * n1 + g1
+        r = line_rates[line]
         for axis in range(3 - ndim, 3):
-            lo, c, hi = _line(u, l0 + g0, l1 + g1, g0, g1, n2, axis)
-            limit = p[_LIMIT + axis] / p[_INV_H + axis]  # 2 nu / h in units of slope * h
-            _rate_row(per_node[axis, l0, l1], lo, c, hi, n2, scheme, limit, zero)
+            lo, c, hi = _line(u, i0, i1, g0, g1, n2, axis)
+            if scheme == _ENGQUIST_OSHER:
+                _engquist_osher_rates(r, lo, c, hi, n2, zero)
+            else:
+                for j in range(n2):
+                    r[j] = abs(hi[j] - c[j])
+            partial_bits[axis, line] = _bits_max(line_bits[line], n2)
+    for axis in range(3 - ndim, 3):
+        rate_bits[axis] = _bits_max(partial_bits[axis], lines)
 
 
 @numba.njit(cache=True, parallel=True, fastmath={"contract"})
@@ -291,7 +294,12 @@ class NumbaHJStepper:
         self.params[_INV_H2:_INV_H2 + 3] = [1.0 / (s * s) for s in h]
         self.params[_LIMIT:_LIMIT + 3] = [2.0 * nu / s for s in h]
         self.spacing = tuple(float(s) for s in spacing)
-        self.per_node = np.zeros((3, *self.view3), dtype=self.dtype)
+        lines = padded[0] * padded[1]
+        bits = np.uint32 if self.dtype == np.float32 else np.uint64
+        self.line_rates = np.zeros((lines, padded[2]), dtype=self.dtype)
+        self.partial_bits = np.zeros((3, lines), dtype=bits)
+        self.rate_bits = np.zeros(3, dtype=bits)
+        self._scratch = (self.line_rates, self.line_rates.view(bits), self.partial_bits, self.rate_bits)
         self.rates = np.zeros(3, dtype=self.dtype)
         self._rates_of: Any = None  # the buffer whose rates (Lax-Friedrichs: alpha) are in place
         self.threads = numba_threads(host.size)
@@ -316,13 +324,18 @@ class NumbaHJStepper:
         return [b for b in self.buffers if b is not state]
 
     # -- the two callables of march ---------------------------------------------------------------------
-    def axis_rates(self, state: np.ndarray, computed: bool = False) -> np.ndarray:
-        """Per-axis CFL rates of ``state`` (a view of an internal buffer; copy to keep); ``computed``:
-        the per-node contributions are already in place (from a stage kernel run with rates)."""
-        if not computed:
-            _rates_kernel(state, self.params, self.scheme, self.ndim, self.per_node)
-        for axis in range(3 - self.ndim, 3):  # numpy's max: vectorised, and it propagates NaN
-            self.rates[axis] = self.per_node[axis].max() * self.params[_INV_H + axis]
+    def axis_rates(self, state: np.ndarray) -> np.ndarray:
+        """Per-axis CFL rates ``max_i (dH_hat/dp- - dH_hat/dp+)`` of ``state`` (a view of an internal
+        buffer; copy to keep): ``max |D| / h`` for Godunov and Lax-Friedrichs, ``max(max |D| - 2 nu, 0) / h``
+        for the hybrid scheme (``D`` the differences along the axis), per node for Engquist-Osher."""
+        _rates_kernel(state, self.params, self.scheme, self.ndim, *self._scratch)
+        largest = self.rate_bits.view(self.dtype)
+        for axis in range(3 - self.ndim, 3):
+            m = largest[axis]
+            if self.scheme == _HYBRID:
+                excess = m - self.params[_LIMIT + axis] / self.params[_INV_H + axis]
+                m = excess if (excess > 0 or excess != excess) else excess - excess
+            self.rates[axis] = m * self.params[_INV_H + axis]
         return self.rates[3 - self.ndim:]
 
     def _prepare_alpha(self, state: np.ndarray) -> None:
