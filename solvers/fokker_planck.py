@@ -42,6 +42,7 @@ from hjsmooth.solvers.scharfetter_gummel import _pairs as link_ends
 from hjsmooth.solvers.stepping import DEFAULT_MAX_STEPS, march
 from hjsmooth.validation import (
     as_field,
+    as_real_array,
     check_beta,
     check_choice,
     check_count,
@@ -270,8 +271,8 @@ def solve_fokker_planck(
         step_used = stable if dt is None else min(stable, dt)
         threads = stepper.threads.threads if engine == "numba" else None
     else:
-        op = build_operator(grid, np.zeros((), dtype=np.float64), potential=_host(potential), drift=_host(drift),
-                            diffusion=_host(diffusion), beta=beta, bc=bc)
+        op = build_operator(grid, np.zeros((), dtype=np.float64), potential=_host(potential, "potential"),
+                            drift=_host(drift, "drift"), diffusion=_host(diffusion, "diffusion"), beta=beta, bc=bc)
         step_used = t / _IMPLICIT_DEFAULT_STEPS if dt is None else dt
         if not step_used > 0.0:  # t / 100 underflows for a subnormal t
             step_used = t
@@ -379,11 +380,11 @@ class _TRBDF2(_BackwardEuler):
                            self._new_weight * stage_mass - self._old_weight * mass)
 
 
-def _host(x: Any) -> Any:
-    """Float64 numpy copy of an array (``None`` and scalars pass through)."""
+def _host(x: Any, name: str) -> Any:
+    """Float64 numpy copy of the array argument ``name`` (``None`` and scalars pass through; complex is refused)."""
     if x is None or np.isscalar(x):
         return x
-    return np.asarray(to_numpy(x), dtype=np.float64)
+    return as_real_array(x, name)
 
 
 def fokker_planck_steady_state(
@@ -426,7 +427,8 @@ def fokker_planck_steady_state(
        weights from crossing rates below its rounding: wells separated by barriers of about
        ``exp(-20)`` or deeper are refused, not returned with a wrong split); no entry is below
        ``-1e-12`` of the maximum; the mass is finite and positive.  Entries within rounding of
-       zero are set to zero.
+       zero are set to zero.  These checks are a safeguard, not a proof: with several wells, two
+       pins that both lie in wells whose weights the solve got wrong the same way would agree.
 
     Parameters are those of :func:`solve_fokker_planck`; ``bc`` must be ``"reflecting"`` or
     ``"periodic"`` (with absorbing walls the only steady state is zero).  Returns an array of
@@ -442,7 +444,7 @@ def fokker_planck_steady_state(
                  and not np.isscalar(a)), np.zeros((), dtype=np.float64))
     if not str(like.dtype).endswith(("float32", "float64")):
         like = np.zeros((), dtype=np.float64)
-    f, b, diffusion = _host(potential), _host(drift), _host(diffusion)
+    f, b, diffusion = _host(potential, "potential"), _host(drift, "drift"), _host(diffusion, "diffusion")
     diag, cross = normalize_diffusion(diffusion, grid, np.zeros((), dtype=np.float64))  # validates `diffusion`
     spread = _isotropic_constant(diag, cross)
     if f is not None and b is None and spread is not None:

@@ -63,9 +63,9 @@ def test_a_nan_gradient_in_simulate_is_refused_by_name() -> None:
 
 
 def test_chains_that_overflow_are_blamed_on_the_step_not_on_grad_f() -> None:
-    with pytest.raises(FloatingPointError, match="diverged.*pass a smaller `dt`"), np.errstate(over="ignore"):
+    with pytest.raises(FloatingPointError, match="diverged.*pass a smaller `dt`"), np.errstate(over="ignore", invalid="ignore"):
         hs.sde.simulate(X, 100.0, beta=1.0, rng=0, grad_f=lambda y: -(y**3), dt=0.5)
-    with pytest.raises(FloatingPointError, match="diverged.*pass a smaller `step_size`"), np.errstate(over="ignore"):
+    with pytest.raises(FloatingPointError, match="diverged.*pass a smaller `step_size`"), np.errstate(over="ignore", invalid="ignore"):
         hs.sde.smoothed_grad(lambda y: -(y**3), X, 1.0, 2.0, rng=0, step_size=0.5, steps=100)
 
 

@@ -107,6 +107,11 @@ def test_complex_fields_and_diffusion_are_refused() -> None:
         hs.solve_fokker_planck(rho, GRID, 0.1, diffusion=1 + 1j)
     with pytest.raises(TypeError, match="`diffusion`"):
         hs.solve_fokker_planck(rho, GRID, 0.1, diffusion=np.array([1 + 0j]))
+    for method in ("implicit", "tr_bdf2"):
+        with pytest.raises(TypeError, match="`diffusion`"):
+            hs.solve_fokker_planck(rho, GRID, 0.1, diffusion=np.ones(11) * (1 + 1j), method=method)
+    with pytest.raises(TypeError, match="`diffusion`"):
+        hs.fokker_planck_steady_state(GRID, potential=F, diffusion=np.ones(11) * (1 + 1j))
     with pytest.raises(TypeError, match="`f`"):
         hs.heat(F + 0j, GRID, 0.1, 1.0)
     with pytest.raises(TypeError, match="`bc_value`"):

@@ -61,6 +61,14 @@ class GradientOracle:
         self.name = name
         self.step_name = step_name
         self.calls = 0
+        self._namespaces: dict[type, Any] = {}
+
+    def _namespace(self, g: Any) -> Any:
+        """``array_namespace(g)``, looked up once per array type (it is called at every step)."""
+        xp = self._namespaces.get(type(g))
+        if xp is None:
+            xp = self._namespaces[type(g)] = array_namespace(g)
+        return xp
 
     def __call__(self, y: Any, *time: float) -> Any:
         self.calls += 1
@@ -79,10 +87,8 @@ class GradientOracle:
         if tuple(g.shape) != tuple(y.shape):
             raise ValueError(f"`{self.name}` must return an array of the input's shape {tuple(y.shape)}, "
                              f"got {tuple(g.shape)} {where}")
-        xp = array_namespace(g)
-        with np.errstate(over="ignore", invalid="ignore"):
-            total = xp.sum(g)
-        if bool(xp.isfinite(total)):  # one reduction; the sum of finite values may overflow, so recheck
+        xp = self._namespace(g)
+        if math.isfinite(float(xp.sum(g))):  # one reduction (a sum of finite values may overflow: recheck)
             return
         bad = ~xp.isfinite(g)
         n_bad = int(xp.sum(xp.astype(bad, xp.int64)))
