@@ -12,7 +12,9 @@ With ``b = -grad f`` and ``D = I`` this is the thesis' (4.9) and the stationary 
 Space is discretised with the Scharfetter-Gummel finite volumes of
 :mod:`hjsmooth.solvers.scharfetter_gummel` (cells centred at the nodes, mass
 ``grid.integrate(rho)``, positivity, exact discrete Gibbs state for a potential); time with
-forward Euler (any backend), backward Euler or TR-BDF2 (scipy sparse LU).
+forward Euler (any backend; a fused numba or CUDA stencil where the diffusion is diagonal,
+chosen once per solve by :func:`hjsmooth.solvers.kernels.select_engine`), backward Euler or
+TR-BDF2 (scipy sparse LU); ``method="auto"`` picks between forward Euler and TR-BDF2.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import scipy.sparse.linalg as spla
 from hjsmooth.backend import array_namespace, from_numpy, to_numpy
 from hjsmooth.grid import Grid
 from hjsmooth.solvers.result import PDESolution
+from hjsmooth.solvers.kernels import device_kind, select_engine
 from hjsmooth.solvers.scharfetter_gummel import (
     BOUNDARY_CONDITIONS,
     FokkerPlanckOperator,
@@ -49,11 +52,72 @@ from hjsmooth.validation import (
     check_time,
 )
 
-__all__ = ["solve_fokker_planck", "fokker_planck_steady_state", "fokker_planck_operator", "METHODS"]
+__all__ = ["solve_fokker_planck", "fokker_planck_steady_state", "fokker_planck_operator", "explicit_stepper",
+           "METHODS"]
 
-METHODS = ("explicit", "implicit", "tr_bdf2")
+METHODS = ("auto", "explicit", "implicit", "tr_bdf2")
 _EXPLICIT_SAFETY = 0.9
 _IMPLICIT_DEFAULT_STEPS = 100
+#: ``method="auto"`` marches explicitly while the positivity bound needs at most this many
+#: stencil passes per node of the grid's side, i.e. ``t / dt <= _AUTO_PASSES_PER_SIDE * n_max``:
+#: a fused pass costs about one memory sweep, a TR-BDF2 step two sparse triangular solves
+#: whose fill grows with the side (about ``n log n`` per node for a 2D nested dissection),
+#: plus one factorisation; on 200^2 the explicit march (2475 passes) is the faster one.
+_AUTO_PASSES_PER_SIDE = 40
+
+
+class _ArrayFPStepper:
+    """Forward Euler by the operator's array code (any backend)."""
+
+    def __init__(self, operator: FokkerPlanckOperator):
+        self.operator = operator
+
+    def start(self, rho: Any) -> Any:
+        return array_namespace(rho).asarray(rho, copy=True)
+
+    def read(self, state: Any) -> Any:
+        return state
+
+    def step(self, rho: Any, dt: float) -> Any:
+        return self.operator.step(rho, dt)
+
+
+def _fp_supports(engine: str, operator: FokkerPlanckOperator, rho: Any) -> bool:
+    from hjsmooth.solvers._fused_fp import axis_links_only, cuda_fp_supports, rates_like
+
+    if engine == "cuda":
+        return cuda_fp_supports(operator, rho)
+    from hjsmooth.solvers._numba_fp import numba_fp_supports
+
+    return numba_fp_supports(rho) and axis_links_only(operator) and rates_like(operator, rho)
+
+
+def explicit_stepper(operator: FokkerPlanckOperator, like: Any) -> tuple[str, Any]:
+    """``(engine, stepper)`` for forward-Euler steps of ``operator`` on arrays like ``like``.
+
+    The stepper has ``start(rho) -> state``, ``step(state, dt) -> state`` and
+    ``read(state) -> array``; the engine is ``"numba"`` or ``"cuda"`` (one fused pass per step
+    on buffers allocated once, for operators with axis links only, i.e. diagonal diffusion,
+    whose rates live on ``like``'s backend, device and dtype) or ``"array"``.
+    """
+    engine = select_engine("fp_step", like, supports=lambda e: _fp_supports(e, operator, like))
+    if engine == "numba":
+        from hjsmooth.solvers._numba_fp import NumbaFPStepper
+
+        return engine, NumbaFPStepper(operator, like)
+    if engine == "cuda":
+        from hjsmooth.solvers._fused_fp import CudaFPStepper
+
+        return engine, CudaFPStepper(operator, like)
+    return engine, _ArrayFPStepper(operator)
+
+
+def _auto_method(op: FokkerPlanckOperator, rho0: Any, t: float, grid: Grid) -> str:
+    """``"explicit"`` when the positivity-bound march is short for the grid, or off the host; else TR-BDF2."""
+    if device_kind(rho0) != "cpu":
+        return "explicit"  # no sparse factorisation on a GPU
+    passes = t / (_EXPLICIT_SAFETY * op.stable_dt) if math.isfinite(op.stable_dt) else 1.0
+    return "explicit" if passes <= _AUTO_PASSES_PER_SIDE * max(grid.shape) else "tr_bdf2"
 
 
 def _check_coefficients(grid: Grid, potential: Any, drift: Any, beta: Any, bc: Any) -> tuple[Any, Any, float]:
@@ -110,7 +174,7 @@ def solve_fokker_planck(
     diffusion: Any | None = None,
     beta: float = 1.0,
     bc: str = "reflecting",
-    method: str = "explicit",
+    method: str = "auto",
     dt: float | None = None,
     save_at: Sequence[float] | int | None = None,
     progress: bool | None = None,
@@ -143,9 +207,12 @@ def solve_fokker_planck(
         Edge of the grid: zero flux through the outer cell faces (mass conserved exactly),
         wrap-around with period ``n_k h_k``, or zero density at ghost nodes one spacing
         outside the box (mass leaves).
-    method : {"explicit", "implicit", "tr_bdf2"}
+    method : {"auto", "explicit", "implicit", "tr_bdf2"}
+        ``"auto"``: ``"explicit"`` when the positivity bound needs at most ``40 max(grid.shape)``
+        steps (and always on GPU arrays), else ``"tr_bdf2"``; ``info["method"]`` says which ran.
         ``"explicit"``: forward Euler on any backend, step ``min(dt, 0.9 / max outflow rate)``
-        (the positivity bound, which also gives stability).  ``"implicit"``: backward Euler
+        (the positivity bound, which also gives stability); with a diagonal diffusion one fused
+        numba (CPU) or CUDA pass per step.  ``"implicit"``: backward Euler
         with the scipy sparse matrix, one ``splu`` factorisation per distinct step; first
         order in time, positive for every ``dt``.  ``"tr_bdf2"``: the L-stable, second-order
         TR-BDF2 scheme (a trapezoidal stage to ``t + (2 - sqrt 2) dt``, then BDF2), whose two
@@ -188,15 +255,21 @@ def solve_fokker_planck(
         times = np.array([0.0])
         return PDESolution(values, times, snaps, 0, True, "t = 0: initial density returned", {"method": method, "bc": bc})
 
-    if method == "explicit":
+    engine, threads = "scipy", None
+    if method in ("auto", "explicit"):
         op = build_operator(grid, rho0, potential=potential, drift=drift, diffusion=diffusion, beta=beta, bc=bc)
+        if method == "auto":
+            method = _auto_method(op, rho0, t, grid)
+    if method == "explicit":
         stable = _EXPLICIT_SAFETY * op.stable_dt
         if not math.isfinite(stable):
             stable = t if dt is None else dt  # no transport at all: any step is exact
-        run = march(xp.asarray(rho0, copy=True), t, op.step, lambda _: stable, dt=dt, save_at=save_at,
-                    progress=progress, desc="Fokker-Planck (explicit)", max_steps=max_steps)
+        engine, stepper = explicit_stepper(op, rho0)
+        run = march(stepper.start(rho0), t, stepper.step, lambda _: stable, dt=dt, save_at=save_at,
+                    progress=progress, desc="Fokker-Planck (explicit)", max_steps=max_steps, read=stepper.read)
         values, snapshots = run.state, run.snapshots
         step_used = stable if dt is None else min(stable, dt)
+        threads = stepper.threads.threads if engine == "numba" else None
     else:
         op = build_operator(grid, np.zeros((), dtype=np.float64), potential=_host(potential, "potential"),
                             drift=_host(drift, "drift"), diffusion=_host(diffusion, "diffusion"), beta=beta, bc=bc)
@@ -214,6 +287,8 @@ def solve_fokker_planck(
 
     info = {
         "method": method,
+        "engine": engine,
+        "numba_threads": threads,
         "bc": bc,
         "dt": step_used,
         "stable_dt": op.stable_dt,

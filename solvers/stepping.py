@@ -60,6 +60,7 @@ def march(
     progress: bool | None = None,
     desc: str = "",
     max_steps: int = DEFAULT_MAX_STEPS,
+    read: Callable[[Any], Any] | None = None,
 ) -> MarchResult:
     """Advance ``state`` from time 0 to ``t`` with ``state = step(state, dt)``.
 
@@ -67,6 +68,8 @@ def march(
     output time, so a user-supplied ``dt`` above the stability bound is reduced rather
     than refused.  ``progress=None`` shows a tqdm bar only if the run lasts longer than
     two seconds and standard error is a terminal; ``True`` forces it, ``False`` hides it.
+    ``read`` turns a state into the array that snapshots and the result hold (for steppers
+    that advance in place on their own buffers); ``None`` keeps the states themselves.
 
     Before the first step the number of steps is estimated as ``t`` over the first step
     (plus one landing step per extra output time); a run estimated to need more than
@@ -74,7 +77,6 @@ def march(
     estimate assumes the step stays at its first value; should the step shrink later, the
     run stops with a ``RuntimeError`` when it has taken ``max_steps`` steps short of ``t``.
     """
-    xp = array_namespace(state)
     times = output_times(t, save_at)
     _refuse_long_runs(state, t, stable_dt, dt, max_steps, len(times), desc)
     snaps = []
@@ -107,11 +109,12 @@ def march(
                 min_dt = min(min_dt, h)
                 bar.update(h)
             if save_at is not None:
-                snaps.append(state)
+                snaps.append(state if read is None else read(state))
     finally:
         bar.close()
-    snapshots = xp.stack(snaps) if save_at is not None else None
-    return MarchResult(state, times, snapshots, steps, last_dt, min_dt if steps else math.nan)
+    final = state if read is None else read(state)
+    snapshots = array_namespace(final).stack(snaps) if save_at is not None else None
+    return MarchResult(final, times, snapshots, steps, last_dt, min_dt if steps else math.nan)
 
 
 def _refuse_long_runs(state: Any, t: float, stable_dt: Callable[[Any], float], dt: float | None, max_steps: int,
