@@ -242,7 +242,7 @@ def _stepper(engine: str, u0: Any, operator: HamiltonJacobiOperator, project: An
         from ._numba_hj import NumbaHJStepper
 
         return NumbaHJStepper(u0, operator.spacing, operator.nu, operator.bc, operator.scheme, operator.method,
-                              operator.step_for_rate, held)
+                              operator.step_for_rate, held, operator.accuracy)
     from ._fused_hj import CudaHJStepper
 
     return CudaHJStepper(u0, operator.spacing, operator.nu, operator.bc, operator.scheme, operator.method,

@@ -6,8 +6,8 @@ once, before its time loop (or its transform), which one to use for the array it
 ========================  ===========  =========================================================
 operator                  device       engines, in order of preference
 ========================  ===========  =========================================================
-``"hj_step"``             ``"cpu"``    ``"numba"`` (fused stages), ``"array"``
-``"hj_step"``             ``"cuda"``   ``"cuda"`` (fused raw kernel), ``"array"``
+``"hj_step"``             ``"cpu"``    ``"numba"`` (fused stages, every stencil), ``"array"``
+``"hj_step"``             ``"cuda"``   ``"cuda"`` (fused raw kernel, three-point stencil), ``"array"``
 ``"fp_step"``             ``"cpu"``    ``"numba"`` (fused stencil), ``"array"``
 ``"fp_step"``             ``"cuda"``   ``"cuda"`` (fused raw kernel), ``"array"``
 ``"lower_envelope"``      ``"cpu"``    ``"numba"``, ``"array"`` (brute force)
@@ -22,7 +22,10 @@ and :func:`hjsmooth.backend.cupy_available`) and the solver says the case is one
 supports; otherwise the next engine of the row is tried.
 
 The numba and CUDA kernels of the Hamilton-Jacobi step share one table of scheme codes and
-one of boundary codes (:data:`SCHEME_CODES`, :data:`BC_CODES`); the kernels never see a name.
+one of boundary codes (:data:`SCHEME_CODES`, :data:`BC_CODES`); the numba kernels also take
+the stencil by its code (:data:`ACCURACY_CODES`); the kernels never see a name.  The CUDA
+kernel has the three-point stencil only: ENO2 and WENO5 on a GPU array run the array code
+(its ``supports`` says no, so :func:`select_engine` falls through to ``"array"``).
 """
 
 from __future__ import annotations
@@ -32,13 +35,17 @@ from typing import Any
 
 from hjsmooth.backend import cupy_available, is_cupy_array, is_numpy_array, is_torch_array, numba_available
 
-__all__ = ["ENGINES", "SCHEME_CODES", "BC_CODES", "device_kind", "select_engine", "NODES_PER_THREAD",
+from .derivatives import GHOST_WIDTH
+
+__all__ = ["ENGINES", "SCHEME_CODES", "BC_CODES", "ACCURACY_CODES", "device_kind", "select_engine", "NODES_PER_THREAD",
            "numba_threads"]
 
 #: numerical Hamiltonian -> integer code, the same in the numba and the CUDA kernels
 SCHEME_CODES: Mapping[str, int] = {"godunov": 0, "lax_friedrichs": 1, "engquist_osher": 2, "hybrid": 3}
 #: boundary condition -> ghost rule code (Dirichlet fills its ghosts by linear extrapolation)
 BC_CODES: Mapping[str, int] = {"extrapolate": 0, "dirichlet": 0, "neumann": 1, "periodic": 2}
+#: stencil -> code, which is its ghost width (three points: 1, ENO2: 2, WENO5: 3)
+ACCURACY_CODES: Mapping[str, int] = dict(GHOST_WIDTH)
 
 #: (operator, device kind) -> engines in order of preference
 ENGINES: Mapping[tuple[str, str], tuple[str, ...]] = {

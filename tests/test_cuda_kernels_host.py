@@ -290,6 +290,24 @@ def test_solve_hj_gpu_path_on_host_kernels_equals_the_numpy_solve(host_cupy, bc)
         np.testing.assert_allclose(sol.values, ref.values, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("accuracy", ["eno2", "weno5"])
+def test_high_order_stencils_on_a_gpu_array_run_the_array_code(host_cupy, accuracy) -> None:
+    """The CUDA kernel has the three-point stencil only: the engine table sends ENO2 and WENO5 on a
+    GPU array to the array code, which equals the fused numba solve of the same data on the host."""
+    grid = hs.Grid((-2.0, -2.0), (2.0, 2.0), (33, 41))
+    x, y = grid.coords
+    f = np.cos(2 * x) * np.sin(y) + 0.25 * (x**2 + y**2)
+    for scheme in ("godunov", "lax_friedrichs"):
+        assert _fused_hj.cuda_supports(f, scheme, "first", None) and not _fused_hj.cuda_supports(f, scheme, accuracy, None)
+        sol = hs.solve_hj(f, grid, 0.2, beta=5.0, scheme=scheme, accuracy=accuracy)
+        assert sol.info["engine"] == "array" and not host_cupy.compiled
+        with pytest.MonkeyPatch.context() as undo:
+            undo.setattr(kernels, "device_kind", lambda x: "cpu")
+            ref = hs.solve_hj(f, grid, 0.2, beta=5.0, scheme=scheme, accuracy=accuracy)
+        assert ref.info["engine"] == "numba" and sol.steps == ref.steps
+        np.testing.assert_allclose(sol.values, ref.values, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("bc", ["reflecting", "periodic", "absorbing"])
 def test_fokker_planck_gpu_path_on_host_kernels_equals_the_array_code(host_cupy, bc, rng) -> None:
     grid = hs.Grid((-2.0, -2.0), (2.0, 2.0), (24, 30))
