@@ -73,9 +73,22 @@ def test_auto_marches_explicitly_when_the_positivity_bound_allows_few_steps() ->
 def test_auto_takes_tr_bdf2_for_long_stiff_runs() -> None:
     grid, rho0, f = _ou(40)
     sol = solve_fokker_planck(rho0, grid, 200.0, potential=f)  # ~1e5 explicit steps
-    assert sol.info["method"] == "tr_bdf2" and sol.steps == 100
+    assert sol.info["method"] == "tr_bdf2" and sol.info["rtol"] == 1e-4 and sol.steps < 200  # error-controlled
     gibbs = hs.fokker_planck_steady_state(grid, potential=f)
     np.testing.assert_allclose(sol.values / grid.integrate(sol.values), gibbs, rtol=0, atol=1e-8 * gibbs.max())
+
+
+def test_auto_threshold_grows_with_the_cost_of_a_factorisation() -> None:
+    """About 5000 explicit passes are a long march on 40^2 (more than 100 n = 4000: TR-BDF2 is cheaper)
+    while 1400 passes on 15^3 are a short one (TR-BDF2's 3D factorisations cost ~n^3 passes each)."""
+    grid, rho0, f = _ou(40)
+    sol = solve_fokker_planck(rho0, grid, 50.0, potential=f, save_at=[1e-3])
+    assert sol.info["method"] == "tr_bdf2"  # 2D: ~4900 passes
+    cube = hs.Grid((-3.0,) * 3, (3.0,) * 3, (15,) * 3)
+    x, y, z = cube.coords
+    sol = solve_fokker_planck(np.exp(-(x**2 + y**2 + z**2)), cube, 60.0, potential=0.5 * (x**2 + y**2 + z**2),
+                              save_at=[1e-3])
+    assert sol.info["method"] == "explicit" and 40 * 15 < sol.steps < 3 * 15**3  # 3D: explicit up to 3 n^3
 
 
 @pytest.mark.parametrize("engine", ["default", "array"])
