@@ -37,8 +37,11 @@ Before each step :meth:`NumbaHJStepper.stable_dt` finds, in one read-only pass, 
 current state, from which the step follows.  For the three-point stencil these are functions
 of ``max |u_{i+1} - u_i|`` per axis; for ENO2 and WENO5 they come from the reconstructed
 slopes, so that pass also forms ``L(u^n)`` into a fourth buffer, and the first stage only
-combines it.  (Lax-Friedrichs, whose flux needs the global ``alpha`` of each stage, takes one
-read-only pass for it before every stage.)  A NaN anywhere reaches the rates, so a blow-up
+combines it; later stages are one fused pass each.  Lax-Friedrichs, whose flux needs the
+global ``alpha`` of the slopes of each stage, runs every ENO2/WENO5 stage as that pass, which
+keeps the two parts of ``L`` apart (``-1/2 mean^2 + nu D^2 u`` and ``(p+ - p-)/2`` per axis),
+and a combine with the ``alpha`` it found.  WENO5 first finds the largest ``|u_{i+1} - u_i|``
+per axis (a read-only pass) for its scale.  A NaN anywhere reaches the rates, so a blow-up
 is reported rather than marched through.
 
 The arithmetic is that of the array code up to the order in which terms are summed and
@@ -380,22 +383,33 @@ def _slope_rates(r, pm, pp, n, scheme, zero):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, fastmath={"contract"}, error_model="numpy")
-def _high_order_line(acc, scratch, u, i0, i1, w, n2, axis, order, scheme, p, want_flux):  # pragma: no cover
+def _high_order_line(acc, split, scratch, u, i0, i1, w, n2, axis, order, scheme, p, want_flux):  # pragma: no cover
     """Slopes of one line along ``axis`` into ``scratch``; with ``want_flux`` also add the axis'
-    terms ``-H_hat + nu D^2 u`` of ``L(u)`` to ``acc``."""
+    terms ``-H_hat + nu D^2 u`` of ``L(u)`` to ``acc``, except for Lax-Friedrichs, whose flux
+    ``1/2 mean^2 - alpha (p+ - p-) / 2`` needs the global ``alpha`` of these very slopes: there
+    ``-1/2 mean^2 + nu D^2 u`` goes to ``acc`` and ``(p+ - p-) / 2`` to the line ``split``."""
     _slope_rows(scratch, u, i0, i1, w, n2, axis, order, p)
     if want_flux:
         half = p[_HALF]
-        _flux_terms(acc, scratch[_PM], scratch[_PP], n2, scheme, p[_ALPHA + axis], half, half - half)
-        if p[_NU] != half - half:
+        zero = half - half
+        pm, pp = scratch[_PM], scratch[_PP]
+        if scheme == _LAX_FRIEDRICHS:
+            for j in range(n2):
+                mean = half * (pm[j] + pp[j])
+                acc[j] -= half * mean * mean
+                split[j] = half * (pp[j] - pm[j])
+        else:
+            _flux_terms(acc, pm, pp, n2, scheme, zero, half, zero)
+        if p[_NU] != zero:
             _viscous_terms(acc, u, i0, i1, w, n2, axis, order, p[_NU], p[_INV_H2 + axis], _constants(p))
 
 
 @numba.njit(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy")
-def _high_order_rates_kernel(u, rhs, p, scheme, ndim, order, want_rhs, scratch, line_rates, line_bits,
+def _high_order_rates_kernel(u, rhs, split, p, scheme, ndim, order, want_rhs, scratch, line_rates, line_bits,
                              partial_bits, rate_bits):  # pragma: no cover - compiled
     """``rate_bits[k]``: the bit pattern of the largest rate contribution of the ENO2/WENO5 slopes
-    along axis ``k`` (in slope units); with ``want_rhs`` also ``rhs = L(u)`` on the interior."""
+    along axis ``k`` (in slope units); with ``want_rhs`` also ``rhs = L(u)`` on the interior (for
+    Lax-Friedrichs its parts without ``alpha``: ``rhs`` and ``split[k]``, see :func:`_high_order_line`)."""
     w = order
     g0 = w if ndim == 3 else 0
     g1 = w if ndim >= 2 else 0
@@ -412,7 +426,8 @@ def _high_order_rates_kernel(u, rhs, p, scheme, ndim, order, want_rhs, scratch, 
                 acc[j] = zero
         r = line_rates[line]
         for axis in range(3 - ndim, 3):
-            _high_order_line(acc, rows, u, i0, i1, w, n2, axis, order, scheme, p, want_rhs)
+            _high_order_line(acc, split[axis, i0, i1, w:w + n2], rows, u, i0, i1, w, n2, axis, order, scheme, p,
+                             want_rhs)
             _slope_rates(r, rows[_PM], rows[_PP], n2, scheme, zero)
             partial_bits[axis, line] = _bits_max(line_bits[line], n2)
     for axis in range(3 - ndim, 3):
@@ -457,7 +472,7 @@ def _stage_kernel(u, u0, out, p, scheme, ndim):  # pragma: no cover - compiled
 @numba.njit(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy")
 def _high_order_stage_kernel(u, u0, out, p, scheme, ndim, order, scratch):  # pragma: no cover - compiled
     """``out = a u0 + b (u + c dt L(u))`` on the interior with the ENO2 or WENO5 stencil (``order``,
-    which is also the ghost width; ``a``, ``b``, ``c dt`` from ``p``)."""
+    which is also the ghost width; ``a``, ``b``, ``c dt`` from ``p``); not for Lax-Friedrichs."""
     w = order
     g0 = w if ndim == 3 else 0
     g1 = w if ndim >= 2 else 0
@@ -470,8 +485,8 @@ def _high_order_stage_kernel(u, u0, out, p, scheme, ndim, order, scratch):  # pr
         for j in range(n2):
             acc[j] = zero
         rows = scratch[numba.get_thread_id()]
-        for axis in range(3 - ndim, 3):
-            _high_order_line(acc, rows, u, i0, i1, w, n2, axis, order, scheme, p, True)
+        for axis in range(3 - ndim, 3):  # never Lax-Friedrichs: no split line
+            _high_order_line(acc, rows[_RATE], rows, u, i0, i1, w, n2, axis, order, scheme, p, True)
         _combine_line(acc, acc, u, u0, i0, i1, w, n2, p, zero)
 
 
@@ -492,8 +507,9 @@ def _combine_line(dst, lu, u, u0, i0, i1, w, n2, p, zero):  # pragma: no cover -
 
 
 @numba.njit(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy")
-def _combine_kernel(u, u0, lu, out, p, ndim, w):  # pragma: no cover - compiled
-    """``out = a u0 + b (u + c dt lu)`` on the interior, ``lu = L(u)`` already formed."""
+def _combine_kernel(u, u0, lu, split, use_split, out, p, ndim, w):  # pragma: no cover - compiled
+    """``out = a u0 + b (u + c dt L)`` on the interior, ``L = lu`` already formed, or with
+    ``use_split`` (Lax-Friedrichs) ``L = lu + sum_k alpha_k split[k]``."""
     g0 = w if ndim == 3 else 0
     g1 = w if ndim >= 2 else 0
     n1 = u.shape[1] - 2 * g1
@@ -501,7 +517,18 @@ def _combine_kernel(u, u0, lu, out, p, ndim, w):  # pragma: no cover - compiled
     zero = p[_HALF] - p[_HALF]
     for line in numba.prange((u.shape[0] - 2 * g0) * n1):
         i0, i1 = _line_index(line, n1, g0, g1)
-        _combine_line(out[i0, i1, w:w + n2], lu[i0, i1, w:w + n2], u, u0, i0, i1, w, n2, p, zero)
+        dst = out[i0, i1, w:w + n2]
+        src = lu[i0, i1, w:w + n2]
+        if use_split:
+            for j in range(n2):
+                dst[j] = src[j]
+            for axis in range(3 - ndim, 3):
+                alpha = p[_ALPHA + axis]
+                part = split[axis, i0, i1, w:w + n2]
+                for j in range(n2):
+                    dst[j] += alpha * part[j]
+            src = dst
+        _combine_line(dst, src, u, u0, i0, i1, w, n2, p, zero)
 
 
 # ------------------------------------------------------------------------------------------ ghosts
@@ -568,8 +595,9 @@ class NumbaHJStepper:
 
     The state handed to :func:`hjsmooth.solvers.stepping.march` is one of the three state
     buffers; :meth:`read` copies its interior out as an array of the input's type, device and
-    dtype.  ENO2 and WENO5 also keep ``L(u^n)`` from the rates pass in a fourth buffer, and
-    one row per numba thread for the slopes of a line.
+    dtype.  ENO2 and WENO5 also keep ``L(u^n)`` from the rates pass in a fourth buffer (with
+    Lax-Friedrichs, its ``alpha``-free part and ``(p+ - p-)/2`` per axis in three more), and
+    three rows per numba thread for the slopes of a line.
 
     Parameters
     ----------
@@ -613,6 +641,8 @@ class NumbaHJStepper:
         high = self.order != _FIRST
         self.buffers = [np.zeros(padded, dtype=self.dtype) for _ in range(3)]
         self.rhs = np.zeros(padded if high else (1, 1, 1), dtype=self.dtype)  # L(u^n) of the rates pass
+        split = high and self.scheme == _LAX_FRIEDRICHS  # Lax-Friedrichs' (p+ - p-) / 2 per axis
+        self.split = np.zeros((3, *padded) if split else (3, 1, 1, 1), dtype=self.dtype)
         self.scratch = np.zeros((numba.config.NUMBA_NUM_THREADS, 3, padded[2]) if high else (1, 3, 1),
                                 dtype=self.dtype)
         self.view3 = (1,) * (3 - self.ndim) + self.shape
@@ -689,7 +719,8 @@ class NumbaHJStepper:
         with ``want_rhs``, ``L(state)`` into :attr:`rhs`)."""
         if self.order != _FIRST:
             self._scale(state)
-            _high_order_rates_kernel(state, self.rhs, self.params, self.scheme, self.ndim, self.order, want_rhs,
+            _high_order_rates_kernel(state, self.rhs, self.split, self.params, self.scheme, self.ndim, self.order,
+                                     want_rhs,
                                      self.scratch, *self._scratch)
             largest = self.rate_bits.view(self.dtype)
             self.rates[3 - self.ndim:] = largest[3 - self.ndim:]
@@ -716,16 +747,22 @@ class NumbaHJStepper:
             return self._stable_dt(state)
 
     def _stable_dt(self, state: np.ndarray) -> float:
-        cache_rhs = self.order != _FIRST and self.scheme != _LAX_FRIEDRICHS
-        rates = self.axis_rates(state, want_rhs=cache_rhs)
-        if self.scheme == _LAX_FRIEDRICHS:  # the flux of the first stage uses alpha = these rates
-            self.params[_ALPHA + 3 - self.ndim:_ALPHA + 3] = rates
-            self._rates_of = state
-        self._rhs_of = state if cache_rhs else None
+        rates = self._evaluate(state)
         rate = 0.0
         for r, h in zip(rates, self.spacing):
             rate = rate + float(r) / h
         return self.step_for_rate(rate)
+
+    def _evaluate(self, state: np.ndarray) -> np.ndarray:
+        """The rates of ``state``; for Lax-Friedrichs also its ``alpha``, for ENO2/WENO5 also ``L(state)``
+        (or its Lax-Friedrichs parts) in :attr:`rhs` and :attr:`split`."""
+        high = self.order != _FIRST
+        rates = self.axis_rates(state, want_rhs=high)
+        if self.scheme == _LAX_FRIEDRICHS:  # the flux of a stage from ``state`` uses alpha = these rates
+            self.params[_ALPHA + 3 - self.ndim:_ALPHA + 3] = rates
+            self._rates_of = state
+        self._rhs_of = state if high else None
+        return rates
 
     # -- the step -------------------------------------------------------------------------------------
     def step(self, state: np.ndarray, dt: float) -> np.ndarray:
@@ -734,17 +771,21 @@ class NumbaHJStepper:
             return self._step(state, dt)
 
     def _step(self, state: np.ndarray, dt: float) -> np.ndarray:
-        cached = self._rhs_of is state
         current = state
         others = self._others(state)
+        split = self.scheme == _LAX_FRIEDRICHS
         for k, (a, b, c) in enumerate(self.method.stages):
             out = others[k % 2]
-            self.params[_A], self.params[_B], self.params[_CDT] = a, b, c * dt
-            if k == 0 and cached:
-                _combine_kernel(current, state, self.rhs, out, self.params, self.ndim, self.order)
+            if self.order != _FIRST and (split or (k == 0 and self._rhs_of is state)):
+                # L(current) (Lax-Friedrichs: its parts and alpha) from the rates pass, then one combine
+                if self._rhs_of is not current:
+                    self._evaluate(current)
+                self.params[_A], self.params[_B], self.params[_CDT] = a, b, c * dt
+                _combine_kernel(current, state, self.rhs, self.split, split, out, self.params, self.ndim, self.order)
             else:
+                self.params[_A], self.params[_B], self.params[_CDT] = a, b, c * dt
                 self._scale(current)
-                if self.scheme == _LAX_FRIEDRICHS:
+                if split:
                     self._prepare_alpha(current)
                 if self.order == _FIRST:
                     _stage_kernel(current, state, out, self.params, self.scheme, self.ndim)
@@ -756,5 +797,6 @@ class NumbaHJStepper:
             # ``out`` holds new values: nothing computed from an earlier content of it stays valid
             self._scaled_of = self._scaled_of if self._scaled_of is not out else None
             self._rates_of = self._rates_of if self._rates_of is not out else None
+            self._rhs_of = self._rhs_of if self._rhs_of is not out else None
         self._rhs_of = None
         return current
