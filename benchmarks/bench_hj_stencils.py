@@ -21,8 +21,10 @@ Every row runs on the numba engine (fused stages, ``hjsmooth.solvers._numba_hj``
 ``--array``, also on the array-API engine.  The configurations are timed interleaved
 (A B C ... A B C ...) for ``--rounds`` rounds of ``--steps`` steps each, so that the load of a
 shared machine hits all of them alike; the table gives the median and the best per-step time
-over the rounds and the ratio of medians against the reference.  The last column is the cost
-of one unit of time: the per-step time over the CFL step at the initial state.
+over the rounds and the ratio against the reference, taken round by round (the median of the
+per-round ratios, so that a change of load between rounds moves both sides of a ratio).  The
+last columns are the cost of one unit of time, the median per-step time over the CFL step at
+the initial state, and its ratio.
 
 Run::
 
@@ -87,20 +89,20 @@ def run(dtype: Any, args: argparse.Namespace) -> None:
         for case in cases:
             steps = args.steps if not case["label"].endswith("[array]") else max(1, args.steps // 20)
             case["times"].append(time_steps(case, steps))
-    reference = statistics.median(cases[0]["times"])
     nodes = grid.size
     print(f"\n{np.dtype(dtype).name}, {args.n}x{args.n}, beta={args.beta}, {args.rounds} rounds of {args.steps} steps"
           f" (array engine: {max(1, args.steps // 20)}), interleaved")
     print(f"{'row':36s} {'median/step':>12s} {'best/step':>11s} {'x first':>8s} {'M node-stages/s':>16s}"
           f" {'dt0':>9s} {'per unit time':>14s} {'x first':>8s}")
-    ref_unit = reference / cases[0]["dt0"]
     for case in cases:
         median = statistics.median(case["times"])
         best = min(case["times"])
+        ratio = statistics.median(a / b for a, b in zip(case["times"], cases[0]["times"]))
         rate = nodes * case["stages"] / best / 1e6
         unit = median / case["dt0"]
-        print(f"{case['label']:36s} {median * 1e3:10.3f}ms {best * 1e3:9.3f}ms {median / reference:7.2f}x"
-              f" {rate:16.0f} {case['dt0']:9.2e} {unit:12.3f} s {unit / ref_unit:7.2f}x")
+        unit_ratio = ratio * cases[0]["dt0"] / case["dt0"]
+        print(f"{case['label']:36s} {median * 1e3:10.3f}ms {best * 1e3:9.3f}ms {ratio:7.2f}x"
+              f" {rate:16.0f} {case['dt0']:9.2e} {unit:12.3f} s {unit_ratio:7.2f}x")
 
 
 def main() -> None:
