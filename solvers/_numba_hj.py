@@ -209,28 +209,6 @@ def _rates_kernel(u, p, scheme, ndim, line_rates, line_bits, partial_bits, rate_
         rate_bits[axis] = _bits_max(partial_bits[axis], lines)
 
 
-@numba.njit(cache=True, parallel=True)
-def _largest_difference_kernel(u, ndim, w, line_rates, line_bits, partial_bits, rate_bits):  # pragma: no cover
-    """``rate_bits[k]``: the bit pattern of ``max |u_{i+1} - u_i|`` along axis ``k`` of padded ``u``
-    (ghost width ``w``; the ghost differences repeat interior ones, up to sign and rounding)."""
-    g0 = w if ndim == 3 else 0
-    g1 = w if ndim >= 2 else 0
-    n1 = u.shape[1] - 2 * g1
-    n2 = u.shape[2] - 2 * w
-    lines = (u.shape[0] - 2 * g0) * n1
-    for line in numba.prange(lines):
-        i0, i1 = _line_index(line, n1, g0, g1)
-        r = line_rates[line]
-        for axis in range(3 - ndim, 3):
-            c = _row(u, i0, i1, w, n2, axis, 0)
-            hi = _row(u, i0, i1, w, n2, axis, 1)
-            for j in range(n2):
-                r[j] = abs(hi[j] - c[j])
-            partial_bits[axis, line] = _bits_max(line_bits[line], n2)
-    for axis in range(3 - ndim, 3):
-        rate_bits[axis] = _bits_max(partial_bits[axis], lines)
-
-
 # --------------------------------------------------------------------------- ENO2 and WENO5 stencils
 @numba.njit(cache=True, fastmath={"contract"}, error_model="numpy")
 def _eno2_slopes(pm, pp, u, i0, i1, w, n2, axis, inv_h, half):  # pragma: no cover - compiled
@@ -404,36 +382,6 @@ def _high_order_line(acc, split, scratch, u, i0, i1, w, n2, axis, order, scheme,
             _viscous_terms(acc, u, i0, i1, w, n2, axis, order, p[_NU], p[_INV_H2 + axis], _constants(p))
 
 
-@numba.njit(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy")
-def _high_order_rates_kernel(u, rhs, split, p, scheme, ndim, order, want_rhs, scratch, line_rates, line_bits,
-                             partial_bits, rate_bits):  # pragma: no cover - compiled
-    """``rate_bits[k]``: the bit pattern of the largest rate contribution of the ENO2/WENO5 slopes
-    along axis ``k`` (in slope units); with ``want_rhs`` also ``rhs = L(u)`` on the interior (for
-    Lax-Friedrichs its parts without ``alpha``: ``rhs`` and ``split[k]``, see :func:`_high_order_line`)."""
-    w = order
-    g0 = w if ndim == 3 else 0
-    g1 = w if ndim >= 2 else 0
-    n1 = u.shape[1] - 2 * g1
-    n2 = u.shape[2] - 2 * w
-    zero = p[_HALF] - p[_HALF]
-    lines = (u.shape[0] - 2 * g0) * n1
-    for line in numba.prange(lines):
-        i0, i1 = _line_index(line, n1, g0, g1)
-        rows = scratch[numba.get_thread_id()]
-        acc = rhs[i0, i1, w:w + n2]
-        if want_rhs:
-            for j in range(n2):
-                acc[j] = zero
-        r = line_rates[line]
-        for axis in range(3 - ndim, 3):
-            _high_order_line(acc, split[axis, i0, i1, w:w + n2], rows, u, i0, i1, w, n2, axis, order, scheme, p,
-                             want_rhs)
-            _slope_rates(r, rows[_PM], rows[_PP], n2, scheme, zero)
-            partial_bits[axis, line] = _bits_max(line_bits[line], n2)
-    for axis in range(3 - ndim, 3):
-        rate_bits[axis] = _bits_max(partial_bits[axis], lines)
-
-
 # ------------------------------------------------------------------------------------------ stages
 @numba.njit(cache=True, parallel=True, fastmath={"contract"})
 def _stage_kernel(u, u0, out, p, scheme, ndim):  # pragma: no cover - compiled
@@ -469,27 +417,6 @@ def _stage_kernel(u, u0, out, p, scheme, ndim):  # pragma: no cover - compiled
                 acc[j] = b * (c[j] + cdt * acc[j])
 
 
-@numba.njit(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy")
-def _high_order_stage_kernel(u, u0, out, p, scheme, ndim, order, scratch):  # pragma: no cover - compiled
-    """``out = a u0 + b (u + c dt L(u))`` on the interior with the ENO2 or WENO5 stencil (``order``,
-    which is also the ghost width; ``a``, ``b``, ``c dt`` from ``p``); not for Lax-Friedrichs."""
-    w = order
-    g0 = w if ndim == 3 else 0
-    g1 = w if ndim >= 2 else 0
-    n1 = u.shape[1] - 2 * g1
-    n2 = u.shape[2] - 2 * w
-    zero = p[_HALF] - p[_HALF]
-    for line in numba.prange((u.shape[0] - 2 * g0) * n1):
-        i0, i1 = _line_index(line, n1, g0, g1)
-        acc = out[i0, i1, w:w + n2]
-        for j in range(n2):
-            acc[j] = zero
-        rows = scratch[numba.get_thread_id()]
-        for axis in range(3 - ndim, 3):  # never Lax-Friedrichs: no split line
-            _high_order_line(acc, rows[_RATE], rows, u, i0, i1, w, n2, axis, order, scheme, p, True)
-        _combine_line(acc, acc, u, u0, i0, i1, w, n2, p, zero)
-
-
 @numba.njit(cache=True, fastmath={"contract"}, error_model="numpy")
 def _combine_line(dst, lu, u, u0, i0, i1, w, n2, p, zero):  # pragma: no cover - compiled
     """``dst = a u0 + b (u + c dt lu)`` along one line (``dst`` may be ``lu``)."""
@@ -506,32 +433,78 @@ def _combine_line(dst, lu, u, u0, i0, i1, w, n2, p, zero):  # pragma: no cover -
             dst[j] = b * (c[j] + cdt * lu[j])
 
 
+# passes of the ENO2/WENO5 kernel
+_LARGEST, _RATES, _RATES_RHS, _STAGE, _COMBINE = 0, 1, 2, 3, 4
+
+
 @numba.njit(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy")
-def _combine_kernel(u, u0, lu, split, use_split, out, p, ndim, w):  # pragma: no cover - compiled
-    """``out = a u0 + b (u + c dt L)`` on the interior, ``L = lu`` already formed, or with
-    ``use_split`` (Lax-Friedrichs) ``L = lu + sum_k alpha_k split[k]``."""
+def _high_order_kernel(u, u0, lu, out, split, p, scheme, ndim, order, mode, scratch, line_rates, line_bits,
+                       partial_bits, rate_bits):  # pragma: no cover - compiled
+    """One parallel pass over the interior lines of padded ``u`` (ghost width ``order``) with the
+    ENO2 or WENO5 stencil (one kernel for all passes, so that numba compiles one parallel loop):
+
+    ``_LARGEST``
+        ``rate_bits[k]``: the bit pattern of ``max |u_{i+1} - u_i|`` along axis ``k`` (the ghost
+        differences repeat interior ones, up to sign and rounding): WENO5's scale.
+    ``_RATES`` / ``_RATES_RHS``
+        ``rate_bits[k]``: the largest rate contribution of the slopes along axis ``k`` (slope
+        units); ``_RATES_RHS`` also writes ``L(u)`` into ``out`` (for Lax-Friedrichs its parts
+        without ``alpha``: ``out`` and ``split[k]``, see :func:`_high_order_line`).
+    ``_STAGE``
+        ``out = a u0 + b (u + c dt L(u))`` (``a``, ``b``, ``c dt`` from ``p``; not Lax-Friedrichs).
+    ``_COMBINE``
+        the same with ``L = lu`` already formed, for Lax-Friedrichs ``lu + sum_k alpha_k split[k]``.
+    """
+    w = order
     g0 = w if ndim == 3 else 0
     g1 = w if ndim >= 2 else 0
     n1 = u.shape[1] - 2 * g1
     n2 = u.shape[2] - 2 * w
     zero = p[_HALF] - p[_HALF]
-    for line in numba.prange((u.shape[0] - 2 * g0) * n1):
+    lines = (u.shape[0] - 2 * g0) * n1
+    split_parts = scheme == _LAX_FRIEDRICHS
+    for line in numba.prange(lines):
         i0, i1 = _line_index(line, n1, g0, g1)
         dst = out[i0, i1, w:w + n2]
-        src = lu[i0, i1, w:w + n2]
-        if use_split:
-            for j in range(n2):
-                dst[j] = src[j]
+        r = line_rates[line]
+        if mode == _LARGEST:
             for axis in range(3 - ndim, 3):
-                alpha = p[_ALPHA + axis]
-                part = split[axis, i0, i1, w:w + n2]
+                c = _row(u, i0, i1, w, n2, axis, 0)
+                hi = _row(u, i0, i1, w, n2, axis, 1)
                 for j in range(n2):
-                    dst[j] += alpha * part[j]
-            src = dst
-        _combine_line(dst, src, u, u0, i0, i1, w, n2, p, zero)
+                    r[j] = abs(hi[j] - c[j])
+                partial_bits[axis, line] = _bits_max(line_bits[line], n2)
+        elif mode == _COMBINE:
+            src = lu[i0, i1, w:w + n2]
+            if split_parts:
+                for j in range(n2):
+                    dst[j] = src[j]
+                for axis in range(3 - ndim, 3):
+                    alpha = p[_ALPHA + axis]
+                    part = split[axis, i0, i1, w:w + n2]
+                    for j in range(n2):
+                        dst[j] += alpha * part[j]
+                src = dst
+            _combine_line(dst, src, u, u0, i0, i1, w, n2, p, zero)
+        else:
+            rows = scratch[numba.get_thread_id()]
+            flux = mode == _RATES_RHS or mode == _STAGE
+            if flux:
+                for j in range(n2):
+                    dst[j] = zero
+            for axis in range(3 - ndim, 3):
+                parts = split[axis, i0, i1, w:w + n2] if (split_parts and mode == _RATES_RHS) else rows[_RATE]
+                _high_order_line(dst, parts, rows, u, i0, i1, w, n2, axis, order, scheme, p, flux)
+                if mode != _STAGE:
+                    _slope_rates(r, rows[_PM], rows[_PP], n2, scheme, zero)
+                    partial_bits[axis, line] = _bits_max(line_bits[line], n2)
+            if mode == _STAGE:
+                _combine_line(dst, dst, u, u0, i0, i1, w, n2, p, zero)
+    if mode != _STAGE and mode != _COMBINE:
+        for axis in range(3 - ndim, 3):
+            rate_bits[axis] = _bits_max(partial_bits[axis], lines)
 
 
-# ------------------------------------------------------------------------------------------ ghosts
 @numba.njit(cache=True)
 def _fill_ghosts(u, ndim, bc, held, hold, w, p):  # pragma: no cover - compiled
     """The ``w`` ghost nodes at both ends of every real axis from the boundary rule (after holding
@@ -696,12 +669,17 @@ class NumbaHJStepper:
         return [b for b in self.buffers if b is not state]
 
     # -- rates ----------------------------------------------------------------------------------------
+    def _pass(self, u: np.ndarray, mode: int, u0: np.ndarray | None = None, out: np.ndarray | None = None) -> None:
+        """One pass of :func:`_high_order_kernel` over ``u`` (ENO2/WENO5)."""
+        _high_order_kernel(u, u if u0 is None else u0, self.rhs, self.rhs if out is None else out, self.split,
+                           self.params, self.scheme, self.ndim, self.order, mode, self.scratch, *self._scratch)
+
     def _scale(self, state: np.ndarray) -> None:
         """WENO5: the inverse of the largest ``|u_{i+1} - u_i|`` per axis (1 for a flat axis; the
         largest finite number where the inverse overflows) and its inverse, into the parameters."""
         if self.order != _WENO5 or self._scaled_of is state:
             return
-        _largest_difference_kernel(state, self.ndim, self.order, *self._scratch)
+        self._pass(state, _LARGEST)
         largest = self.rate_bits.view(self.dtype)
         for axis in range(3 - self.ndim, 3):
             m = float(largest[axis])
@@ -719,9 +697,7 @@ class NumbaHJStepper:
         with ``want_rhs``, ``L(state)`` into :attr:`rhs`)."""
         if self.order != _FIRST:
             self._scale(state)
-            _high_order_rates_kernel(state, self.rhs, self.split, self.params, self.scheme, self.ndim, self.order,
-                                     want_rhs,
-                                     self.scratch, *self._scratch)
+            self._pass(state, _RATES_RHS if want_rhs else _RATES, out=self.rhs)
             largest = self.rate_bits.view(self.dtype)
             self.rates[3 - self.ndim:] = largest[3 - self.ndim:]
             return self.rates[3 - self.ndim:]
@@ -781,7 +757,7 @@ class NumbaHJStepper:
                 if self._rhs_of is not current:
                     self._evaluate(current)
                 self.params[_A], self.params[_B], self.params[_CDT] = a, b, c * dt
-                _combine_kernel(current, state, self.rhs, self.split, split, out, self.params, self.ndim, self.order)
+                self._pass(current, _COMBINE, u0=state, out=out)
             else:
                 self.params[_A], self.params[_B], self.params[_CDT] = a, b, c * dt
                 self._scale(current)
@@ -790,8 +766,7 @@ class NumbaHJStepper:
                 if self.order == _FIRST:
                     _stage_kernel(current, state, out, self.params, self.scheme, self.ndim)
                 else:
-                    _high_order_stage_kernel(current, state, out, self.params, self.scheme, self.ndim, self.order,
-                                             self.scratch)
+                    self._pass(current, _STAGE, u0=state, out=out)
             self._ghosts(out)
             current = out
             # ``out`` holds new values: nothing computed from an earlier content of it stays valid
