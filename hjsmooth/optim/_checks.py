@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from hjsmooth.validation import check_count, check_positive
+from hjsmooth.validation import check_alpha, check_count, check_nonnegative_real, check_positive, check_real
 
 __all__ = [
     "NonFiniteError",
@@ -59,17 +59,9 @@ def check_scope_or_inf(value: Any, name: str) -> Any:
     return check_scope(value, name, allow_inf=True)
 
 
-def check_alpha(value: Any, name: str = "alpha") -> float:
-    """The running-average weight: ``0 <= alpha < 1``."""
-    value = _real(value, name)
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"`{name}` must be in [0, 1), got {value!r}")
-    return value
-
-
 def check_momentum(value: Any, name: str) -> float:
     """A momentum coefficient: ``0 <= momentum < 1`` (1 or more never forgets and diverges)."""
-    value = _real(value, name)
+    value = check_real(value, name)
     if not 0.0 <= value < 1.0:
         raise ValueError(f"`{name}` must be in [0, 1), got {value!r}")
     return value
@@ -77,10 +69,7 @@ def check_momentum(value: Any, name: str) -> float:
 
 def check_nonnegative_float(value: Any, name: str, *, allow_inf: bool = False) -> float:
     """A real number ``>= 0`` (finite unless ``allow_inf``)."""
-    value = _real(value, name)
-    if math.isnan(value) or value < 0 or (math.isinf(value) and not allow_inf):
-        raise ValueError(f"`{name}` must be >= 0{'' if allow_inf else ' and finite'}, got {value!r}")
-    return value
+    return check_nonnegative_real(value, name, allow_inf=allow_inf)
 
 
 def check_flag(value: Any, name: str) -> bool:
@@ -99,15 +88,6 @@ def check_choice(choices: tuple[str, ...]) -> Check:
         return value
 
     return check
-
-
-def _real(value: Any, name: str) -> float:
-    if isinstance(value, bool):
-        raise TypeError(f"`{name}` must be a real number, got {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"`{name}` must be a real number, got {value!r}") from None
 
 
 #: checks of the keyword arguments of the base optimizers, applied when a group has them
