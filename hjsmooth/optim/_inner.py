@@ -29,10 +29,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from hjsmooth.optim import _foreach as F
+from hjsmooth.optim._checks import warn_if_unstable
 
 Tensors = list[torch.Tensor]
 Noise = Callable[[Tensors, float], None]
@@ -155,3 +157,43 @@ class InnerLoop:
             F.copy_(out, anchors, self.foreach)
         else:
             F.add_into_(out, anchors, self.disp, self.foreach)
+
+
+class InnerLoopGroups:
+    """What the optimizers running the inner loop (``LocalEntropy``, ``Parle``) do alike with their groups.
+
+    A mixin for a :class:`~hjsmooth.optim._base.ClosureOptimizer`: the stability warning when a
+    group is added, a generator only when some group draws noise, and the inner momentum buffers
+    kept across outer steps (``keep_inner_buffer``) as persistent state.  ``_inner_buffer_like(p,
+    state)`` gives the tensor a new buffer is shaped like (the parameter, or its stacked replicas).
+    """
+
+    param_groups: list[dict[str, Any]]
+    state: Any
+    _warned: set[int]
+
+    def _warn_if_inner_unstable(self, group: dict[str, Any], index: int, label: str) -> None:
+        """The ``UserWarning`` of :func:`warn_if_unstable` for a group with constant ``gamma`` and ``inner_lr``."""
+        if not callable(group["gamma"]) and not callable(group["inner_lr"]):
+            if warn_if_unstable(group["inner_lr"], group["gamma"], group["inner_momentum"], group["inner_nesterov"],
+                                group["coupling_in_momentum"], f"{label} param group {index}"):
+                self._warned.add(index)
+
+    def _needs_generator(self) -> bool:
+        return any(g["noise"] > 0 for g in self.param_groups)
+
+    def _inner_buffer_like(self, p: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _persistent_tensors(self) -> list[torch.Tensor]:
+        out = []
+        for group in self.param_groups:
+            if group["keep_inner_buffer"] and group["inner_momentum"] > 0:
+                for p in group["params"]:
+                    if p.requires_grad:
+                        st = self.state[p]
+                        if "inner_buffer" not in st:
+                            st["inner_buffer"] = torch.zeros_like(self._inner_buffer_like(p, st),
+                                                                  memory_format=torch.contiguous_format)
+                        out.append(st["inner_buffer"])
+        return out

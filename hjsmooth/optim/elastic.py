@@ -56,7 +56,7 @@ from hjsmooth.optim._checks import (
     resolve,
     warn_if_unstable,
 )
-from hjsmooth.optim._inner import InnerLoop, InnerSettings
+from hjsmooth.optim._inner import InnerLoop, InnerLoopGroups, InnerSettings
 from hjsmooth.optim._replicas import ReplicaClosure, ReplicatedOptimizer
 from hjsmooth.optim.local_entropy import _sgd_kwargs
 from hjsmooth.optim.vectorized import ReplicaBatches
@@ -86,7 +86,7 @@ _PARLE_CHECKS = {
 }
 
 
-class Parle(ReplicatedOptimizer):
+class Parle(InnerLoopGroups, ReplicatedOptimizer):
     """Parle (thesis (5.8)): Entropy-SGD in each of ``n`` replicas, Elastic-SGD between them.
 
     Every argument has a default (docs/optimizers.md); the thesis' chapter-5 setting is
@@ -169,25 +169,10 @@ class Parle(ReplicatedOptimizer):
 
     def _check_group(self, group: dict[str, Any], index: int) -> None:
         super()._check_group(group, index)
-        if not callable(group["gamma"]) and not callable(group["inner_lr"]):
-            if warn_if_unstable(group["inner_lr"], group["gamma"], group["inner_momentum"], group["inner_nesterov"],
-                                group["coupling_in_momentum"], f"Parle param group {index}"):
-                self._warned.add(index)
+        self._warn_if_inner_unstable(group, index, "Parle")
 
-    def _needs_generator(self) -> bool:
-        return any(g["noise"] > 0 for g in self.param_groups)
-
-    def _persistent_tensors(self) -> list[torch.Tensor]:
-        out = []
-        for group in self.param_groups:
-            if group["keep_inner_buffer"] and group["inner_momentum"] > 0:
-                for p in group["params"]:
-                    if p.requires_grad:
-                        st = self.state[p]
-                        if "inner_buffer" not in st:
-                            st["inner_buffer"] = torch.zeros_like(st["replicas"])
-                        out.append(st["inner_buffer"])
-        return out
+    def _inner_buffer_like(self, p: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
+        return state["replicas"]
 
     # ------------------------------------------------------------------ the inner loops
     def _settings(self, group: dict[str, Any]) -> InnerSettings:

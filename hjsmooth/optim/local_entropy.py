@@ -33,7 +33,7 @@ from hjsmooth.optim._checks import (
     resolve,
     warn_if_unstable,
 )
-from hjsmooth.optim._inner import InnerLoop, InnerSettings
+from hjsmooth.optim._inner import InnerLoop, InnerLoopGroups, InnerSettings
 
 __all__ = ["LocalEntropy", "EntropySGD", "HJ", "LOCAL_ENTROPY_DEFAULTS", "HJ_DEFAULTS", "HJ_OUTER"]
 
@@ -77,7 +77,7 @@ class _GroupStep:
     gamma: float
 
 
-class LocalEntropy(SmoothingWrapper):
+class LocalEntropy(InnerLoopGroups, SmoothingWrapper):
     r"""Wrap any ``torch.optim`` optimizer so that it descends Local Entropy ``f_gamma``.
 
     One call of ``step(closure)`` is one *outer* step and ``L`` closure calls:
@@ -208,25 +208,10 @@ class LocalEntropy(SmoothingWrapper):
                          base_foreach=foreach if base_foreach is None else base_foreach, **base_kwargs)
 
     def _check_group(self, group: dict[str, Any], index: int) -> None:
-        if not callable(group["gamma"]) and not callable(group["inner_lr"]):
-            if warn_if_unstable(group["inner_lr"], group["gamma"], group["inner_momentum"], group["inner_nesterov"],
-                                group["coupling_in_momentum"], f"{type(self).__name__} param group {index}"):
-                self._warned.add(index)
+        self._warn_if_inner_unstable(group, index, type(self).__name__)
 
-    def _needs_generator(self) -> bool:
-        return any(g["noise"] > 0 for g in self.param_groups)
-
-    def _persistent_tensors(self) -> list[torch.Tensor]:
-        out = []
-        for group in self.param_groups:
-            if group["keep_inner_buffer"] and group["inner_momentum"] > 0:
-                for p in group["params"]:
-                    if p.requires_grad:
-                        st = self.state[p]
-                        if "inner_buffer" not in st:
-                            st["inner_buffer"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
-                        out.append(st["inner_buffer"])
-        return out
+    def _inner_buffer_like(self, p: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
+        return p
 
     # ------------------------------------------------------------------ the algorithm
     def _settings(self, group: dict[str, Any], index: int) -> InnerSettings:
