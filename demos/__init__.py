@@ -35,6 +35,12 @@ DEMOS: dict[str, str] = {
                "with the bound",
     "train": "SGD, Adam, Entropy-SGD, HJ, HEAT, Elastic-SGD and Parle on digits and MNIST-1D at equal "
              "effective-epoch budgets, 3 seeds (needs scikit-learn and mnist1d)",
+    "hessian": "Figure 3.1: the Hessian's eigenvalue density (SLQ), largest eigenvalues, trace and width at "
+               "MNIST-1D nets trained by SGD and Entropy-SGD (needs scikit-learn and mnist1d)",
+    "landscape": "a filter-normalised 2D slice of the loss around a trained net, beside its smoothings on the "
+                 "slice's grid by heat, Local Entropy and Hopf-Lax (needs scikit-learn and mnist1d)",
+    "sgd_noise": "Figures 6.1 and 6.3: the spectrum of the gradient-noise covariance D(x) during training, and "
+                 "the power spectrum and autocorrelation of an SGD trajectory (needs scikit-learn and mnist1d)",
 }
 
 
@@ -47,5 +53,15 @@ def get(name: str) -> ModuleType:
 
 
 def run(name: str, out: Path | str, quick: bool = False, seed: int = 0) -> dict[str, Any]:
-    """Run the demo ``name``: write its PNG to ``out`` and its summary next to it; return its numbers."""
-    return get(name).run(Path(out), quick=quick, seed=seed)
+    """Run the demo ``name``: write its PNG to ``out`` and its summary next to it; return its numbers.
+
+    ``out`` (a file name ending in ``.png`` that can be created) and ``seed`` (an integer ``>= 0``)
+    are checked before anything is computed.
+    """
+    from hjsmooth.demos._report import summary_path
+    from hjsmooth.validation import check_output_path, check_seed
+
+    module = get(name)
+    out = check_output_path(out, "out")
+    check_output_path(summary_path(out), "out (its summary)", suffixes=(".txt",))
+    return module.run(out, quick=quick, seed=check_seed(seed))

@@ -59,12 +59,14 @@ def summary_path(out: Path) -> Path:
 
 
 def save(fig: Any, out: Path, title: str, numbers: Mapping[str, Any]) -> str:
-    """Write ``fig`` to ``out`` (PNG) and the summary to :func:`summary_path`; return the summary text."""
+    """Write ``fig`` to ``out`` (PNG, whatever the case of its suffix) and the summary to
+    :func:`summary_path`; return the summary text.  Exactly these two files are written (and
+    the missing folders above them)."""
     import matplotlib.pyplot as plt
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120, bbox_inches="tight")
+    fig.savefig(out, dpi=120, bbox_inches="tight", format="png")
     plt.close(fig)
     text = format_summary(title, numbers) + "\n"
     summary_path(out).write_text(text)

@@ -11,18 +11,9 @@ from typing import Any
 import numpy as np
 
 from hjsmooth.backend import array_namespace, asarray_like
+from hjsmooth.validation import check_count, check_grid_geometry
 
 __all__ = ["Grid"]
-
-
-def _as_tuple(value: Any, name: str, cast: type) -> tuple:
-    if np.isscalar(value):
-        value = (value,)
-    try:
-        out = tuple(cast(v) for v in value)
-    except (TypeError, ValueError):
-        raise TypeError(f"`{name}` must be a number or a sequence of numbers, got {value!r}") from None
-    return out
 
 
 @dataclass(frozen=True)
@@ -39,6 +30,10 @@ class Grid:
     shape : sequence of int (or an int in 1D)
         Number of nodes per axis, at least 3.
 
+    The spacing must be representable for the solvers (see
+    :func:`hjsmooth.validation.check_grid_geometry`): roughly ``1.5e-154 <= h <= 1.3e154``,
+    distinct nodes in float64 and a finite, normal cell volume; otherwise ``ValueError``.
+
     Examples
     --------
     >>> g = Grid(lower=(-3.0,), upper=(3.0,), shape=(601,))
@@ -51,25 +46,7 @@ class Grid:
     shape: tuple[int, ...]
 
     def __init__(self, lower: Sequence[float] | float, upper: Sequence[float] | float, shape: Sequence[int] | int):
-        lower_t = _as_tuple(lower, "lower", float)
-        upper_t = _as_tuple(upper, "upper", float)
-        shape_raw = _as_tuple(shape, "shape", lambda s: s)
-        if any(isinstance(s, bool) or not float(s).is_integer() for s in shape_raw):
-            raise TypeError(f"`shape` must hold integers, got {shape!r}")
-        shape_t = tuple(int(s) for s in shape_raw)
-        if not (len(lower_t) == len(upper_t) == len(shape_t)):
-            raise ValueError(
-                f"`lower`, `upper` and `shape` must have the same length, got {len(lower_t)}, {len(upper_t)}, {len(shape_t)}"
-            )
-        if not 1 <= len(shape_t) <= 3:
-            raise ValueError(f"grids have 1, 2 or 3 dimensions, got {len(shape_t)} (shape={shape_t})")
-        for k, (lo, hi, n) in enumerate(zip(lower_t, upper_t, shape_t)):
-            if not (math.isfinite(lo) and math.isfinite(hi)):
-                raise ValueError(f"`lower` and `upper` must be finite, got {lo!r} and {hi!r} on axis {k}")
-            if not lo < hi:
-                raise ValueError(f"`lower` must be < `upper` on every axis, got {lo!r} >= {hi!r} on axis {k}")
-            if n < 3:
-                raise ValueError(f"`shape` must have at least 3 nodes per axis, got {n} on axis {k}")
+        lower_t, upper_t, shape_t = check_grid_geometry(lower, upper, shape)
         object.__setattr__(self, "lower", lower_t)
         object.__setattr__(self, "upper", upper_t)
         object.__setattr__(self, "shape", shape_t)
@@ -119,9 +96,8 @@ class Grid:
 
     def refine(self, factor: int = 2) -> "Grid":
         """The same box with ``factor`` times finer spacing (old nodes are kept)."""
-        if int(factor) != factor or factor < 1:
-            raise ValueError(f"`factor` must be a positive integer, got {factor!r}")
-        return Grid(self.lower, self.upper, tuple((n - 1) * int(factor) + 1 for n in self.shape))
+        factor = check_count(factor, "factor")
+        return Grid(self.lower, self.upper, tuple((n - 1) * factor + 1 for n in self.shape))
 
     def integrate(self, values: Any) -> Any:
         """Riemann sum ``h^d * sum(values)`` over all nodes (the quadrature every solver uses)."""

@@ -12,7 +12,11 @@ from typing import Any
 _LAZY = {
     "PDESolution": "hjsmooth.solvers.result",
     "hopf_lax": "hjsmooth.solvers.hopf_lax",
+    "hopf_lax_prox": "hjsmooth.solvers.hopf_lax",
+    "HopfLaxSolution": "hjsmooth.solvers.hopf_lax",
     "local_entropy": "hjsmooth.solvers.cole_hopf",
+    "local_entropy_mean": "hjsmooth.solvers.cole_hopf",
+    "LocalEntropySolution": "hjsmooth.solvers.cole_hopf",
     "heat": "hjsmooth.solvers.cole_hopf",
     "solve_hj": "hjsmooth.solvers.hj",
     "solve_fokker_planck": "hjsmooth.solvers.fokker_planck",

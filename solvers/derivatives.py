@@ -24,6 +24,9 @@ __all__ = [
 
 ACCURACIES = ("first", "eno2", "weno5")
 GHOST_WIDTH = {"first": 1, "eno2": 2, "weno5": 3}
+#: Jiang-Peng regularisation of the WENO5 smoothness indicators, relative to the largest
+#: squared first difference on the grid.
+_WENO_EPS = 1e-6
 
 
 def _shift(u: Any, axis: int, width: int, offset: int) -> Any:
@@ -54,7 +57,8 @@ def _eno2(padded: Any, axis: int, h: float) -> tuple[Any, Any]:
     return minus, plus
 
 
-def _weno5_combine(v1: Any, v2: Any, v3: Any, v4: Any, v5: Any, eps: Any) -> Any:
+def _weno5_combine(v1: Any, v2: Any, v3: Any, v4: Any, v5: Any, eps: float) -> Any:
+    """Jiang-Peng WENO5 value from five consecutive differences ``v1 .. v5`` (``eps > 0``)."""
     phi1 = v1 / 3.0 - 7.0 * v2 / 6.0 + 11.0 * v3 / 6.0
     phi2 = -v2 / 6.0 + 5.0 * v3 / 6.0 + v4 / 3.0
     phi3 = v3 / 3.0 + 5.0 * v4 / 6.0 - v5 / 6.0
@@ -72,14 +76,21 @@ def _weno5(padded: Any, axis: int, h: float) -> tuple[Any, Any]:
     # backward differences of the padded field: diffs[j] = (u[j] - u[j-1]) / h, j = -2 .. n+2
     diffs = (padded[tuple(_axis_slice(padded.ndim, axis, 1, None))]
              - padded[tuple(_axis_slice(padded.ndim, axis, None, -1))]) / h
-    # d[k] holds (u[i+k] - u[i+k-1]) / h at position i, k = -2 .. 3
+    # The reconstruction is linear in the differences and its weights are scale-free, so it
+    # runs on the differences divided by the largest one (1 for a constant field): the
+    # smoothness indicators then lie in [0, 33] whatever the data's magnitude, and the
+    # Jiang-Peng regularisation ``_WENO_EPS`` (relative to the largest squared difference, so
+    # that smooth regions keep the optimal fifth-order weights) keeps every weight finite
+    # and their sum positive: no 0/0 on flat data, no underflow for tiny slopes, no
+    # overflow for huge ones.  (No host sync: the guard against 0 is an array ``where``.)
+    scale = xp.max(xp.abs(diffs))
+    scale = xp.where(scale > 0, scale, xp.ones_like(scale))
+    diffs = diffs / scale
+    # d[k] holds (u[i+k] - u[i+k-1]) / (h scale) at position i, k = -2 .. 3
     n = padded.shape[axis] - 6
     d = {k: diffs[tuple(_axis_slice(padded.ndim, axis, k + 2, k + 2 + n))] for k in range(-2, 4)}
-    # Jiang-Peng smoothness regularisation, scaled by the largest squared difference on
-    # the grid, so that smooth regions keep the optimal (fifth-order) weights.
-    eps = 1e-6 * xp.max(diffs * diffs) + xp.finfo(padded.dtype).tiny
-    minus = _weno5_combine(d[-2], d[-1], d[0], d[1], d[2], eps)
-    plus = _weno5_combine(d[3], d[2], d[1], d[0], d[-1], eps)
+    minus = _weno5_combine(d[-2], d[-1], d[0], d[1], d[2], _WENO_EPS) * scale
+    plus = _weno5_combine(d[3], d[2], d[1], d[0], d[-1], _WENO_EPS) * scale
     return minus, plus
 
 

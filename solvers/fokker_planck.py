@@ -28,9 +28,26 @@ import scipy.sparse.linalg as spla
 from hjsmooth.backend import array_namespace, from_numpy, to_numpy
 from hjsmooth.grid import Grid
 from hjsmooth.solvers.result import PDESolution
-from hjsmooth.solvers.scharfetter_gummel import BOUNDARY_CONDITIONS, FokkerPlanckOperator, build_operator
-from hjsmooth.solvers.stepping import march
-from hjsmooth.validation import as_field, check_beta, check_choice, check_nonnegative, check_positive, check_time
+from hjsmooth.solvers.scharfetter_gummel import (
+    BOUNDARY_CONDITIONS,
+    FokkerPlanckOperator,
+    build_operator,
+    log_rate_ratios,
+    normalize_diffusion,
+)
+from hjsmooth.solvers.scharfetter_gummel import _pairs as link_ends
+from hjsmooth.solvers.stepping import DEFAULT_MAX_STEPS, march
+from hjsmooth.validation import (
+    as_field,
+    as_real_array,
+    check_beta,
+    check_choice,
+    check_count,
+    check_grid,
+    check_nonnegative,
+    check_positive,
+    check_time,
+)
 
 __all__ = ["solve_fokker_planck", "fokker_planck_steady_state", "fokker_planck_operator", "METHODS"]
 
@@ -41,8 +58,7 @@ _IMPLICIT_DEFAULT_STEPS = 100
 
 def _check_coefficients(grid: Grid, potential: Any, drift: Any, beta: Any, bc: Any) -> tuple[Any, Any, float]:
     """Validate the drift description, ``beta`` and ``bc``; return ``(potential, drift, beta)``."""
-    if not isinstance(grid, Grid):
-        raise TypeError(f"`grid` must be a hjsmooth Grid, got {type(grid).__name__}")
+    check_grid(grid)
     if potential is not None and drift is not None:
         raise ValueError("give at most one of `potential` and `drift` (got both)")
     if potential is not None:
@@ -98,6 +114,7 @@ def solve_fokker_planck(
     dt: float | None = None,
     save_at: Sequence[float] | int | None = None,
     progress: bool | None = None,
+    max_steps: int = DEFAULT_MAX_STEPS,
 ) -> PDESolution:
     """Evolve a density by ``rho_t = -div(b rho) + 1/(2 beta) sum_ij d_i d_j (D_ij rho)`` up to time ``t``.
 
@@ -135,8 +152,10 @@ def solve_fokker_planck(
         stages share one factorisation of ``I - (1 - 1/sqrt 2) dt L``; it conserves mass and
         keeps the discrete Gibbs state exactly, but is positive only for ``dt`` up to about
         3.4 times the explicit bound (its BDF2 stage weighs the old density by ``-0.207``).
-        The implicit methods solve torch and CuPy inputs on the host in float64 and return
-        them on their own device and dtype.
+        Both implicit methods conserve mass to rounding for every ``dt`` (each sparse solve
+        is rescaled onto the exact discrete mass balance; tested to ``1e-12`` for ``dt`` up to
+        ``1e8``), and solve torch and CuPy inputs on the host in float64, returning them on
+        their own device and dtype.
     dt : float, optional
         Time step.  Explicit: an upper bound (the positivity bound is used if smaller).
         Implicit and TR-BDF2: the step (default ``t / 100``).
@@ -144,6 +163,9 @@ def solve_fokker_planck(
         Also return snapshots at these times (see ``hjsmooth.solvers.stepping.output_times``).
     progress : bool, optional
         Show a progress bar (``None``: only for runs longer than two seconds).
+    max_steps : int
+        The most time steps to take; a run that needs more (``t`` over the step) is refused
+        before it starts, with the estimate in the message.
 
     Returns
     -------
@@ -151,13 +173,14 @@ def solve_fokker_planck(
         ``values`` on ``rho0``'s backend, device and dtype; ``info`` holds ``dt``,
         ``stable_dt``, ``method``, ``bc`` and the initial and final ``mass``.
     """
-    rho0 = as_field(rho0, "rho0", grid.shape if isinstance(grid, Grid) else None)
+    rho0 = as_field(rho0, "rho0", check_grid(grid).shape)
     potential, drift, beta = _check_coefficients(grid, potential, drift, beta, bc)
     check_nonnegative(rho0, "rho0")
     t = check_time(t)
     check_choice(method, "method", METHODS)
     if dt is not None:
         dt = check_positive(dt, "dt")
+    max_steps = check_count(max_steps, "max_steps")
     xp = array_namespace(rho0)
     if t == 0.0:
         values = xp.asarray(rho0, copy=True)
@@ -171,17 +194,19 @@ def solve_fokker_planck(
         if not math.isfinite(stable):
             stable = t if dt is None else dt  # no transport at all: any step is exact
         run = march(xp.asarray(rho0, copy=True), t, op.step, lambda _: stable, dt=dt, save_at=save_at,
-                    progress=progress, desc="Fokker-Planck (explicit)")
+                    progress=progress, desc="Fokker-Planck (explicit)", max_steps=max_steps)
         values, snapshots = run.state, run.snapshots
         step_used = stable if dt is None else min(stable, dt)
     else:
-        op = build_operator(grid, np.zeros((), dtype=np.float64), potential=_host(potential), drift=_host(drift),
-                            diffusion=_host(diffusion), beta=beta, bc=bc)
+        op = build_operator(grid, np.zeros((), dtype=np.float64), potential=_host(potential, "potential"),
+                            drift=_host(drift, "drift"), diffusion=_host(diffusion, "diffusion"), beta=beta, bc=bc)
         step_used = t / _IMPLICIT_DEFAULT_STEPS if dt is None else dt
-        stepper = (_BackwardEuler if method == "implicit" else _TRBDF2)(op.to_sparse())
+        if not step_used > 0.0:  # t / 100 underflows for a subnormal t
+            step_used = t
+        stepper = (_BackwardEuler if method == "implicit" else _TRBDF2)(op.to_sparse(), op.absorption)
         host0 = np.asarray(to_numpy(rho0), dtype=np.float64).ravel().copy()
         run = march(host0, t, stepper.step, lambda _: math.inf, dt=step_used, save_at=save_at,
-                    progress=progress, desc=f"Fokker-Planck ({method})")
+                    progress=progress, desc=f"Fokker-Planck ({method})", max_steps=max_steps)
         values = from_numpy(run.state.reshape(grid.shape), rho0)
         snapshots = None
         if run.snapshots is not None:
@@ -201,13 +226,23 @@ def solve_fokker_planck(
 
 
 class _BackwardEuler:
-    """``rho <- (I - dt L)^{-1} rho`` with one sparse LU factorisation per distinct ``dt``."""
+    """``rho <- (I - dt L)^{-1} rho`` with one sparse LU factorisation per distinct ``dt``.
+
+    Mass: summing ``(I - c dt L) x = b`` over the nodes gives the exact balance
+    ``sum(x) + c dt a^T x = sum(b)`` (``a`` the absorption rates; the columns of ``L`` sum to
+    ``-a``).  For large ``dt`` the matrix is nearly singular along the steady state, which is
+    the mass direction, so the LU solution carries a mass error of order ``eps dt |L|``
+    (``1e-4`` at ``dt = 1e8``) while its shape is accurate.  Every solve is therefore rescaled
+    so that the balance holds to rounding (:meth:`_solve`); the factor differs from 1 by
+    that rounding error only, and a rescaling keeps the sign of every entry.
+    """
 
     #: ``c`` of the factorised matrix ``I - c dt L``
     implicit_weight = 1.0
 
-    def __init__(self, generator: sp.csr_matrix):
+    def __init__(self, generator: sp.csr_matrix, absorption: np.ndarray | None = None):
         self.generator = generator
+        self.absorption = None if absorption is None else np.asarray(absorption, dtype=np.float64).ravel()
         self.identity = sp.identity(generator.shape[0], format="csr")
         self.factors: dict[float, Any] = {}
 
@@ -216,12 +251,32 @@ class _BackwardEuler:
         if lu is None:
             if len(self.factors) > 8:
                 self.factors.clear()
-            lu = spla.splu((self.identity - (self.implicit_weight * dt) * self.generator).tocsc())
+            try:
+                lu = spla.splu((self.identity - (self.implicit_weight * dt) * self.generator).tocsc())
+            except RuntimeError as err:  # "Factor is exactly singular": the identity was lost to rounding
+                rate = float(np.abs(self.generator.diagonal()).max())
+                raise FloatingPointError(
+                    f"`dt`={dt:g} is too large for this operator: dt times its largest rate ({rate:.3g}) makes "
+                    f"I - dt L singular in float64 ({err}); use a smaller `dt`, or fokker_planck_steady_state "
+                    f"for the long-time limit"
+                ) from None
             self.factors[dt] = lu
         return lu
 
+    def _leaving(self, rho: np.ndarray) -> float:
+        """``a^T rho``: the rate at which mass leaves through absorbing walls."""
+        return 0.0 if self.absorption is None else float(self.absorption @ rho)
+
+    def _solve(self, dt: float, rhs: np.ndarray, rhs_mass: float) -> np.ndarray:
+        """``x = (I - c dt L)^{-1} rhs``, rescaled so that ``sum(x) + c dt a^T x = rhs_mass`` exactly."""
+        x = self._solver(dt).solve(rhs)
+        balance = float(np.sum(x)) + self.implicit_weight * dt * self._leaving(x)
+        if balance > 0.0 and rhs_mass > 0.0:
+            x *= rhs_mass / balance
+        return x
+
     def step(self, rho: np.ndarray, dt: float) -> np.ndarray:
-        return self._solver(dt).solve(rho)
+        return self._solve(dt, rho, float(np.sum(rho)))
 
 
 class _TRBDF2(_BackwardEuler):
@@ -231,7 +286,9 @@ class _TRBDF2(_BackwardEuler):
         (I - c dt L) rho_1 = (rho_g - (1 - g)^2 rho) / (g (2 - g))  BDF2 to t + dt
 
     with ``c = g / 2 = (1 - g) / (2 - g) = 1 - 1/sqrt 2``, so both stages use one LU.  The
-    right-hand weights sum to one and ``1^T L = 0``, so mass is conserved to rounding.
+    right-hand weights sum to one and ``1^T L = -a^T``, so the mass of each right-hand side
+    is known exactly (``sum(rho) - c dt a^T rho`` for the first stage) and each stage is
+    solved with :meth:`_BackwardEuler._solve`, which keeps the balance to rounding.
     """
 
     implicit_weight = 1.0 - 1.0 / math.sqrt(2.0)
@@ -240,16 +297,19 @@ class _TRBDF2(_BackwardEuler):
     _old_weight = (1.0 - _g) ** 2 / (_g * (2.0 - _g))
 
     def step(self, rho: np.ndarray, dt: float) -> np.ndarray:
-        lu = self._solver(dt)
-        stage = lu.solve(rho + (self.implicit_weight * dt) * (self.generator @ rho))
-        return lu.solve(self._new_weight * stage - self._old_weight * rho)
+        c_dt = self.implicit_weight * dt
+        mass = float(np.sum(rho))
+        stage = self._solve(dt, rho + c_dt * (self.generator @ rho), mass - c_dt * self._leaving(rho))
+        stage_mass = float(np.sum(stage))
+        return self._solve(dt, self._new_weight * stage - self._old_weight * rho,
+                           self._new_weight * stage_mass - self._old_weight * mass)
 
 
-def _host(x: Any) -> Any:
-    """Float64 numpy copy of an array (``None`` and scalars pass through)."""
+def _host(x: Any, name: str) -> Any:
+    """Float64 numpy copy of the array argument ``name`` (``None`` and scalars pass through; complex is refused)."""
     if x is None or np.isscalar(x):
         return x
-    return np.asarray(to_numpy(x), dtype=np.float64)
+    return as_real_array(x, name)
 
 
 def fokker_planck_steady_state(
@@ -260,81 +320,181 @@ def fokker_planck_steady_state(
     diffusion: Any | None = None,
     beta: float = 1.0,
     bc: str = "reflecting",
-) -> np.ndarray:
-    """The stationary density ``L rho = 0``, ``grid.integrate(rho) = 1``.
+) -> Any:
+    """The stationary density of the Scharfetter-Gummel operator: ``L rho = 0``, ``grid.integrate(rho) = 1``.
 
-    Reversible operators first: if the rates of the axis links satisfy detailed balance
-    (always the case for a potential with diagonal ``D``), ``rho`` is integrated along the
-    links, ``log rho_j - log rho_i = log(rate(i->j) / rate(j->i))``, in O(N), and accepted
-    only if the full residual ``|L rho|`` is at rounding level (so a non-reversible drift,
-    cross diffusion or a periodic wrap that breaks detailed balance falls through).
-    Otherwise, one sparse solve:
-    The columns of ``L`` sum to zero (mass conservation), so any single equation of
-    ``L rho = 0`` is implied by the others: the equation of one node ``p`` is replaced by
-    ``rho_p = 1``, the (still sparse) system is solved by ``scipy.sparse.linalg.splu`` with a
-    minimum-degree ordering, and the result is normalised.  ``p`` is the minimiser of the
-    potential, else the node of smallest drift; if the density there turns out to be
-    below ``1e-8`` of its maximum the solve is repeated pinned at the maximum.
+    Three routes, tried in this order:
+
+    1. **Gibbs.**  A potential with a constant isotropic ``D = d I`` (``diffusion`` ``None``, a
+       scalar, equal per-axis values or ``d I``): the discrete Gibbs density
+       ``exp(-2 beta (f - min f) / d) / Z``, which balances every link of the operator exactly
+       (``B(-z) / B(z) = exp(z)``), for either ``bc``.  It is evaluated with the max shift in
+       the log domain, so it is exact for any steepness of ``f``: walls where
+       ``2 beta |f(i+1) - f(i)|`` exceeds 745 (where the rates underflow) and barriers that
+       no linear solve resolves in float64 alike.
+    2. **Detailed balance.**  Otherwise, if every link satisfies detailed balance (any 1D
+       problem with reflecting walls, separable potentials with per-axis ``D``, ...):
+       ``log rho`` is integrated along a spanning tree of the links from
+       ``log(rate(P->Q) / rate(Q->P)) = z + log c_P - log c_Q``
+       (:func:`~hjsmooth.solvers.scharfetter_gummel.log_rate_ratios`, no Bernoulli function, no
+       underflow) and accepted only if every other link balances too, to rounding, in the
+       log domain.
+    3. **Sparse solve.**  Otherwise (a non-reversible drift, cross diffusion, ...): the
+       columns of ``L`` sum to zero, so the equation of one node ``p`` (the minimiser of the
+       potential, else the node of smallest drift) is replaced by ``rho_p = 1`` and the
+       sparse system is solved by ``scipy.sparse.linalg.splu``, then solved again pinned at
+       the maximum of that solution.  The result is **checked** and refused with
+       ``FloatingPointError`` rather than returned unless: the residual is small node by node,
+       ``|L rho|_P <= 1e-9 (|L| |rho|)_P`` wherever ``(|L| |rho|)_P`` is above ``1e-290`` of its
+       maximum (a componentwise backward error, which unlike the normwise residual sees a
+       density lost across steep walls); the two pinned solutions agree to ``1e-6`` of the
+       maximum (an LU solve pinned in one well of a metastable chain gets the other wells'
+       weights from crossing rates below its rounding: wells separated by barriers of about
+       ``exp(-20)`` or deeper are refused, not returned with a wrong split); no entry is below
+       ``-1e-12`` of the maximum; the mass is finite and positive.  Entries within rounding of
+       zero are set to zero.  These checks are a safeguard, not a proof: with several wells, two
+       pins that both lie in wells whose weights the solve got wrong the same way would agree.
 
     Parameters are those of :func:`solve_fokker_planck`; ``bc`` must be ``"reflecting"`` or
-    ``"periodic"`` (with absorbing walls the only steady state is zero).  Returns a float64
-    numpy array of ``grid.shape``.  For ``D = I`` and a potential the result is the discrete
-    Gibbs density ``exp(-2 beta f) / Z`` up to rounding.
+    ``"periodic"`` (with absorbing walls the only steady state is zero).  Returns an array of
+    ``grid.shape`` on the backend, device and dtype of ``potential`` (else ``drift``, else an
+    array ``diffusion``; float64 numpy when none is an array).  The computation runs on the
+    host in float64.
     """
-    potential, drift, beta = _check_coefficients(grid, _host(potential), _host(drift), beta, bc)
+    potential, drift, beta = _check_coefficients(grid, potential, drift, beta, bc)
     if bc == "absorbing":
         raise ValueError("`bc` 'absorbing' has no normalisable steady state (mass leaks to zero); "
                          "valid values are 'reflecting', 'periodic'")
-    op = build_operator(grid, np.zeros((), dtype=np.float64), potential=potential, drift=drift,
-                        diffusion=_host(diffusion), beta=beta, bc=bc)
-    generator = op.to_sparse()
-    rho = _detailed_balance_null_vector(generator, grid.shape)
-    if rho is not None:
-        return (rho / grid.integrate(rho)).reshape(grid.shape)
-    generator = generator.tocoo()
-    if potential is not None:
-        pin = int(np.argmin(potential))
-    elif drift is not None:
-        pin = int(np.argmin(np.sum(drift * drift, axis=0)))
+    like = next((a for a in (potential, drift, diffusion) if hasattr(a, "shape") and hasattr(a, "dtype")
+                 and not np.isscalar(a)), np.zeros((), dtype=np.float64))
+    if not str(like.dtype).endswith(("float32", "float64")):
+        like = np.zeros((), dtype=np.float64)
+    f, b, diffusion = _host(potential, "potential"), _host(drift, "drift"), _host(diffusion, "diffusion")
+    diag, cross = normalize_diffusion(diffusion, grid, np.zeros((), dtype=np.float64))  # validates `diffusion`
+    spread = _isotropic_constant(diag, cross)
+    if f is not None and b is None and spread is not None:
+        rho = _gibbs_density(f, 2.0 * beta / spread)
     else:
-        pin = grid.size // 2
-    rho = _pinned_null_vector(generator, pin)
-    if rho[pin] < 1e-8 * np.max(rho):
-        rho = _pinned_null_vector(generator, int(np.argmax(rho)))
-    return (rho / grid.integrate(rho)).reshape(grid.shape)
+        rho = _detailed_balance_density(grid, f, b, diffusion, beta, bc)
+        if rho is None:
+            rho = _checked_sparse_density(grid, f, b, diffusion, beta, bc)
+    rho = rho.reshape(grid.shape)
+    return from_numpy(rho / grid.integrate(rho), like)
 
 
-def _detailed_balance_null_vector(generator: sp.csr_matrix, shape: tuple[int, ...], rtol: float = 1e-11) -> np.ndarray | None:
-    """The null vector of a generator whose axis links are in detailed balance, else ``None``.
+def _isotropic_constant(diag: list[np.ndarray], cross: dict[Any, np.ndarray]) -> float | None:
+    """``d`` if the diffusion is ``d I`` with a constant ``d > 0``, else ``None``."""
+    first = float(diag[0].flat[0])
+    if not first > 0.0 or any(np.any(dk != first) for dk in diag) or any(np.any(c != 0) for c in cross.values()):
+        return None
+    return first
 
-    ``generator[j, i]`` is the rate ``i -> j`` (columns sum to zero).  Walking from node 0
-    along axis 0, then axis 1 from every node reached, ..., the ratio of the two rates of
-    each link fixes ``log rho`` up to a constant.  The result is returned only if
-    ``max |L rho| <= rtol * max|diag L| * max rho``, i.e. if detailed balance holds on every
-    link, not only on the spanning tree used.
+
+def _gibbs_density(f: np.ndarray, weight: float) -> np.ndarray:
+    """``exp(-weight (f - min f))``, maximum 1, for any steepness (overflow of the exponent gives 0)."""
+    with np.errstate(over="ignore"):
+        exponent = weight * (f - np.min(f))
+    return np.exp(-exponent)
+
+
+def _detailed_balance_density(grid: Grid, f: Any, b: Any, diffusion: Any, beta: float, bc: str) -> np.ndarray | None:
+    """The density balancing every link, from the log rate ratios; ``None`` if detailed balance fails.
+
+    ``log rho`` starts at 0 at node 0 and is accumulated along axis 0, then along axis 1 from
+    every node reached, and so on (a spanning tree of the axis links).  It is accepted only
+    if every link, diagonal and periodic wrap ones included, balances in the log domain to
+    ``4 eps (n_1 + ... + n_d)`` times the size of the logs (the rounding of the sums).
     """
-    n = generator.shape[0]
-    d = len(shape)
-    strides = [int(np.prod(shape[k + 1:], dtype=np.int64)) for k in range(d)]
+    ratios = log_rate_ratios(grid, potential=f, drift=b, diffusion=diffusion, beta=beta, bc=bc)
+    if ratios is None:
+        return None
+    shape = grid.shape
+    d = grid.ndim
     log_rho = np.zeros(shape)
-    for k, stride in enumerate(strides):
-        forward = np.zeros(n)
-        backward = np.zeros(n)
-        forward[: n - stride] = generator.diagonal(-stride)  # rate m -> m + stride
-        backward[: n - stride] = generator.diagonal(stride)  # rate m + stride -> m
-        lower_ends = tuple(slice(0, shape[k] - 1) if a == k else slice(None) for a in range(d))
-        forward, backward = forward.reshape(shape)[lower_ends], backward.reshape(shape)[lower_ends]
-        if np.any(forward <= 0) or np.any(backward <= 0):
-            return None
-        # nodes already reached: every index on axes < k, index 0 on axes > k
-        reached = tuple(slice(None) if a <= k else slice(0, 1) for a in range(d))
+    for k in range(d):
+        ratio = ratios[k][1]
+        if bc == "periodic":  # the wrap link is not in the tree (it is checked below)
+            ratio = ratio[tuple(slice(0, shape[k] - 1) if a == k else slice(None) for a in range(d))]
+        reached = tuple(slice(None) if a < k else slice(0, 1) for a in range(d))
+        along = tuple(slice(None) if a == k else reached[a] for a in range(d))
         start = tuple(slice(0, 1) if a == k else reached[a] for a in range(d))
         beyond = tuple(slice(1, None) if a == k else reached[a] for a in range(d))
-        steps = np.log(forward[reached]) - np.log(backward[reached])
+        steps = ratio[along]
+        if not np.all(np.isfinite(steps)):
+            return None  # a tree link without transport: the chain may be disconnected
         log_rho[beyond] = log_rho[start] + np.cumsum(steps, axis=k)
-    rho = np.exp(log_rho - log_rho.max()).ravel()
-    residual = float(np.abs(generator @ rho).max())
-    return rho if residual <= rtol * float(np.abs(generator.diagonal()).max()) else None
+    size = 1.0 + float(np.max(np.abs(log_rho)))
+    tol = 4.0 * float(np.finfo(np.float64).eps) * sum(shape) * size
+    for direction, ratio in ratios:
+        here, there = link_ends(np, log_rho, direction, bc == "periodic")  # (x[P], x[P + e]) per link
+        defect = np.abs(there - here - ratio)
+        if np.any(defect[np.isfinite(ratio)] > tol):
+            return None
+    return np.exp(log_rho - np.max(log_rho)).ravel()
+
+
+def _checked_sparse_density(grid: Grid, f: Any, b: Any, diffusion: Any, beta: float, bc: str) -> np.ndarray:
+    """The pinned sparse solve of ``L rho = 0``, refused unless it checks out (see :func:`_check_null_vector`).
+
+    Two pins: the heuristic node (the minimiser of the potential, else of ``|b|``, else the
+    centre) and the maximum of that first solution.  Pinned in one well of a metastable
+    chain, an LU solve gets that well right and the others only through crossing rates
+    below its rounding; two pins in different wells then disagree, so the two solutions
+    must agree to ``1e-6`` of the maximum.
+    """
+    op = build_operator(grid, np.zeros((), dtype=np.float64), potential=f, drift=b, diffusion=diffusion,
+                        beta=beta, bc=bc)
+    generator = op.to_sparse()
+    if f is not None:
+        pin = int(np.argmin(f))
+    elif b is not None:
+        pin = int(np.argmin(np.sum(b * b, axis=0)))
+    else:
+        pin = grid.size // 2
+    coo = generator.tocoo()
+    first = _pinned_null_vector(coo, pin)
+    peak = int(np.argmax(first))
+    if peak == pin:
+        return _check_null_vector(generator, first)
+    rho = _check_null_vector(generator, _pinned_null_vector(coo, peak))
+    scaled_first = first / float(np.max(np.abs(first)))
+    disagreement = float(np.max(np.abs(scaled_first - rho)))
+    if not disagreement <= 1e-6:
+        raise FloatingPointError(
+            f"the steady-state solve is not accurate: pinned at two nodes it gives densities that differ by "
+            f"{disagreement:.2g} of the maximum; the chain is nearly reducible (wells separated by barriers that a "
+            f"float64 linear solve cannot resolve); raise the noise (a smaller `beta`) or refine the grid"
+        )
+    return rho
+
+
+def _check_null_vector(generator: sp.csr_matrix, rho: np.ndarray, rtol: float = 1e-9) -> np.ndarray:
+    """``rho`` scaled to maximum 1 with rounding-level negatives set to 0, after checking
+    ``|L rho| <= rtol |L| |rho|`` node by node (above a floor of ``1e-290`` of the largest
+    ``|L| |rho|``), no entry below ``-1e-12``, and a finite positive sum; ``FloatingPointError`` otherwise."""
+    peak = float(np.max(np.abs(rho)))
+    if not (np.all(np.isfinite(rho)) and peak > 0.0):
+        raise FloatingPointError("the steady-state solve produced no usable density (zero or non-finite values)")
+    rho = rho / peak
+    residual = np.abs(generator @ rho)
+    scale = abs(generator) @ np.abs(rho)
+    checked = scale > 1e-290 * float(np.max(scale))
+    ratio = residual[checked] / scale[checked]
+    worst = float(np.max(ratio)) if ratio.size else 0.0
+    if worst > rtol:
+        node = int(np.flatnonzero(checked)[np.argmax(ratio)])
+        raise FloatingPointError(
+            f"the steady-state solve is not accurate: at node {node} the net flow is {worst:.2g} of the flows "
+            f"through it (tolerance {rtol:g}); the chain is nearly reducible (wells separated by barriers "
+            f"that a float64 linear solve cannot resolve); raise the noise (a smaller `beta`) or refine the grid"
+        )
+    lowest = float(np.min(rho))
+    if lowest < -1e-12:
+        raise FloatingPointError(f"the steady-state solve returned a negative density ({lowest:.3g} of the maximum)")
+    total = float(np.sum(np.maximum(rho, 0.0)))
+    if not (math.isfinite(total) and total > 0.0):
+        raise FloatingPointError(f"the steady-state solve returned a density of mass {total!r}")
+    return np.maximum(rho, 0.0)
 
 
 def _pinned_null_vector(generator: sp.coo_matrix, pin: int) -> np.ndarray:

@@ -20,7 +20,16 @@ import numpy as np
 
 from hjsmooth.backend import array_namespace, asarray_like, device, to_numpy
 from hjsmooth.grid import Grid
-from hjsmooth.validation import as_field, check_beta, check_choice, check_positive, check_time
+from hjsmooth.validation import (
+    as_field,
+    check_beta,
+    check_choice,
+    check_count,
+    check_grid,
+    check_positive,
+    check_real,
+    check_time,
+)
 
 from ._fused_hj import axis_slopes, fused_available, fused_first_order_step
 from ._numba_hj import numba_available, numba_first_order_step, numba_rates, rate_sum
@@ -29,7 +38,7 @@ from .derivatives import ACCURACIES, GHOST_WIDTH, laplacian, laplacian_stiffness
 from .hamiltonians import SCHEMES, flux_and_rate
 from .result import PDESolution
 from .runge_kutta import integrator_for
-from .stepping import march
+from .stepping import DEFAULT_MAX_STEPS, march
 
 __all__ = ["solve_hj", "HamiltonJacobiOperator", "DEFAULT_CFL"]
 
@@ -142,9 +151,10 @@ def _dirichlet_projection(u0: Any, bc: str, bc_value: Any) -> Any:
     if bc_value is None:
         held = xp.asarray(u0, copy=True)
     elif np.isscalar(bc_value) and not isinstance(bc_value, (bool, str)):
-        if not math.isfinite(float(bc_value)):
+        value = check_real(bc_value, "bc_value")
+        if not math.isfinite(value):
             raise ValueError(f"`bc_value` must be finite, got {bc_value!r}")
-        held = xp.full(u0.shape, float(bc_value), dtype=u0.dtype, device=device(u0))
+        held = xp.full(u0.shape, value, dtype=u0.dtype, device=device(u0))
     else:
         value = as_field(bc_value, "bc_value", tuple(u0.shape))
         held = asarray_like(to_numpy(value), u0)
@@ -153,8 +163,7 @@ def _dirichlet_projection(u0: Any, bc: str, bc_value: Any) -> Any:
 
 def validate_common(grid: Any, scheme: str, accuracy: str, bc: str, cfl: Any, dt: Any) -> tuple[float, float | None]:
     """Checks shared by :func:`solve_hj` and the HJB solvers; returns ``(cfl, dt)`` as floats."""
-    if not isinstance(grid, Grid):
-        raise TypeError(f"`grid` must be a hjsmooth.Grid, got {type(grid).__name__}")
+    check_grid(grid)
     check_choice(scheme, "scheme", SCHEMES)
     check_choice(accuracy, "accuracy", ACCURACIES)
     check_choice(bc, "bc", BOUNDARY_CONDITIONS)
@@ -166,7 +175,8 @@ def validate_common(grid: Any, scheme: str, accuracy: str, bc: str, cfl: Any, dt
 
 
 def run_scheme(u0: Any, grid: Grid, t: float, operator: HamiltonJacobiOperator, project: Any, *,
-               dt: float | None, save_at: Any, progress: bool | None, desc: str) -> tuple[Any, dict]:
+               dt: float | None, save_at: Any, progress: bool | None, desc: str,
+               max_steps: int = DEFAULT_MAX_STEPS) -> tuple[Any, dict]:
     """March ``u_t = L(u)`` from ``u0`` to time ``t``; return the march result and an info dict."""
     integrate = integrator_for(operator.accuracy)
     fused = fused_available(u0, operator.scheme, operator.accuracy, operator.shift)
@@ -212,7 +222,8 @@ def run_scheme(u0: Any, grid: Grid, t: float, operator: HamiltonJacobiOperator, 
             # a NumPy float64 scalar step would promote float32 data: use a Python float
             return integrate(u, float(h), operator.rhs, project, operator.cached_rhs(u))
 
-    result = march(project(u0), t, step, stable_dt, dt=dt, save_at=save_at, progress=progress, desc=desc)
+    result = march(project(u0), t, step, stable_dt, dt=dt, save_at=save_at, progress=progress, desc=desc,
+                   max_steps=max_steps)
     info = {
         "scheme": operator.scheme,
         "accuracy": operator.accuracy,
@@ -239,6 +250,7 @@ def solve_hj(
     save_at: Sequence[float] | int | None = None,
     progress: bool | None = None,
     bc_value: Any = None,
+    max_steps: int = DEFAULT_MAX_STEPS,
 ) -> PDESolution:
     """Solve ``u_t = -1/2 |grad u|^2 + 1/(2 beta) Laplacian u``, ``u(., 0) = f``, up to time ``t``.
 
@@ -284,6 +296,9 @@ def solve_hj(
     bc_value : float or array, optional
         Boundary values for ``bc="dirichlet"`` (an array of ``grid.shape``; only its
         boundary nodes are used).
+    max_steps : int
+        The most time steps to take.  A run whose first CFL step says it needs more (``t``
+        over that step) is refused before it starts, with the estimate in the message.
 
     Returns
     -------
@@ -305,8 +320,9 @@ def solve_hj(
     u0 = _initial_state(f, bc)
     project = _dirichlet_projection(u0, bc, bc_value)
     operator = HamiltonJacobiOperator(grid, scheme, accuracy, bc, beta, cfl, horizon=max(t, 1e-300))
+    max_steps = check_count(max_steps, "max_steps")
     result, info = run_scheme(u0, grid, t, operator, project, dt=dt, save_at=save_at, progress=progress,
-                              desc=f"HJ {scheme}/{accuracy}")
+                              desc=f"HJ {scheme}/{accuracy}", max_steps=max_steps)
     info["beta"] = beta
     return PDESolution(
         values=result.state,

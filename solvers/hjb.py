@@ -1,6 +1,6 @@
 """The controlled Hamilton-Jacobi-Bellman equation (4.31) and the forward-backward system (4.33).
 
-Dynamics (4.29), for ``0 <= s <= T``::
+Dynamics (4.29), for ``0 <= s <= T`` (the horizon ``T`` is the solvers' final time ``t``)::
 
     dX = -grad f(X) ds - alpha(X, s) ds + beta^{-1/2} dB,      cost  E[V(X_T) + 1/2 int |alpha|^2 ds].
 
@@ -24,12 +24,20 @@ import numpy as np
 
 from hjsmooth.backend import array_namespace, asarray_like, device, to_numpy
 from hjsmooth.grid import Grid
-from hjsmooth.validation import as_field, check_beta, check_nonnegative, check_time
+from hjsmooth.validation import (
+    as_field,
+    check_beta,
+    check_count,
+    check_grid,
+    check_nonnegative,
+    check_time,
+    renamed_argument,
+)
 
 from .derivatives import central_gradient
 from .hj import DEFAULT_CFL, HamiltonJacobiOperator, _dirichlet_projection, _initial_state, run_scheme, validate_common
 from .result import PDESolution
-from .stepping import output_times
+from .stepping import DEFAULT_MAX_STEPS, output_times
 
 __all__ = ["solve_hjb", "optimal_control", "solve_forward_backward", "ForwardBackwardSolution"]
 
@@ -52,7 +60,7 @@ def _potential_gradient(like: Any, grid: Grid, potential: Any, grad_f: Any) -> A
 def solve_hjb(
     V: Any,
     grid: Grid,
-    T: float,
+    t: float | None = None,
     grad_f: Any = None,
     beta: float = float("inf"),
     *,
@@ -65,10 +73,13 @@ def solve_hjb(
     save_at: Sequence[float] | int | None = None,
     progress: bool | None = None,
     bc_value: Any = None,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    T: float | None = None,
 ) -> PDESolution:
-    """Solve the controlled HJB equation (4.31) backward from ``u(., T) = V``.
+    """Solve the controlled HJB equation (4.31) backward from ``u(., t) = V``.
 
-    In reversed time ``tau = T - s`` (4.31) is the initial-value problem
+    The final time (the horizon of the control problem, ``T`` in the thesis) is ``t``, as in
+    every solver.  In reversed time ``tau = t - s`` (4.31) is the initial-value problem
 
         u_tau = -grad f . grad u - 1/2 |grad u|^2 + 1/(2 beta) Laplacian u,   u(., tau=0) = V,
 
@@ -87,10 +98,10 @@ def solve_hjb(
     Parameters
     ----------
     V : array of ``grid.shape``
-        Terminal value ``u(., T)`` (numpy, torch or CuPy; float32 or float64).
+        Terminal value ``u(., t)`` (numpy, torch or CuPy; float32 or float64).
     grid : Grid
-    T : float
-        Horizon, ``T >= 0``.
+    t : float
+        Final time (the horizon), ``t >= 0``.
     grad_f : array of shape ``(grid.ndim, *grid.shape)``, optional
         ``grad f`` on the grid.  Alternatively pass ``potential``; neither means ``f = 0``.
     beta : float
@@ -98,25 +109,27 @@ def solve_hjb(
     potential : array of ``grid.shape``, optional
         ``f`` on the grid; its gradient is taken by second-order central differences
         (one-sided at the edges).
-    scheme, accuracy, bc, cfl, dt, progress, bc_value
+    scheme, accuracy, bc, cfl, dt, progress, bc_value, max_steps
         As in :func:`hjsmooth.solvers.hj.solve_hj` (boundary conditions act in the same
         way on the reversed-time problem).
     save_at : int or sequence of float, optional
-        **Physical** times ``s`` in ``[0, T]`` at which to keep ``u(., s)``
+        **Physical** times ``s`` in ``[0, t]`` at which to keep ``u(., s)``
         (``n``: ``n`` equally spaced times).
+    T : float, optional
+        Deprecated name of ``t`` (accepted with a ``DeprecationWarning``).
 
     Returns
     -------
     PDESolution
         ``values`` is ``u(., 0)``.  ``times`` are physical times in increasing order
-        (ending at ``T`` when snapshots were asked for: ``snapshots[-1]`` is ``V``, up
+        (ending at ``t`` when snapshots were asked for: ``snapshots[-1]`` is ``V``, up
         to the boundary treatment), ``snapshots[j] = u(., times[j])``; without
         ``save_at``, ``times = [0]``.  Feed it to :func:`optimal_control` for
         ``alpha* = grad u``.
     """
+    T = check_time(renamed_argument(t, T, "t", "T"), "t")
     cfl, dt = validate_common(grid, scheme, accuracy, bc, cfl, dt)
     V = as_field(V, "V", grid.shape)
-    T = check_time(T, "T")
     beta = check_beta(beta, "beta")
     gradient = _potential_gradient(V, grid, potential, grad_f)
     shift = None if gradient is None else [gradient[k, ...] for k in range(grid.ndim)]
@@ -128,9 +141,10 @@ def solve_hjb(
     u0 = _initial_state(V, bc)
     project = _dirichlet_projection(u0, bc, bc_value)
     operator = HamiltonJacobiOperator(grid, scheme, accuracy, bc, beta, cfl, shift=shift, horizon=max(T, 1e-300))
+    max_steps = check_count(max_steps, "max_steps")
     result, info = run_scheme(u0, grid, T, operator, project, dt=dt, save_at=tau_save, progress=progress,
-                              desc=f"HJB {scheme}/{accuracy}")
-    info.update(beta=beta, T=T, time="physical")
+                              desc=f"HJB {scheme}/{accuracy}", max_steps=max_steps)
+    info.update(beta=beta, t=T, time="physical")
     if tau_save is None:
         times = np.array([0.0])
         snapshots = None
@@ -146,7 +160,7 @@ def solve_hjb(
         snapshots=snapshots,
         steps=result.steps,
         success=True,
-        message=f"{scheme}/{accuracy} HJB scheme, bc={bc}: {result.steps} steps backward from T={T:g}",
+        message=f"{scheme}/{accuracy} HJB scheme, bc={bc}: {result.steps} steps backward from t={T:g}",
         info=info,
     )
 
@@ -166,8 +180,7 @@ def optimal_control(solution: PDESolution, grid: Grid) -> Any:
     """
     if not isinstance(solution, PDESolution):
         raise TypeError(f"`solution` must be a PDESolution, got {type(solution).__name__}")
-    if not isinstance(grid, Grid):
-        raise TypeError(f"`grid` must be a hjsmooth.Grid, got {type(grid).__name__}")
+    check_grid(grid)
     if tuple(solution.values.shape) != grid.shape:
         raise ValueError(f"`solution` lives on shape {tuple(solution.values.shape)}, not the grid's {grid.shape}")
     if solution.snapshots is None:
@@ -199,7 +212,7 @@ def solve_forward_backward(
     V: Any,
     rho0: Any,
     grid: Grid,
-    T: float,
+    t: float | None = None,
     potential: Any = None,
     beta: float = float("inf"),
     n_intervals: int = 50,
@@ -211,10 +224,12 @@ def solve_forward_backward(
     cfl: float = DEFAULT_CFL,
     progress: bool | None = None,
     fokker_planck_options: dict | None = None,
+    T: float | None = None,
 ) -> ForwardBackwardSolution:
     """Solve the forward-backward system of the optimally controlled dynamics (4.29).
 
-    Backward: the HJB equation (4.31) for the value function ``u`` with ``u(., T) = V``
+    Backward: the HJB equation (4.31) for the value function ``u`` with ``u(., t) = V`` (``t`` the
+    final time, the thesis' horizon ``T``)
     (:func:`solve_hjb`).  Forward: the density of (4.29) under the optimal control
     ``alpha* = grad u`` (4.32).  The drift of (4.29) is ``b = -(grad f + grad u)`` and the
     noise ``beta^{-1/2} dB``, so the Fokker-Planck equation is
@@ -225,7 +240,7 @@ def solve_forward_backward(
     of the control drift, drops ``grad f`` and uses diffusion 1 instead of
     ``1/(2 beta)``; this function solves the equation derived above.
 
-    Method: ``u`` is solved once, with snapshots at ``s_j = j T / n`` (``n = n_intervals``).
+    Method: ``u`` is solved once, with snapshots at ``s_j = j t / n`` (``n = n_intervals``).
     On each ``[s_j, s_{j+1}]`` the drift is frozen at
     ``-(grad f + (alpha*(s_j) + alpha*(s_{j+1})) / 2)`` (the trapezoidal average of the
     interval's control, second order in ``T/n``) and the density is advanced by
@@ -238,8 +253,8 @@ def solve_forward_backward(
     rho0 : array of ``grid.shape``
         Initial density (non-negative; it is not renormalised).
     grid : Grid
-    T : float
-        Horizon, ``T >= 0``.
+    t : float
+        Final time (the horizon), ``t >= 0``.
     potential : array of ``grid.shape``, optional
         The loss ``f``; or pass ``grad_f`` (shape ``(ndim, *grid.shape)``); neither means ``f = 0``.
     beta : float
@@ -252,6 +267,8 @@ def solve_forward_backward(
     fokker_planck_options : dict, optional
         Extra keyword arguments for ``solve_fokker_planck`` (``bc``, ``method``, ``dt``);
         by default its reflecting (zero-flux) boundary, which conserves mass exactly.
+    T : float, optional
+        Deprecated name of ``t`` (accepted with a ``DeprecationWarning``).
 
     Returns
     -------
@@ -260,10 +277,8 @@ def solve_forward_backward(
     """
     from .fokker_planck import solve_fokker_planck
 
-    if isinstance(n_intervals, bool) or not isinstance(n_intervals, (int, np.integer)) or n_intervals < 1:
-        raise ValueError(f"`n_intervals` must be a positive integer, got {n_intervals!r}")
-    n_intervals = int(n_intervals)
-    T = check_time(T, "T")
+    T = check_time(renamed_argument(t, T, "t", "T"), "t")
+    n_intervals = check_count(n_intervals, "n_intervals")
     rho0 = as_field(rho0, "rho0", getattr(grid, "shape", None))
     check_nonnegative(rho0, "rho0")
     value = solve_hjb(V, grid, T, grad_f=grad_f, beta=beta, potential=potential, scheme=scheme, accuracy=accuracy,

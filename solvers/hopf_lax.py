@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,9 +22,9 @@ from hjsmooth.backend import (
     to_numpy,
 )
 from hjsmooth.grid import Grid
-from hjsmooth.validation import as_field, check_choice, check_time
+from hjsmooth.validation import as_field, check_choice, check_grid, check_time
 
-__all__ = ["hopf_lax", "check_grid"]
+__all__ = ["hopf_lax", "hopf_lax_prox", "HopfLaxSolution"]
 
 _METHODS = ("auto", "envelope", "brute_force")
 _BRUTE_FORCE_BUDGET = 1 << 22  # entries of the largest temporary (rows x points x points) block
@@ -31,19 +32,11 @@ _SUBGRID_DEGREES = {"quadratic": 2, "cubic": 3, "quartic": 4}
 _NEWTON_STEPS = 2  # after the quadratic start: one already reaches rounding on smooth f (see _refine_lines)
 
 
-def check_grid(grid: Any) -> Grid:
-    """Return ``grid`` after checking that it is a :class:`hjsmooth.Grid`."""
-    if not isinstance(grid, Grid):
-        raise TypeError(f"`grid` must be a hjsmooth.Grid, got {type(grid).__name__}")
-    return grid
-
-
 def hopf_lax(
     f: Any,
     grid: Grid,
     t: float,
     *,
-    return_prox: bool = False,
     method: str = "auto",
     subgrid: str | None = None,
 ) -> Any:
@@ -85,15 +78,6 @@ def hopf_lax(
         The grid ``f`` lives on.
     t : float
         Time, ``t >= 0``.  ``t = 0`` returns a copy of ``f``.
-    return_prox : bool
-        Also return the proximal point ``prox(x) = argmin_y f(y) + |x - y|^2 / (2t)``,
-        an array of shape ``(grid.ndim, *grid.shape)`` holding the coordinates of the
-        minimising grid point.  Then ``grad u(x) = (x - prox(x)) / t`` (4.18).  Where the
-        minimiser is not unique, ``prox`` is one of the minimisers (which one depends on the
-        method).  With ``subgrid``, ``prox`` is the refined minimiser, off the grid
-        (``O(|h|^k)`` accurate for degree ``k`` and smooth ``f``): each pass's minimiser is
-        read at the later passes' fractional minimisers by tensor-product interpolation of
-        the same degree.
     method : {"auto", "envelope", "brute_force"}
         ``"auto"`` (the lower envelope wherever a kernel exists for the array, else brute
         force), ``"envelope"`` (fail if no kernel exists) or ``"brute_force"``.
@@ -124,12 +108,19 @@ def hopf_lax(
         bound ``1/t`` are no longer guaranteed; near kinks and shocks the error is only
         that of the grid minimum or worse.
 
+    Limits: ``t = 0`` returns a copy of ``f``.  Whenever ``min_k h_k^2 / (2t)`` exceeds
+    ``max f - min f`` no grid point other than ``x`` can compete, so ``u = f`` exactly (and
+    ``prox(x) = x``); this is returned directly, so a ``t`` far below the grid's
+    resolution (down to ``5e-324``) gives ``f`` rather than ``inf - inf``.  With
+    ``subgrid`` the same holds once ``min_k h_k^2 / (2t)`` exceeds ``(max f - min f) / eps``,
+    where the subgrid correction ``~ t |grad f|^2 / 2`` is below rounding.  Large ``t``
+    is fine: ``u`` tends to ``min f`` over the window.
+
     Returns
     -------
     u : array
         ``u(., t)`` on the grid, same backend, device and dtype as ``f``.
-    prox : array, only if ``return_prox``
-        Shape ``(grid.ndim, *grid.shape)``, same backend, device and dtype as ``f``.
+        :func:`hopf_lax_prox` also returns the proximal point.
 
     Examples
     --------
@@ -142,18 +133,75 @@ def hopf_lax(
     >>> bool(np.abs(u - g.axes[0] ** 2 / 4).max() < 1e-13)
     True
     """
+    return _hopf_lax(f, grid, t, method, subgrid, want_prox=False)[0]
+
+
+@dataclass(frozen=True)
+class HopfLaxSolution:
+    """The Hopf-Lax solution on the grid with its proximal point (:func:`hopf_lax_prox`).
+
+    Attributes
+    ----------
+    values : array of ``grid.shape``
+        ``u(., t)``, as :func:`hopf_lax` returns it.
+    prox : array of shape ``(grid.ndim, *grid.shape)``
+        ``prox(x) = argmin_y f(y) + |x - y|^2 / (2t)``; ``grad u(x) = (x - prox(x)) / t`` (4.18).
+    """
+
+    values: Any
+    prox: Any
+
+
+def hopf_lax_prox(
+    f: Any,
+    grid: Grid,
+    t: float,
+    *,
+    method: str = "auto",
+    subgrid: str | None = None,
+) -> HopfLaxSolution:
+    r"""The Hopf-Lax solution of :func:`hopf_lax` together with the proximal point.
+
+    Arguments are those of :func:`hopf_lax`, and ``values`` equals its result.
+
+    ``prox(x) = argmin_y f(y) + |x - y|^2 / (2t)`` is an array of shape
+    ``(grid.ndim, *grid.shape)`` holding the coordinates of the minimising grid point, on
+    ``f``'s backend, device and dtype; then ``grad u(x) = (x - prox(x)) / t`` (4.18).  Where
+    the minimiser is not unique, ``prox`` is one of the minimisers (which one depends on
+    the method).  With ``subgrid``, ``prox`` is the refined minimiser, off the grid
+    (``O(|h|^k)`` accurate for degree ``k`` and smooth ``f``): each pass's minimiser is read
+    at the later passes' fractional minimisers by tensor-product interpolation of the same
+    degree.  At ``t = 0``, and wherever ``u = f`` exactly because ``t`` is below the grid's
+    resolution (see :func:`hopf_lax`), ``prox(x) = x``.
+
+    Returns
+    -------
+    HopfLaxSolution
+        ``values`` and ``prox``.
+
+    Examples
+    --------
+    >>> import numpy as np, hjsmooth as hs
+    >>> g = hs.Grid(-2.0, 2.0, 401)
+    >>> sol = hs.hopf_lax_prox(g.axes[0] ** 2 / 2, g, t=1.0)
+    >>> bool(np.abs(sol.prox[0] - g.axes[0] / 2).max() <= g.spacing[0] / 2)   # prox of x^2/2 is x/2
+    True
+    """
+    u, prox = _hopf_lax(f, grid, t, method, subgrid, want_prox=True)
+    return HopfLaxSolution(u, prox)
+
+
+def _hopf_lax(f: Any, grid: Any, t: Any, method: Any, subgrid: Any, want_prox: bool) -> tuple[Any, Any | None]:
+    """Validate, then ``(u, prox)`` (``prox`` only if ``want_prox``, else ``None``)."""
     grid = check_grid(grid)
     f = as_field(f, "f", grid.shape)
     t = check_time(t)
     method = check_choice(method, "method", _METHODS)
     degree = _check_subgrid(subgrid)
-    return_prox = bool(return_prox)
     xp = array_namespace(f)
-    if t == 0.0:
+    if t == 0.0 or _prox_is_identity(f, grid, t, degree):
         u = xp.asarray(f, copy=True)
-        if not return_prox:
-            return u
-        return u, xp.stack(grid.coords_like(f), axis=0)
+        return u, (xp.stack(grid.coords_like(f), axis=0) if want_prox else None)
 
     engine = _engine_for(f, method)
     work = {"numba": to_numpy, "cuda": to_cupy, "brute_force": lambda a: a}[engine](f)
@@ -161,21 +209,42 @@ def hopf_lax(
         import cupy
 
         with cupy.cuda.Device(work.device.id):
-            u, prox_index = _transform(work, grid, t, engine, return_prox, degree)
+            u, prox_index = _transform(work, grid, t, engine, want_prox, degree)
             u = cupy.ascontiguousarray(u)
     else:
-        u, prox_index = _transform(work, grid, t, engine, return_prox, degree)
+        u, prox_index = _transform(work, grid, t, engine, want_prox, degree)
 
     back = {"numba": from_numpy, "cuda": from_cupy, "brute_force": lambda a, like: a}[engine]
     u = back(u, f)
-    if not return_prox:
-        return u
+    if not want_prox:
+        return u, None
     wxp = array_namespace(work)
     coords = [
         grid.lower[k] + wxp.astype(prox_index[k], wxp.float64) * grid.spacing[k] for k in range(grid.ndim)
     ]
     prox = back(wxp.astype(wxp.stack(coords, axis=0), work.dtype), f)
     return u, prox
+
+
+def _prox_is_identity(f: Any, grid: Grid, t: float, degree: int) -> bool:
+    """Whether ``u = f`` exactly because ``t`` is below the grid's resolution.
+
+    On the grid (``degree = 0``): when ``c = min_k h_k^2 / (2t) > max f - min f``, any grid
+    point other than ``x`` costs at least ``min f + c > max f >= f(x)``, so ``y = x`` is the
+    unique minimiser.  With a subgrid interpolant the minimiser moves off ``x`` by about
+    ``t |grad f|`` and lowers ``u`` by about ``t |grad f|^2 / 2``; for ``c > (max f - min f) / eps``
+    that is below the rounding of ``f`` (for ``f`` resolved by the grid, ``|grad f| h`` of the
+    order of its range), while the interpolation would subtract numbers of size ``c`` and
+    return noise: ``f`` is the answer to rounding.  Below either threshold the transforms
+    would also overflow to ``inf - inf`` for a subnormal ``t``.
+    """
+    with np.errstate(over="ignore", divide="ignore"):
+        cost = min(h * h for h in grid.spacing) / (2.0 * t)
+    xp = array_namespace(f)
+    spread = float(xp.max(f)) - float(xp.min(f))
+    if degree:
+        spread = spread / float(np.finfo(np.float64).eps)
+    return cost > spread
 
 
 def _check_subgrid(subgrid: Any) -> int:

@@ -74,6 +74,7 @@ import scipy.sparse as sp
 
 from hjsmooth.backend import array_namespace, device, from_numpy, is_numpy_array, to_cupy, to_numpy
 from hjsmooth.grid import Grid
+from hjsmooth.validation import as_real_array, check_real
 
 from ._fused_fp import fused_fp_available, fused_fp_step, packed_rates
 
@@ -85,6 +86,7 @@ __all__ = [
     "FokkerPlanckOperator",
     "build_operator",
     "normalize_diffusion",
+    "log_rate_ratios",
 ]
 
 BOUNDARY_CONDITIONS = ("reflecting", "periodic", "absorbing")
@@ -94,17 +96,24 @@ _SERIES_BELOW = 1e-4
 def bernoulli(z: Any) -> Any:
     """The Bernoulli function ``B(z) = z / (exp(z) - 1)``, with ``B(0) = 1``, for any array.
 
-    Evaluated as ``|z| e^{-|z|} / (1 - e^{-|z|})`` plus ``|z|`` for ``z < 0`` (since
-    ``B(-a) = B(a) + a``), which neither overflows nor cancels for large ``|z|``, and by the
-    series ``1 - a/2 + a^2/12`` for ``|z| < 1e-4`` (truncation error below ``1e-19``).
+    With ``a = |z|``: ``B(a) = a e^{-a} / (1 - e^{-a})``, evaluated as such (``e^{-a}`` correctly
+    rounded) up to ``a = 700``, as ``exp(log a - a)`` beyond, where ``e^{-a}`` alone would reach the
+    subnormal range and lose digits (relative error about ``eps a`` until the result underflows
+    near ``a = 745``; ``B(inf) = 0``), and by the series ``1 - a/2 + a^2/12`` for ``a < 1e-4``
+    (truncation error below ``1e-19``); then ``B(-a) = B(a) + a`` (``B(-inf) = inf``).  No
+    overflow, no cancellation, no NaN.
     """
     xp = array_namespace(z)
     a = xp.abs(z)
     small = a < _SERIES_BELOW
-    a_safe = xp.where(small, xp.ones_like(a), a)
-    positive_branch = a_safe * xp.exp(-a_safe) / (-xp.expm1(-a_safe))
-    series = 1.0 - a / 2.0 + a * a / 12.0
-    b_of_a = xp.where(small, series, positive_branch)
+    large = a > 700.0
+    a_mid = xp.where(small | large, xp.ones_like(a), a)
+    a_big = xp.where(large, xp.minimum(a, xp.full_like(a, 1e308)), xp.ones_like(a))
+    mid_branch = a_mid * xp.exp(-a_mid) / (-xp.expm1(-a_mid))
+    big_branch = xp.exp(xp.log(a_big) - a_big)  # 1 - e^{-a} = 1 here
+    a_small = xp.where(small, a, xp.zeros_like(a))
+    series = 1.0 - a_small / 2.0 + a_small * a_small / 12.0
+    b_of_a = xp.where(small, series, xp.where(large, big_branch, mid_branch))
     return xp.where(z < 0, b_of_a + a, b_of_a)
 
 
@@ -115,7 +124,9 @@ def scharfetter_gummel_rates(velocity: Any, c_from: Any, c_to: Any, h: float) ->
     face: ``J = (1/h) [B(-z) c_P rho_P - B(z) c_Q rho_Q]`` with ``z = h v / c_face`` and
     ``c_face = (c_P + c_Q) / 2``; the rates are ``J / h`` per unit density, i.e.
     ``forward = B(-z) c_P / h^2`` and ``backward = B(z) c_Q / h^2``.  Where ``c_face = 0`` the
-    limit is first-order upwinding, ``forward = max(v, 0) / h``, ``backward = max(-v, 0) / h``.
+    limit is first-order upwinding, ``forward = max(v, 0) / h``, ``backward = max(-v, 0) / h``, and
+    where ``|z| > 1e3`` (the exponential part is below rounding) the same upwind flux weighted by
+    ``c_P / c_face`` and ``c_Q / c_face``, which stays finite for any tiny diffusivity.
 
     Parameters
     ----------
@@ -127,14 +138,21 @@ def scharfetter_gummel_rates(velocity: Any, c_from: Any, c_to: Any, h: float) ->
         Spacing along the link.
     """
     xp = array_namespace(velocity)
-    c_face = 0.5 * (c_from + c_to)
+    c_face = 0.5 * c_from + 0.5 * c_to
     diffusive = c_face > 0
     c_safe = xp.where(diffusive, c_face, xp.ones_like(c_face))
-    z = h * velocity / c_safe
+    with np.errstate(over="ignore"):
+        z = h * velocity / c_safe
+    # beyond |z| = 1e3, B(|z|) is 0 and B(-|z|) = |z| to rounding: the flux is the upwind one, written
+    # without z, which would overflow for a vanishing diffusivity
+    exponential = diffusive & (xp.abs(z) <= 1e3)
+    z = xp.where(exponential, z, xp.zeros_like(z))
     scale = c_safe / (h * h)
     zero = xp.zeros_like(velocity)
-    forward = xp.where(diffusive, bernoulli(-z) * scale * (c_from / c_safe), xp.maximum(velocity, zero) / h)
-    backward = xp.where(diffusive, bernoulli(z) * scale * (c_to / c_safe), xp.maximum(-velocity, zero) / h)
+    from_weight = xp.where(diffusive, c_from / c_safe, xp.ones_like(c_safe))
+    to_weight = xp.where(diffusive, c_to / c_safe, xp.ones_like(c_safe))
+    forward = xp.where(exponential, bernoulli(-z) * scale * from_weight, from_weight * xp.maximum(velocity, zero) / h)
+    backward = xp.where(exponential, bernoulli(z) * scale * to_weight, to_weight * xp.maximum(-velocity, zero) / h)
     return forward, backward
 
 
@@ -311,7 +329,7 @@ def normalize_diffusion(diffusion: Any, grid: Grid, like: Any) -> tuple[list[Any
     if diffusion is None:
         return [ones] * d, {}
     if np.isscalar(diffusion) or (hasattr(diffusion, "shape") and tuple(diffusion.shape) == ()):
-        value = float(diffusion)
+        value = check_real(diffusion, "diffusion")
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"`diffusion` must be finite and >= 0, got {value!r}")
         return [ones * value] * d, {}
@@ -347,15 +365,10 @@ def normalize_diffusion(diffusion: Any, grid: Grid, like: Any) -> tuple[list[Any
 def _as_float64_like(x: Any, like: Any, name: str) -> Any:
     """``x`` (numpy, torch or CuPy) as a float64 array on ``like``'s backend and device."""
     xp = array_namespace(like)
-    if is_numpy_array(x) or not hasattr(x, "shape"):
-        try:
-            a = np.asarray(x, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(f"`{name}` must be an array of real numbers, got {type(x).__name__}") from None
-        return from_numpy(a, xp.zeros((), dtype=xp.float64, device=device(like)))
-    if array_namespace(x) is xp and str(device(x)) == str(device(like)):
+    if hasattr(x, "shape") and not is_numpy_array(x) and array_namespace(x) is xp \
+            and str(device(x)) == str(device(like)) and not xp.isdtype(x.dtype, "complex floating"):
         return xp.astype(x, xp.float64)
-    return from_numpy(np.asarray(to_numpy(x), dtype=np.float64), xp.zeros((), dtype=xp.float64, device=device(like)))
+    return from_numpy(as_real_array(x, name), xp.zeros((), dtype=xp.float64, device=device(like)))
 
 
 def build_operator(
@@ -399,12 +412,71 @@ def build_operator(
     half_over_beta = 0.5 / beta
 
     # axis diffusivity reduced by the mixed-derivative stencil
+    reduced = _reduced_diffusivity(xp, grid, diag, cross)
+
+    links: list[Link] = []
+    outflow = xp.zeros(grid.shape, dtype=xp.float64, device=dev)
+    absorption = xp.zeros(grid.shape, dtype=xp.float64, device=dev) if bc == "absorbing" else None
+
+    with np.errstate(over="ignore", invalid="ignore"):  # overflowing rates are refused below, by name
+        _add_axis_links(xp, grid, f, b, reduced, half_over_beta, periodic, links, absorption)
+        for (k, j), dkj in cross.items():
+            for sign, part in ((1, xp.maximum(dkj, xp.zeros_like(dkj))), (-1, xp.maximum(-dkj, xp.zeros_like(dkj)))):
+                if float(xp.max(part)) == 0.0:
+                    continue
+                e = tuple(1 if i == k else (sign if i == j else 0) for i in range(d))
+                w = part * (half_over_beta / (h[k] * h[j]))
+                w_p, w_q = _pairs(xp, w, e, periodic)
+                links.append(_make_link(e, w_p, w_q, periodic))
+                if absorption is not None:
+                    exits = _lacks_neighbour(xp, grid.shape, e, +1, dev) + _lacks_neighbour(xp, grid.shape, e, -1, dev)
+                    absorption += w * exits
+
+        for link in links:
+            if periodic:
+                outflow = outflow + link.forward + _shift(xp, link.backward, link.direction, sign=-1)
+            else:
+                outflow[link.source] += link.forward
+                outflow[link.target] += link.backward
+        if absorption is not None:
+            outflow = outflow + absorption
+    if not bool(xp.all(xp.isfinite(outflow))):
+        culprit = "potential" if f is not None else ("drift" if b is not None else "diffusion")
+        raise ValueError(
+            f"`{culprit}` is too large for this grid and beta: the Scharfetter-Gummel link rates overflow "
+            f"(they scale like |b| / h + D / (2 beta h^2)); rescale it, refine the grid, or raise beta"
+        )
+    op = FokkerPlanckOperator(grid, bc, tuple(links), absorption, outflow)
+    return op.astype(like) if like.dtype != xp.float64 else op
+
+
+def _axis_face_terms(xp: Any, f: Any, b: Any, c: Any, k: int, h: float, periodic: bool) -> tuple[Any, Any, Any]:
+    """Face drift ``v`` and the diffusivities ``c_P``, ``c_Q`` at the two ends of every link along axis ``k``.
+
+    ``v = -(f_Q - f_P) / h`` for a potential, ``(b_P + b_Q) / 2`` for a drift field, else 0.
+    """
+    e = tuple(1 if i == k else 0 for i in range(c.ndim))
+    c_p, c_q = _pairs(xp, c, e, periodic)
+    if f is not None:
+        f_p, f_q = _pairs(xp, f, e, periodic)
+        v = -(f_q - f_p) / h
+    elif b is not None:
+        b_p, b_q = _pairs(xp, b[k], e, periodic)
+        v = 0.5 * (b_p + b_q)
+    else:
+        v = xp.zeros_like(c_p)
+    return v, c_p, c_q
+
+
+def _reduced_diffusivity(xp: Any, grid: Grid, diag: list[Any], cross: dict[tuple[int, int], Any]) -> list[Any]:
+    """``D'_kk = D_kk - sum_{j != k} |D_kj| h_k / h_j`` per axis; ``ValueError`` where it is negative."""
+    h = grid.spacing
     reduced = list(diag)
     for (k, j), dkj in cross.items():
         a = xp.abs(dkj)
         reduced[k] = reduced[k] - a * (h[k] / h[j])
         reduced[j] = reduced[j] - a * (h[j] / h[k])
-    for k in range(d):
+    for k in range(grid.ndim):
         margin = float(xp.min(reduced[k]))
         if margin < -1e-12 * max(1.0, float(xp.max(diag[k]))):
             raise ValueError(
@@ -413,23 +485,71 @@ def build_operator(
                 f"would not keep the density positive; change the spacing ratio or the tensor"
             )
         reduced[k] = xp.maximum(reduced[k], xp.zeros_like(reduced[k]))
+    return reduced
 
-    links: list[Link] = []
-    outflow = xp.zeros(grid.shape, dtype=xp.float64, device=dev)
-    absorption = xp.zeros(grid.shape, dtype=xp.float64, device=dev) if bc == "absorbing" else None
 
+def log_rate_ratios(
+    grid: Grid,
+    *,
+    potential: Any | None = None,
+    drift: Any | None = None,
+    diffusion: Any | None = None,
+    beta: float = 1.0,
+    bc: str = "reflecting",
+) -> list[tuple[tuple[int, ...], np.ndarray]] | None:
+    """``log(forward / backward)`` on every link of :func:`build_operator`'s operator, in float64 numpy.
+
+    Computed without the Bernoulli function: on an axis link the ratio of the
+    Scharfetter-Gummel rates is ``B(-z) c_P / (B(z) c_Q) = exp(z) c_P / c_Q`` exactly, so its log is
+    ``z + log c_P - log c_Q`` for any ``z`` (the rates themselves underflow for ``|z| > ~745``);
+    on a diagonal link it is ``log w_P - log w_Q``.  Links with both rates zero (no transport
+    at all) are left out.  Returns ``None`` if some link carries mass one way only (a zero
+    rate opposite a positive one): no positive density can then balance it.  Entries of the
+    arrays follow :class:`Link` (``P`` over the link sources).  Arguments as in
+    :func:`build_operator`, assumed validated; arrays are read on the host.
+    """
+    xp = np
+    periodic = bc == "periodic"
+    f = None if potential is None else as_real_array(potential, "potential")
+    b = None if drift is None else as_real_array(drift, "drift")
+    like = np.zeros((), dtype=np.float64)
+    diag, cross = normalize_diffusion(diffusion, grid, like)
+    reduced = _reduced_diffusivity(xp, grid, diag, cross)
+    half_over_beta = 0.5 / beta
+    out: list[tuple[tuple[int, ...], np.ndarray]] = []
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        for k in range(grid.ndim):
+            e = tuple(1 if i == k else 0 for i in range(grid.ndim))
+            v, c_p, c_q = _axis_face_terms(xp, f, b, reduced[k] * half_over_beta, k, grid.spacing[k], periodic)
+            c_face = 0.5 * c_p + 0.5 * c_q
+            ratio = np.log(c_p) - np.log(c_q) + grid.spacing[k] * v / c_face
+            still = (c_face == 0) & (v == 0)
+            if np.any(~still & ~np.isfinite(ratio)):
+                return None
+            out.append((e, np.where(still, 0.0, ratio)))
+        for (k, j), dkj in cross.items():
+            for sign, part in ((1, np.maximum(dkj, 0.0)), (-1, np.maximum(-dkj, 0.0))):
+                if float(np.max(part)) == 0.0:
+                    continue
+                e = tuple(1 if i == k else (sign if i == j else 0) for i in range(grid.ndim))
+                w_p, w_q = _pairs(xp, part, e, periodic)
+                ratio = np.log(w_p) - np.log(w_q)
+                still = (w_p == 0) & (w_q == 0)
+                if np.any(~still & ~np.isfinite(ratio)):
+                    return None
+                out.append((e, np.where(still, 0.0, ratio)))
+    return out
+
+
+def _add_axis_links(xp: Any, grid: Grid, f: Any, b: Any, reduced: list[Any], half_over_beta: float, periodic: bool,
+                    links: list[Link], absorption: Any | None) -> None:
+    """Append the Scharfetter-Gummel links of every axis to ``links`` (and the wall outflow to ``absorption``)."""
+    d = grid.ndim
+    h = grid.spacing
     for k in range(d):
         e = tuple(1 if i == k else 0 for i in range(d))
         c = reduced[k] * half_over_beta
-        c_p, c_q = _pairs(xp, c, e, periodic)
-        if f is not None:
-            f_p, f_q = _pairs(xp, f, e, periodic)
-            v = -(f_q - f_p) / h[k]
-        elif b is not None:
-            b_p, b_q = _pairs(xp, b[k], e, periodic)
-            v = 0.5 * (b_p + b_q)
-        else:
-            v = xp.zeros_like(c_p)
+        v, c_p, c_q = _axis_face_terms(xp, f, b, c, k, h[k], periodic)
         fwd, bwd = scharfetter_gummel_rates(v, c_p, c_q, h[k])
         links.append(_make_link(e, fwd, bwd, periodic))
         if absorption is not None:
@@ -447,29 +567,6 @@ def build_operator(
             out_hi, _ = scharfetter_gummel_rates(v_hi, c_hi, c_hi, h[k])  # node n-1 -> ghost, forward
             absorption[lo] += out_lo
             absorption[hi] += out_hi
-
-    for (k, j), dkj in cross.items():
-        for sign, part in ((1, xp.maximum(dkj, xp.zeros_like(dkj))), (-1, xp.maximum(-dkj, xp.zeros_like(dkj)))):
-            if float(xp.max(part)) == 0.0:
-                continue
-            e = tuple(1 if i == k else (sign if i == j else 0) for i in range(d))
-            w = part * (half_over_beta / (h[k] * h[j]))
-            w_p, w_q = _pairs(xp, w, e, periodic)
-            links.append(_make_link(e, w_p, w_q, periodic))
-            if absorption is not None:
-                exits = _lacks_neighbour(xp, grid.shape, e, +1, dev) + _lacks_neighbour(xp, grid.shape, e, -1, dev)
-                absorption += w * exits
-
-    for link in links:
-        if periodic:
-            outflow = outflow + link.forward + _shift(xp, link.backward, link.direction, sign=-1)
-        else:
-            outflow[link.source] += link.forward
-            outflow[link.target] += link.backward
-    if absorption is not None:
-        outflow = outflow + absorption
-    op = FokkerPlanckOperator(grid, bc, tuple(links), absorption, outflow)
-    return op.astype(like) if like.dtype != xp.float64 else op
 
 
 def _make_link(direction: tuple[int, ...], forward: Any, backward: Any, periodic: bool) -> Link:

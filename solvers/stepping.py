@@ -12,7 +12,10 @@ from tqdm.auto import tqdm
 
 from hjsmooth.backend import array_namespace
 
-__all__ = ["march", "MarchResult", "output_times"]
+__all__ = ["march", "MarchResult", "output_times", "DEFAULT_MAX_STEPS"]
+
+#: the most steps a solver takes unless told otherwise (``max_steps``)
+DEFAULT_MAX_STEPS = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ def march(
     save_at: Sequence[float] | int | None = None,
     progress: bool | None = None,
     desc: str = "",
-    max_steps: int = 10_000_000,
+    max_steps: int = DEFAULT_MAX_STEPS,
 ) -> MarchResult:
     """Advance ``state`` from time 0 to ``t`` with ``state = step(state, dt)``.
 
@@ -64,9 +67,16 @@ def march(
     output time, so a user-supplied ``dt`` above the stability bound is reduced rather
     than refused.  ``progress=None`` shows a tqdm bar only if the run lasts longer than
     two seconds and standard error is a terminal; ``True`` forces it, ``False`` hides it.
+
+    Before the first step the number of steps is estimated as ``t`` over the first step
+    (plus one landing step per extra output time); a run estimated to need more than
+    ``max_steps`` is refused at once with a ``ValueError`` that gives the estimate.  The
+    estimate assumes the step stays at its first value; should the step shrink later, the
+    run stops with a ``RuntimeError`` when it has taken ``max_steps`` steps short of ``t``.
     """
     xp = array_namespace(state)
     times = output_times(t, save_at)
+    _refuse_long_runs(state, t, stable_dt, dt, max_steps, len(times), desc)
     snaps = []
     steps = 0
     now = 0.0
@@ -78,6 +88,8 @@ def march(
     try:
         for target in times:
             while now < target:
+                if steps >= max_steps:
+                    raise RuntimeError(f"reached `max_steps`={max_steps} at t={now:g} before t={t:g}")
                 h = stable_dt(state)
                 if dt is not None:
                     h = min(h, dt)
@@ -94,11 +106,29 @@ def march(
                 last_dt = h
                 min_dt = min(min_dt, h)
                 bar.update(h)
-                if steps >= max_steps:
-                    raise RuntimeError(f"reached `max_steps`={max_steps} at t={now:g} before t={t:g}")
             if save_at is not None:
                 snaps.append(state)
     finally:
         bar.close()
     snapshots = xp.stack(snaps) if save_at is not None else None
     return MarchResult(state, times, snapshots, steps, last_dt, min_dt if steps else math.nan)
+
+
+def _refuse_long_runs(state: Any, t: float, stable_dt: Callable[[Any], float], dt: float | None, max_steps: int,
+                      outputs: int, desc: str) -> None:
+    """Raise ``ValueError`` if ``t`` over the first step (plus the landing steps) exceeds ``max_steps``."""
+    if t <= 0.0:
+        return
+    first = stable_dt(state)
+    if dt is not None:
+        first = min(first, dt)
+    if not (first > 0.0 and math.isfinite(first)):
+        return  # the loop reports a step that is not positive and finite
+    ratio = t / first
+    estimate = (math.ceil(ratio * (1 - 1e-12)) if ratio < 2**53 else ratio) + outputs - 1
+    if estimate > max_steps:
+        what = f" ({desc})" if desc else ""
+        raise ValueError(
+            f"`t`={t:g} needs about {estimate:.3g} steps of dt={first:.3g}{what}, more than "
+            f"`max_steps`={max_steps}; shorten `t`, coarsen the grid, or pass a larger `max_steps`"
+        )

@@ -103,3 +103,105 @@ def test_missing_optional_package_is_named(monkeypatch: pytest.MonkeyPatch, caps
         cli.main(["demo", "train", "--out", str(tmp_path / "t.png")])
     assert exc.value.code == 1
     assert "'sklearn'" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- user errors, as a user meets them
+
+
+def _run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "hjsmooth", *args], capture_output=True, text=True, timeout=120,
+                          cwd=cwd, env={**os.environ, "MPLBACKEND": "Agg"})
+
+
+def _assert_user_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+    """Exit status 2, exactly one line on standard error naming the problem, no traceback, nothing on stdout."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--seed", "-1"], ["--seed", "-1"]),
+        (["--seed", "abc"], ["--seed", "abc"]),
+        (["--out", "x.xyz"], ["--out", ".png", "x.xyz"]),
+        (["--out", ""], ["--out", "''"]),
+        (["--out", "existing_dir"], ["--out", "existing_dir", "directory"]),
+        (["--out", "existing_dir/"], ["--out", "existing_dir/"]),
+        (["--out", "a_file.png/inside.png"], ["--out", "a_file.png", "not a directory"]),
+        (["--out", "clash.png"], ["--out", "clash.txt", "directory"]),
+        (["--data-dir", "missing"], ["--data-dir", "missing"]),
+        (["--bogus"], ["--bogus"]),
+    ],
+    ids=["negative-seed", "text-seed", "bad-suffix", "empty-out", "out-is-a-directory", "out-ends-in-slash",
+         "parent-is-a-file", "summary-is-a-directory", "missing-data-dir", "unknown-option"],
+)
+def test_user_errors_are_one_line_and_exit_2_before_any_work(tmp_path: Path, args: list[str],
+                                                             words: list[str]) -> None:
+    """Run as a subprocess, as a user would: each mistake is reported at once (the demo never runs, so
+    nothing is written), in one line, with exit status 2, and leaves no file behind."""
+    (tmp_path / "existing_dir").mkdir()
+    (tmp_path / "a_file.png").write_bytes(b"")
+    (tmp_path / "clash.txt").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    demo = "train" if "--data-dir" in args else "fig4_1"
+    proc = _run_cli("demo", demo, "--quick", *args, cwd=tmp_path)
+    _assert_user_error(proc, *words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no stray ./.png, no partial output
+
+
+def test_unknown_demo_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    _assert_user_error(_run_cli("demo", "no_such_demo", cwd=tmp_path), "'no_such_demo'", "fig4_1")
+
+
+@pytest.mark.skipif(sys.platform == "win32" or __import__("os").geteuid() == 0,
+                    reason="needs a directory this user cannot write (root can write anywhere)")
+def test_unwritable_directory_is_refused(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        _assert_user_error(_run_cli("demo", "fig4_1", "--quick", "--out", str(locked / "x.png"), cwd=tmp_path),
+                           "--out", "not writable")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_exactly_the_reported_files_are_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The paths in 'wrote ...' are the files that exist afterwards, and no others appear."""
+    def fake_run(out: Path, quick: bool = False, seed: int = 0) -> dict:
+        from hjsmooth.demos._report import new_figure, save
+
+        fig, ax = new_figure()
+        ax.plot([0, 1], [0, 1])
+        save(fig, out, "fake", {"seed": seed})
+        return {"seed": seed}
+
+    monkeypatch.setattr("hjsmooth.demos.get", lambda name: SimpleNamespace(run=fake_run))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["demo", "fig4_1", "--out", "deep/er/picture.PNG"]) == 0
+    reported = capsys.readouterr().err.strip()
+    assert reported == "wrote deep/er/picture.PNG and deep/er/picture.txt"
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == ["deep/er/picture.PNG", "deep/er/picture.txt"]
+
+
+def test_demos_run_checks_out_and_seed_before_computing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hjsmooth import demos
+
+    ran = []
+    monkeypatch.setattr("hjsmooth.demos.importlib.import_module",
+                        lambda name: SimpleNamespace(run=lambda *a, **k: ran.append(a)))
+    with pytest.raises(ValueError, match="`seed`"):
+        demos.run("fig4_1", tmp_path / "a.png", seed=-1)
+    with pytest.raises(ValueError, match="`out`.*directory"):
+        demos.run("fig4_1", tmp_path)
+    with pytest.raises(ValueError, match=r"`out` must end in \.png"):
+        demos.run("fig4_1", tmp_path / "a.jpg")
+    assert ran == []

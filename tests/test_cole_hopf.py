@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy.special import logsumexp
 
 import hjsmooth as hs
-from hjsmooth.solvers.cole_hopf import heat, local_entropy
+from hjsmooth.solvers.cole_hopf import heat, local_entropy, local_entropy_mean
 from hjsmooth.solvers.hopf_lax import hopf_lax
 
 from grid_strategies import grid_functions
@@ -19,11 +19,19 @@ from grid_strategies import grid_functions
 SETTINGS = settings(max_examples=30, deadline=None, derandomize=True)
 
 
+def lattice_sum(h: float, s: float) -> float:
+    """``sum_{m in Z} exp(-m^2 h^2 / (2 s))`` by direct summation (the solver uses the Poisson dual)."""
+    m = np.arange(-int(40 * math.sqrt(s) / h) - 40, int(40 * math.sqrt(s) / h) + 41)
+    return float(np.exp(-(m * h) ** 2 / (2 * s)).sum())
+
+
 def log_gaussian_weights(grid: hs.Grid, s: float) -> np.ndarray:
-    """``log(h^d G_s(x - y))`` for all pairs of grid points, shape (N, N)."""
+    """``log K(x, y)`` for all pairs of grid points, shape (N, N): the Gaussian of variance ``s``
+    divided by its sum over the whole lattice, per axis (the Riemann weight ``h G_s`` up to
+    ``2 exp(-2 pi^2 s / h^2)`` for resolved kernels, and the identity for narrow ones)."""
     pts = grid.points()
     sq = ((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1)
-    return -sq / (2 * s) - grid.ndim / 2 * math.log(2 * math.pi * s) + math.log(grid.cell_volume)
+    return -sq / (2 * s) - sum(math.log(lattice_sum(h, s)) for h in grid.spacing)
 
 
 def direct_local_entropy(f: np.ndarray, grid: hs.Grid, t: float, beta: float) -> np.ndarray:
@@ -61,7 +69,9 @@ def test_quadratic_closed_form_example_4_12(shape, half_width, beta, t):
     grid = hs.Grid([-half_width] * d, [half_width] * d, shape)
     x = np.stack(grid.coords)
     r2 = (x**2).sum(axis=0)
-    u, mean = local_entropy(r2 / 2, grid, t, beta, return_mean=True)
+    sol = local_entropy_mean(r2 / 2, grid, t, beta)
+    u, mean = sol.values, sol.mean
+    np.testing.assert_array_equal(u, local_entropy(r2 / 2, grid, t, beta))
     exact = r2 / (2 * (1 + t)) + d / (2 * beta) * math.log1p(t)
     inside = np.max(np.abs(x), axis=0) <= half_width / 2
     np.testing.assert_allclose(u[inside], exact[inside], rtol=0, atol=1e-10)
@@ -89,7 +99,8 @@ def test_heat_of_a_gaussian_is_a_gaussian_of_variance_s0_plus_t_over_beta(shape,
 @given(grid_functions(5.0), st.floats(1e-2, 10.0), st.floats(0.1, 100.0))
 def test_local_entropy_equals_direct_quadrature(data, t, beta):
     grid, f = data
-    u, mean = local_entropy(f, grid, t, beta, return_mean=True)
+    sol = local_entropy_mean(f, grid, t, beta)
+    u, mean = sol.values, sol.mean
     expected = direct_local_entropy(f, grid, t, beta)
     np.testing.assert_allclose(u, expected, rtol=0, atol=1e-12 * (1 + np.abs(expected).max()))
     np.testing.assert_allclose(mean, direct_mean(f, grid, t, beta), rtol=0, atol=1e-11)
@@ -149,31 +160,43 @@ def test_exact_logsumexp_numba_and_chunked_paths_agree(rng):
 
 
 @pytest.mark.parametrize("shape", [(200,), (30, 40)])
-def test_tends_to_hopf_lax_like_log_beta_over_beta(shape, rng):
-    # On the grid, u_beta - u_HL = -(d/(2 beta)) log(beta h^2 / (2 pi t)) - log(1 + R)/beta, where
-    # R = sum over the non-minimal grid points of exp(-beta (objective - min)) decays
-    # exponentially.  So the residual beta * gap + (d/2) log(beta h^2/(2 pi t)) = -log(1 + R)
-    # is <= 0, increases with beta and vanishes.
+def test_tends_to_hopf_lax_as_beta_grows(shape, rng):
+    # On the grid, u_beta - u_HL = -log(1 + R)/beta + (1/beta) sum_k log theta_k, where R is the sum over
+    # the non-minimal grid points of exp(-beta (objective - min)) and theta_k = sum_m exp(-m^2 h_k^2 beta / (2t))
+    # the kernel's lattice sum.  So the residual beta * gap - sum_k log theta_k = -log(1 + R) is <= 0,
+    # increases with beta and vanishes, and the gap closes exponentially fast (no log(beta)/beta offset).
     d = len(shape)
     grid = hs.Grid([-2.0] * d, [2.0] * d, shape)
     f = np.cos(3 * grid.coords[0]) + 0.2 * rng.standard_normal(shape)
     t = 0.4
     u_hl = hopf_lax(f, grid, t)
     np.testing.assert_array_equal(local_entropy(f, grid, t, math.inf), u_hl)
-    h2 = np.prod(grid.spacing) ** (2 / d)
     residuals, gaps = [], []
     betas = [1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7]
     for beta in betas:
         gap = local_entropy(f, grid, t, beta) - u_hl
         gaps.append(np.abs(gap).max())
-        residuals.append(beta * gap + d / 2 * np.log(beta * h2 / (2 * math.pi * t)))
+        log_theta = sum(math.log(lattice_sum(h, t / beta)) for h in grid.spacing)
+        residuals.append(beta * gap - log_theta)
     residuals = np.array(residuals)
     assert np.all(residuals <= 1e-6)
     assert np.all(np.diff(residuals, axis=0) >= -1e-6)
     assert np.abs(residuals[-1]).max() < 1e-6
-    # the gap itself shrinks like log(beta)/beta
-    for beta, gap in zip(betas[3:], gaps[3:]):
-        assert gap <= d / 2 * (math.log(beta) + abs(math.log(h2 / (2 * math.pi * t)))) / beta
+    assert gaps[-1] < 1e-10  # the old Riemann scaling left d/(2 beta) log(beta h^2/(2 pi t)) ~ 1e-6 here
+
+
+def test_kernels_narrower_than_the_grid_tend_to_f(rng):
+    """t / beta far below h^2: heat and local_entropy return f (the unnormalised Riemann sum would
+    multiply f by h / sqrt(2 pi t / beta), about 4e4 for heat at t = 1e-12)."""
+    grid = hs.Grid((-1.0, -1.0), (1.0, 1.0), (11, 13))
+    f = rng.standard_normal(grid.shape)
+    for t in (1e-12, 1e-6, 1e-4):  # the neighbour's weight exp(-h^2 / (2 t)) is below exp(-130)
+        np.testing.assert_allclose(heat(f, grid, t, 1.0), f, rtol=0, atol=1e-15)
+        np.testing.assert_allclose(local_entropy(f, grid, t, 1.0), f, rtol=0, atol=1e-15)
+    # the transition: at sqrt(s) = h / 2 a neighbour weighs exp(-2) / theta, and v stays a weighted average
+    h = grid.spacing[0]
+    v = heat(np.ones(grid.shape), grid, (h / 2) ** 2, 1.0)
+    assert v.max() <= 1.0 + 1e-15 and v.min() > 0.5
 
 
 # ------------------------------------------------------------------------------ properties
@@ -204,10 +227,12 @@ def test_backend_agrees_with_numpy_and_keeps_array_kind(backend, shape, rng):
     grid = hs.Grid([-1.0] * len(shape), [1.5] * len(shape), shape)
     f = rng.standard_normal(shape)
     t, beta = 0.3, 20.0
-    u_ref, mean_ref = local_entropy(f, grid, t, beta, return_mean=True)
+    ref = local_entropy_mean(f, grid, t, beta)
+    u_ref, mean_ref = ref.values, ref.mean
     v_ref = heat(f, grid, t, beta)
     x = backend.asarray(f)
-    u, mean = local_entropy(x, grid, t, beta, return_mean=True)
+    sol = local_entropy_mean(x, grid, t, beta)
+    u, mean = sol.values, sol.mean
     v = heat(x, grid, t, beta)
     for out in (u, mean, v):
         assert backend.is_same_kind(out, x)
@@ -238,8 +263,11 @@ def test_t_zero_and_beta_inf_shortcuts():
     for out in (local_entropy(f, grid, 0.0, 2.0), heat(f, grid, 0.0, 2.0), heat(f, grid, 1.0, math.inf)):
         np.testing.assert_array_equal(out, f)
         assert not np.shares_memory(out, f)
-    u, mean = local_entropy(f, grid, 0.0, 2.0, return_mean=True)
-    np.testing.assert_array_equal(mean, np.stack(grid.coords))
+    np.testing.assert_array_equal(local_entropy_mean(f, grid, 0.0, 2.0).mean, np.stack(grid.coords))
+    inviscid = local_entropy_mean(f, grid, 0.5, math.inf)
+    prox = hs.hopf_lax_prox(f, grid, 0.5)
+    np.testing.assert_array_equal(inviscid.values, prox.values)
+    np.testing.assert_array_equal(inviscid.mean, prox.prox)
 
 
 @pytest.mark.parametrize("solver", [local_entropy, heat])

@@ -30,7 +30,7 @@ def test_every_demo_has_a_run_function_and_a_description() -> None:
         params = inspect.signature(get(name).run).parameters
         assert list(params)[:3] == ["out", "quick", "seed"], name
         extra = list(params)[3:]
-        assert extra == (["data_dir"] if name == "train" else []), name  # the CLI's --data-dir, train only
+        assert extra == (["data_dir", "workers"] if name == "train" else []), name  # --data-dir: train only
         assert all(params[p].default is None for p in extra), name
 
 
@@ -234,3 +234,76 @@ def test_train_quick_runs_every_optimizer_on_two_seeds(train: dict[str, Any]) ->
     # three effective epochs of SGD already beat chance (90 % error) by far
     assert task["SGD"]["mean"] < 30
     assert table(train).count("\n") == len(OPTIMIZERS) + 1
+
+
+# ----------------------------------------------------------------------------- hessian
+@pytest.fixture(scope="module")
+def hessian(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    pytest.importorskip("sklearn", reason="the hessian demo needs scikit-learn")
+    return run_quick("hessian", tmp_path_factory, seed=0)[0]
+
+
+def test_hessian_most_eigenvalues_sit_near_zero_figure_3_1(hessian: dict[str, Any]) -> None:
+    for name in ("SGD", "Entropy-SGD"):
+        r = hessian[name]
+        assert r["top_converged"] and r["density_mass"] == pytest.approx(1.0, abs=1e-12)
+        top = np.asarray(r["top_eigenvalues"])
+        assert np.all(np.diff(top) <= 0) and top[0] > 0
+        # Ritz values of the SLQ runs lie inside the spectrum: none above Lanczos' largest eigenvalue
+        assert r["slq_max_node"] <= top[0] * (1 + 1e-6)
+        # the thesis' picture: most of the spectrum within 1 % of the largest eigenvalue, a short left tail
+        assert r["near_zero_fraction"] > 0.8, name
+        assert -r["slq_min_node"] < 0.1 * top[0], name
+        # Jensen, on the same perturbations: Local Entropy lies below the heat-smoothed loss
+        assert r["viscous_width"] <= r["heat_width"]
+        assert r["trace"] > 0 and r["trace_stderr"] < 0.1 * r["trace"]
+    assert hessian["SGD"]["val_error"] < 10
+
+
+# ----------------------------------------------------------------------------- landscape
+@pytest.fixture(scope="module")
+def landscape(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    pytest.importorskip("sklearn", reason="the landscape demo needs scikit-learn")
+    return run_quick("landscape", tmp_path_factory, seed=0)[0]
+
+
+def test_landscape_smoothings_keep_their_order_and_widen_the_valley(landscape: dict[str, Any]) -> None:
+    loss, heat, viscous, inviscid = (landscape[k] for k in ("loss", "heat", "viscous", "inviscid"))
+    assert landscape["loss_at_weights"] == loss["centre"]
+    # the trained weights sit in the valley of the slice, next to its lowest node
+    assert np.hypot(*loss["argmin"]) <= 0.2 and loss["centre"] - loss["min"] < 0.01
+    # Hopf-Lax lies below f and keeps its minimum; Local Entropy lies below the heat flow (Jensen)
+    assert landscape["hopf_lax_excess"] <= 1e-12 and inviscid["min"] == pytest.approx(loss["min"], abs=1e-12)
+    assert landscape["jensen_gap"] >= 0
+    # the heat flow lifts the valley floor by about t/(2 beta) times the Laplacian
+    lift = heat["centre"] - loss["centre"]
+    assert 0.5 * landscape["heat_lift_expected"] < lift < 2 * landscape["heat_lift_expected"]
+    # both Hamilton-Jacobi smoothings widen the valley; the heat flow does not
+    assert inviscid["valley_area"] > loss["valley_area"] and viscous["valley_area"] > loss["valley_area"]
+    assert heat["valley_area"] <= loss["valley_area"]
+
+
+# ----------------------------------------------------------------------------- sgd_noise
+@pytest.fixture(scope="module")
+def sgd_noise(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    pytest.importorskip("sklearn", reason="the sgd_noise demo needs scikit-learn")
+    return run_quick("sgd_noise", tmp_path_factory, seed=0)[0]
+
+
+def test_sgd_noise_covariance_is_low_rank_and_non_isotropic_figure_6_1(sgd_noise: dict[str, Any]) -> None:
+    n = sgd_noise["settings"]["samples"]
+    assert list(sgd_noise["noise"]) == ["20%", "40%", "100%"]
+    for name, r in sgd_noise["noise"].items():
+        lam = np.asarray(r["eigenvalues"])
+        assert np.all(np.diff(lam) <= 1e-12 * lam[0]), name
+        assert r["trace"] == pytest.approx(float(lam.sum()), rel=1e-8)    # every eigenvalue was computed
+        assert r["rank"] <= n - 1 and r["rank_fraction"] < 0.05             # centred: at most N - 1 directions
+        assert r["effective_rank"] < 0.2 * n and r["anisotropy"] > 100, name
+
+
+def test_sgd_noise_trajectory_is_not_white_figure_6_3(sgd_noise: dict[str, Any]) -> None:
+    tr = sgd_noise["trajectory"]
+    assert tr["parseval"] < 1e-10
+    assert tr["steps"] == sgd_noise["settings"]["trajectory_steps"]
+    assert tr["outside_band"] > 0.02           # white noise: 1 % of lags outside the 99 % band
+    assert tr["iterate_lag"] > tr["band"]      # the iterates stay correlated over the whole window

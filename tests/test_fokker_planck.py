@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import scipy.integrate
 import scipy.linalg
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import hjsmooth as hs
 from hjsmooth.solvers.fokker_planck import fokker_planck_operator, fokker_planck_steady_state, solve_fokker_planck
@@ -70,6 +72,38 @@ def test_bernoulli_matches_definition_and_limits(backend) -> None:
     extreme = backend.to_numpy(bernoulli(backend.asarray([-1e4, 1e4, 800.0])))
     np.testing.assert_allclose(extreme, [1e4, 0.0, 800 * math.exp(-800)], rtol=1e-12, atol=0)
     assert np.all(np.isfinite(extreme))
+
+
+def test_bernoulli_is_finite_and_accurate_for_any_argument(backend) -> None:
+    """No NaN at +-inf, relative precision ~eps a down to the underflow near 745 (a e^{-a} loses digits
+    in the subnormal range: 29 % off at a = 744), B(-a) = B(a) + a."""
+    from decimal import Decimal, localcontext
+
+    z = np.array([np.inf, -np.inf, 1e308, -1e308, 1e4, 700.0, 720.0, 740.0, 744.0])
+    got = backend.to_numpy(bernoulli(backend.asarray(z)))
+    assert got[0] == 0.0 and got[1] == np.inf and got[2] == 0.0 and got[3] == 1e308 and got[4] == 0.0
+    with localcontext() as ctx:
+        ctx.prec = 50
+        exact = [float(Decimal(a) * (-Decimal(a)).exp()) for a in z[5:]]
+    np.testing.assert_allclose(got[5:7], exact[:2], rtol=2e-13)
+    np.testing.assert_allclose(got[7:], exact[2:], rtol=2e-4)  # results below 1e-318: few bits left
+
+
+def test_rates_stay_finite_for_a_vanishing_diffusivity() -> None:
+    """c_face = 1e-310 makes z = h v / c overflow; the rates are then the upwind ones (v / h), not inf or NaN."""
+    from hjsmooth.solvers.scharfetter_gummel import scharfetter_gummel_rates
+
+    v = np.array([2.0, -3.0, 0.0])
+    c = np.full(3, 1e-310)
+    fwd, bwd = scharfetter_gummel_rates(v, c, c, 0.1)
+    np.testing.assert_allclose(fwd, [20.0, 0.0, 1e-308], rtol=1e-12, atol=1e-320)  # v = 0: c / h^2
+    np.testing.assert_allclose(bwd, [0.0, 30.0, 1e-308], rtol=1e-12, atol=1e-320)
+    grid = hs.Grid(-1.0, 1.0, 21)
+    diffusion = np.ones(21)
+    diffusion[10] = 1e-300
+    sol = solve_fokker_planck(np.ones(21), grid, 0.5, drift=-grid.axes[0][None], diffusion=diffusion, beta=1.0)
+    assert np.all(np.isfinite(sol.values)) and sol.values.min() >= 0
+    assert grid.integrate(sol.values) == pytest.approx(grid.integrate(np.ones(21)), rel=1e-13)
 
 
 # ----------------------------------------------------------------------------- operator consistency
@@ -216,6 +250,92 @@ def test_steady_state_solver_is_discrete_gibbs_1d_2d() -> None:
         ss = fokker_planck_steady_state(grid2, potential=f2, beta=1.5, bc=bc)
         gibbs = discrete_gibbs(grid2, f2, 1.5)
         assert np.max(np.abs(ss - gibbs)) < 1e-10 * gibbs.max()
+
+
+@pytest.mark.parametrize("n", [41, 9])
+def test_steep_double_well_steady_state_is_the_gibbs_split(n: int) -> None:
+    """10 (x^2 - 1)^2 + 0.01 x on [-2, 2], beta = 20: 2 beta |f(i+1) - f(i)| reaches 880 (41 nodes) or
+    2200 (9 nodes) on the wall links, where the rates underflow.  Gibbs puts 69 % in the left well."""
+    grid = hs.Grid(-2.0, 2.0, n)
+    x = grid.axes[0]
+    f = 10 * (x**2 - 1) ** 2 + 0.01 * x
+    rho = fokker_planck_steady_state(grid, potential=f, beta=20.0)
+    gibbs = discrete_gibbs(grid, f, 20.0)
+    left = grid.integrate(rho * (x < 0))
+    assert left == pytest.approx(grid.integrate(gibbs * (x < 0)), abs=1e-12)
+    assert left == pytest.approx(1 / (1 + math.exp(-0.8)), abs=1e-3)  # the two minima differ by 0.02 in f
+    assert rho.min() >= 0 and grid.integrate(rho) == pytest.approx(1.0, abs=1e-14)
+    np.testing.assert_allclose(rho, gibbs, rtol=1e-12, atol=1e-300)
+
+
+def test_steep_drift_in_1d_uses_detailed_balance_exactly() -> None:
+    """A drift field (not a potential) with walls steep enough to underflow the rates: every 1D chain is
+    reversible, and the density is the product of the exact rate ratios exp(z) c_P / c_Q."""
+    grid = hs.Grid(-2.0, 2.0, 41)
+    x, h, beta = grid.axes[0], grid.spacing[0], 20.0
+    drift = -(40 * x * (x**2 - 1) + 0.01)
+    rho = fokker_planck_steady_state(grid, drift=drift[None], beta=beta)
+    z = h * 0.5 * (drift[:-1] + drift[1:]) * 2 * beta  # h v_face / c with c = 1 / (2 beta)
+    log_ref = np.concatenate([[0.0], np.cumsum(z)])
+    ref = np.exp(log_ref - log_ref.max())
+    np.testing.assert_allclose(rho, ref / grid.integrate(ref), rtol=1e-11, atol=1e-300)
+
+
+def test_metastable_non_reversible_steady_state_is_refused_not_wrong() -> None:
+    """Two wells with a rotational drift (not reversible): a barrier of exp(-40) between the wells is beyond
+    what the float64 LU solve resolves; the solver must refuse rather than put the mass in one well."""
+    grid = hs.Grid((-2.0, -2.0), (2.0, 2.0), (41, 41))
+    x, y = grid.coords
+    drift = -np.stack([40 * x * (x**2 - 1) + 0.01, 2 * y]) + 0.5 * np.exp(-(x**2 + y**2)) * np.stack([-y, x])
+    with pytest.raises(FloatingPointError, match="not accurate|negative"):
+        fokker_planck_steady_state(grid, drift=drift, beta=2.0)
+    with pytest.raises(FloatingPointError, match="not accurate|negative"):
+        fokker_planck_steady_state(grid, drift=drift, beta=20.0)
+    rho = fokker_planck_steady_state(grid, drift=drift, beta=0.5)  # shallow barrier: accepted
+    left = grid.integrate(rho * (x < 0))
+    assert 0.4 < left < 0.6 and rho.min() >= 0
+
+
+def test_steady_state_returns_the_backend_it_was_given(backend) -> None:
+    grid = hs.Grid((-2.0, -2.0), (2.0, 2.0), (21, 17))
+    f = tilted_double_well(grid.coords[0]) + grid.coords[1] ** 2 / 2
+    for dtype in ("float64", "float32"):
+        ss = fokker_planck_steady_state(grid, potential=backend.asarray(f, dtype=dtype), beta=2.0)
+        assert backend.is_same_kind(ss, backend.asarray(f, dtype=dtype))
+        assert str(ss.dtype).endswith(dtype)
+        np.testing.assert_allclose(backend.to_numpy(ss), discrete_gibbs(grid, f, 2.0), rtol=1e-5 if dtype == "float32" else 1e-12)
+    drift, _ = example_643(grid, 0.5)
+    ss = fokker_planck_steady_state(grid, drift=backend.asarray(drift), beta=0.5)
+    assert backend.is_same_kind(ss, backend.asarray(drift))
+    assert isinstance(fokker_planck_steady_state(grid, beta=1.0), np.ndarray)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(st.data())
+def test_steady_state_of_rough_potentials_is_the_discrete_gibbs_density(data) -> None:
+    """Random rough potentials of any steepness (2 beta |f(i+1) - f(i)| up to 1e6), 1D and 2D, both
+    walls: the steady state is non-negative, has mass 1, is exp(-2 beta f) / Z, and balances every
+    link of the operator (forward flow = backward flow wherever the flows do not underflow)."""
+    shape = data.draw(st.sampled_from([(5,), (17,), (64,), (9, 7), (16, 16)]))
+    scale = data.draw(st.sampled_from([1e-3, 1.0, 30.0, 1e3]))
+    beta = data.draw(st.sampled_from([0.1, 1.0, 20.0, 500.0]))
+    bc = data.draw(st.sampled_from(["reflecting", "periodic"]))
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    grid = hs.Grid([-2.0] * len(shape), [2.0] * len(shape), shape)
+    f = scale * np.random.default_rng(seed).standard_normal(shape).cumsum(axis=0)  # rough: a random walk
+    rho = fokker_planck_steady_state(grid, potential=f, beta=beta, bc=bc)
+    assert np.all(np.isfinite(rho)) and rho.min() >= 0
+    assert grid.integrate(rho) == pytest.approx(1.0, abs=1e-13)
+    np.testing.assert_allclose(rho, discrete_gibbs(grid, f, beta), rtol=1e-12, atol=1e-300)
+    op = fokker_planck_operator(grid, potential=f, beta=beta, bc=bc)
+    for link in op.links:
+        if bc == "periodic":
+            here, there = rho, np.roll(rho, -1, axis=link.direction.index(1))
+        else:
+            here, there = rho[link.source], rho[link.target]
+        forward, backward = link.forward * here, link.backward * there
+        resolved = np.maximum(forward, backward) > 1e-250 * rho.max() * op.outflow.max()
+        np.testing.assert_allclose(forward[resolved], backward[resolved], rtol=1e-9)
 
 
 @pytest.mark.parametrize("method", ["explicit", "implicit", "tr_bdf2"])
@@ -385,6 +505,49 @@ def test_mass_and_positivity_over_long_runs(method: str, bc: str, rng: np.random
     for snap in sol.snapshots:
         assert snap.min() >= 0
         assert abs(grid.integrate(snap) - mass0) < 1e-12 * mass0
+
+
+@pytest.mark.parametrize("method", ["implicit", "tr_bdf2"])
+@pytest.mark.parametrize("bc", ["reflecting", "periodic"])
+@pytest.mark.parametrize("dt", [1e-2, 1e2, 1e4, 1e8])
+def test_implicit_mass_is_conserved_to_rounding_for_any_dt(method: str, bc: str, dt: float,
+                                                           rng: np.random.Generator) -> None:
+    """The matrix I - c dt L is nearly singular for large dt, along the steady state (the mass
+    direction): the solver must still conserve mass to rounding, at every step."""
+    grid = hs.Grid((-2.0, -2.0), (2.0, 2.0), (25, 21))
+    x1, x2 = grid.coords
+    f = 3.0 * (x1**2 - 1) ** 2 + x2**2 + 0.5 * x1 * x2
+    rho0 = rng.random(grid.shape)
+    sol = solve_fokker_planck(rho0, grid, 4 * dt, potential=f, beta=2.0, bc=bc, method=method, dt=dt,
+                              save_at=[dt, 2 * dt, 3 * dt])
+    mass0 = grid.integrate(rho0)
+    for snap in sol.snapshots:
+        assert abs(grid.integrate(snap) / mass0 - 1) < 1e-12
+
+
+@pytest.mark.parametrize("method", ["implicit", "tr_bdf2"])
+def test_implicit_mass_over_a_huge_time_with_the_default_step(method: str) -> None:
+    """t = 1e12 with the default dt = t / 100: mass to rounding, and the discrete Gibbs state reached."""
+    grid = hs.Grid(-2.0, 2.0, 81)
+    f = 10 * (grid.axes[0] ** 2 - 1) ** 2 + 0.01 * grid.axes[0]
+    rho0 = gaussian(grid, [1.0], [0.05])
+    sol = solve_fokker_planck(rho0, grid, 1e12, potential=f, beta=0.2, method=method)
+    assert abs(grid.integrate(sol.values) - 1.0) < 1e-12
+    gibbs = discrete_gibbs(grid, f, 0.2)
+    assert np.max(np.abs(sol.values - gibbs)) < 1e-9 * gibbs.max()
+
+
+def test_backward_euler_with_absorbing_walls_keeps_the_discrete_mass_balance() -> None:
+    """Backward Euler's exact balance: mass_new + dt * (outflow through the walls at the new state) = mass_old,
+    to rounding even when dt is 1e6 times the explicit bound."""
+    grid = hs.Grid(-1.0, 1.0, 41)
+    op = fokker_planck_operator(grid, potential=grid.axes[0] ** 2, beta=1.0, bc="absorbing")
+    rho0 = gaussian(grid, [0.2], [0.1])
+    dt = 1e6 * op.stable_dt
+    sol = solve_fokker_planck(rho0, grid, dt, potential=grid.axes[0] ** 2, beta=1.0, bc="absorbing",
+                              method="implicit", dt=dt)
+    leaving = dt * grid.integrate(op.absorption * sol.values)
+    assert abs((grid.integrate(sol.values) + leaving) / grid.integrate(rho0) - 1) < 1e-12
 
 
 def test_explicit_step_stays_positive_at_the_bound(rng: np.random.Generator) -> None:
@@ -574,22 +737,24 @@ def test_lazy_exports() -> None:
 
 
 def test_detailed_balance_path_agrees_with_the_sparse_solve_and_refuses_rotation() -> None:
-    """The O(N) reversible null vector equals the pinned LU solve, and is refused for Example 6.43's force."""
+    """The O(N) reversible density equals the pinned LU solve, and is refused for Example 6.43's force."""
     from hjsmooth.landscapes import limit_cycles
     from hjsmooth.solvers.fokker_planck import (
-        _detailed_balance_null_vector,
+        _detailed_balance_density,
         _pinned_null_vector,
         fokker_planck_operator,
     )
 
     grid = hs.Grid((-2.0, -2.5), (2.0, 2.5), (41, 51))
     x, y = grid.coords
-    f = (x**2 - 1) ** 2 / 4 + 0.3 * x + y**2 / 2
-    generator = fokker_planck_operator(grid, potential=f, diffusion=[1.0, 0.5], beta=1.5).to_sparse()
-    fast = _detailed_balance_null_vector(generator, grid.shape)
+    f = (x**2 - 1) ** 2 / 4 + 0.3 * x + y**2 / 2  # separable: reversible with per-axis D
+    fast = _detailed_balance_density(grid, f, None, np.array([1.0, 0.5]), 1.5, "reflecting")
     assert fast is not None
+    generator = fokker_planck_operator(grid, potential=f, diffusion=[1.0, 0.5], beta=1.5).to_sparse()
     pin = int(np.argmin(f))
     slow = _pinned_null_vector(generator.tocoo(), pin)
     np.testing.assert_allclose(fast / fast[pin], slow, rtol=1e-10)
-    rotating = fokker_planck_operator(grid, drift=limit_cycles(2.0).drift_on_grid(grid), beta=0.5).to_sparse()
-    assert _detailed_balance_null_vector(rotating, grid.shape) is None
+    drift = limit_cycles(2.0).drift_on_grid(grid)
+    assert _detailed_balance_density(grid, None, drift, None, 0.5, "reflecting") is None
+    coupled = f + 0.4 * x * y  # not separable: per-axis D breaks detailed balance on the plaquettes
+    assert _detailed_balance_density(grid, coupled, None, np.array([1.0, 0.5]), 1.5, "reflecting") is None

@@ -110,6 +110,20 @@ def test_zero_potential_is_hj_in_reversed_time(beta: float) -> None:
     assert np.abs(sol.values - exact)[inner].max() < 5e-3
 
 
+def test_hjb_weno5_with_data_constant_along_an_axis() -> None:
+    """V and f depend on x only (2D): the y slopes are all zero, which WENO5 must survive;
+    every y line then carries the 1D solution (same steps: a dt below both CFL bounds)."""
+    grid = hs.Grid((-2.0, -1.0), (2.0, 1.0), (41, 5))
+    x = grid.coords[0]
+    sol = solve_hjb(x**2, grid, 0.5, beta=4.0, potential=0.3 * x**2, accuracy="weno5", dt=2e-3)
+    line_grid = hs.Grid(-2.0, 2.0, 41)
+    line = solve_hjb(line_grid.axes[0] ** 2, line_grid, 0.5, beta=4.0, potential=0.3 * line_grid.axes[0] ** 2,
+                     accuracy="weno5", dt=2e-3)
+    assert sol.steps == line.steps == 250
+    assert np.all(np.isfinite(sol.values))
+    np.testing.assert_allclose(sol.values, np.broadcast_to(line.values[:, None], grid.shape), rtol=0, atol=1e-13)
+
+
 def test_hjb_comparison_principle(rng: np.random.Generator) -> None:
     """Monotone first-order scheme: V1 <= V2 gives u1 <= u2 (same dt), with advection."""
     grid = hs.Grid(-1.0, 1.0, 41)
@@ -155,7 +169,7 @@ def test_hjb_backends_agree(backend) -> None:
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"T": -1.0}, ValueError, "`T`"),
+        ({"t": -1.0}, ValueError, "`t`"),
         ({"beta": 0.0}, ValueError, "`beta`"),
         ({"scheme": "roe"}, ValueError, "`scheme`"),
         ({"grad_f": np.zeros(21)}, ValueError, "`grad_f`"),
@@ -166,10 +180,32 @@ def test_hjb_backends_agree(backend) -> None:
 )
 def test_hjb_bad_input(kwargs: dict, error: type, match: str) -> None:
     grid = hs.Grid(-1.0, 1.0, 21)
-    args = {"V": grid.coords[0] ** 2, "grid": grid, "T": 1.0}
+    args = {"V": grid.coords[0] ** 2, "grid": grid, "t": 1.0}
     args.update(kwargs)
     with pytest.raises(error, match=match):
         solve_hjb(**args)
+
+
+def test_final_time_is_t_and_T_is_deprecated() -> None:
+    """Every solver takes the final time as ``t``; ``T`` still works for now, with a DeprecationWarning."""
+    grid, f, V, rho0 = _double_well_problem(41)
+    new = solve_hjb(V, grid, t=0.5, beta=2.0, potential=f)
+    with pytest.warns(DeprecationWarning, match="`T` is deprecated"):
+        old = solve_hjb(V, grid, T=0.5, beta=2.0, potential=f)
+    np.testing.assert_array_equal(new.values, old.values)
+    assert new.info["t"] == 0.5
+    with pytest.raises(TypeError, match="not both"):
+        solve_hjb(V, grid, 0.5, T=0.5)
+    with pytest.raises(TypeError, match="missing the argument `t`"):
+        solve_hjb(V, grid)
+    fb = solve_forward_backward(V, rho0, grid, t=0.2, potential=f, beta=2.0, n_intervals=4)
+    with pytest.warns(DeprecationWarning, match="`T` is deprecated"):
+        fb_old = solve_forward_backward(V, rho0, grid, T=0.2, potential=f, beta=2.0, n_intervals=4)
+    np.testing.assert_array_equal(fb.density.values, fb_old.density.values)
+    control = hs.sde.riccati_control(0.5, 1.0, 2.0, t=1.0)
+    with pytest.warns(DeprecationWarning, match="`horizon` is deprecated"):
+        old_control = hs.sde.riccati_control(0.5, 1.0, 2.0, horizon=1.0)
+    assert control.q(0.3) == old_control.q(0.3) and control.t == 1.0
 
 
 def test_lazy_exports() -> None:
@@ -239,5 +275,5 @@ def test_forward_backward_bad_input() -> None:
         solve_forward_backward(V, rho0, grid, 1.0, potential=f, beta=2.0, n_intervals=0)
     with pytest.raises(ValueError, match="`rho0`"):
         solve_forward_backward(V, -rho0, grid, 1.0, potential=f, beta=2.0)
-    with pytest.raises(ValueError, match="`T`"):
+    with pytest.raises(ValueError, match="`t`"):
         solve_forward_backward(V, rho0, grid, -1.0, potential=f, beta=2.0)

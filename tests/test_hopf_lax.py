@@ -10,11 +10,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hjsmooth as hs
-from hjsmooth.solvers.hopf_lax import hopf_lax
+from hjsmooth.solvers.hopf_lax import HopfLaxSolution, hopf_lax, hopf_lax_prox
 
 from grid_strategies import grid_functions, small_grid
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
+
+
+def prox_pair(solution: HopfLaxSolution) -> tuple:
+    """``(values, prox)`` of a :func:`hopf_lax_prox` result."""
+    return solution.values, solution.prox
+
+
+def test_prox_is_a_separate_function_and_no_flag_changes_the_return_type() -> None:
+    grid = hs.Grid((-1.0, -1.0), (1.0, 1.0), (21, 17))
+    f = np.sin(3 * grid.coords[0]) * grid.coords[1]
+    sol = hopf_lax_prox(f, grid, 0.3)
+    assert isinstance(sol, HopfLaxSolution) and sol.prox.shape == (2, 21, 17)
+    np.testing.assert_array_equal(sol.values, hopf_lax(f, grid, 0.3))
+    with pytest.raises(TypeError, match="return_prox"):
+        hopf_lax(f, grid, 0.3, return_prox=True)
+    assert hs.hopf_lax_prox is hopf_lax_prox and hs.local_entropy_mean is hs.solvers.cole_hopf.local_entropy_mean
 
 
 def brute_force_hopf_lax(f: np.ndarray, grid: hs.Grid, t: float) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +66,7 @@ def test_quadratic_closed_form_within_grid_resolution(shape, t):
     grid = hs.Grid([-3.0] * len(shape), [3.0] * len(shape), shape)
     x = np.stack(grid.coords)
     f = 0.5 * (x**2).sum(axis=0)
-    u, prox = hopf_lax(f, grid, t, return_prox=True)
+    u, prox = prox_pair(hopf_lax_prox(f, grid, t))
     exact = 0.5 * (x**2).sum(axis=0) / (1.0 + t)
     # The minimiser x/(1+t) is always inside the window; restricting y to the grid costs at most
     # (curvature of the objective in y) / 2 * (h/2)^2 per axis, and never makes u smaller.
@@ -82,7 +98,7 @@ def test_quadratic_error_is_second_order_under_refinement():
 @given(grid_functions(10.0), times, st.sampled_from(["auto", "brute_force"]))
 def test_equals_brute_force_minimum_and_prox_attains_it(data, t, method):
     grid, f = data
-    u, prox = hopf_lax(f, grid, t, return_prox=True, method=method)
+    u, prox = prox_pair(hopf_lax_prox(f, grid, t, method=method))
     expected, _ = brute_force_hopf_lax(f, grid, t)
     scale = 1.0 + np.max(np.abs(expected))
     np.testing.assert_allclose(u, expected, rtol=0, atol=1e-13 * scale)
@@ -93,8 +109,8 @@ def test_envelope_equals_brute_force_on_a_larger_rugged_grid(rng):
     grid = hs.Grid((-2.0, -1.0), (2.0, 3.0), (64, 48))
     f = rng.standard_normal(grid.shape) + np.sin(7 * grid.coords[0]) * grid.coords[1]
     for t in (0.01, 0.2, 5.0):
-        u, prox = hopf_lax(f, grid, t, return_prox=True)
-        u_ref, prox_ref = hopf_lax(f, grid, t, return_prox=True, method="brute_force")
+        u, prox = prox_pair(hopf_lax_prox(f, grid, t))
+        u_ref, prox_ref = prox_pair(hopf_lax_prox(f, grid, t, method="brute_force"))
         np.testing.assert_allclose(u, u_ref, rtol=0, atol=1e-12)
         np.testing.assert_allclose(objective_at(f, grid, t, prox), u_ref, rtol=0, atol=1e-12)
         np.testing.assert_allclose(objective_at(f, grid, t, prox_ref), u_ref, rtol=0, atol=1e-12)
@@ -171,16 +187,16 @@ def test_backend_agrees_with_numpy_and_keeps_array_kind(backend, shape, rng):
     grid = small_grid(shape)
     f = rng.standard_normal(shape)
     t = 0.07
-    u_ref, prox_ref = hopf_lax(f, grid, t, return_prox=True)
+    u_ref, prox_ref = prox_pair(hopf_lax_prox(f, grid, t))
     x = backend.asarray(f)
-    u, prox = hopf_lax(x, grid, t, return_prox=True)
+    u, prox = prox_pair(hopf_lax_prox(x, grid, t))
     assert backend.is_same_kind(u, x) and backend.is_same_kind(prox, x)
     assert tuple(prox.shape) == (len(shape), *shape)
     np.testing.assert_allclose(backend.to_numpy(u), u_ref, rtol=0, atol=1e-10)
     np.testing.assert_allclose(objective_at(f, grid, t, backend.to_numpy(prox)), u_ref, rtol=0, atol=1e-10)
 
     x32 = backend.asarray(f, dtype="float32")
-    u32, prox32 = hopf_lax(x32, grid, t, return_prox=True)
+    u32, prox32 = prox_pair(hopf_lax_prox(x32, grid, t))
     assert backend.is_same_kind(u32, x32) and backend.is_same_kind(prox32, x32)
     np.testing.assert_allclose(backend.to_numpy(u32), u_ref, rtol=0, atol=2e-5 * (1 + np.abs(u_ref).max()))
 
@@ -190,7 +206,7 @@ def test_torch_brute_force_path_agrees(rng):
     grid = small_grid((19, 13))
     f = rng.standard_normal(grid.shape)
     u_ref = hopf_lax(f, grid, 0.2)
-    u, prox = hopf_lax(torch.as_tensor(f), grid, 0.2, return_prox=True, method="brute_force")
+    u, prox = prox_pair(hopf_lax_prox(torch.as_tensor(f), grid, 0.2, method="brute_force"))
     assert isinstance(u, torch.Tensor) and u.dtype == torch.float64
     np.testing.assert_allclose(u.numpy(), u_ref, rtol=0, atol=1e-12)
     np.testing.assert_allclose(objective_at(f, grid, 0.2, prox.numpy()), u_ref, rtol=0, atol=1e-12)
@@ -202,7 +218,7 @@ def test_torch_brute_force_path_agrees(rng):
 def test_t_zero_returns_a_copy_and_identity_prox():
     grid = small_grid((5, 4))
     f = np.arange(20.0).reshape(5, 4)
-    u, prox = hopf_lax(f, grid, 0.0, return_prox=True)
+    u, prox = prox_pair(hopf_lax_prox(f, grid, 0.0))
     np.testing.assert_array_equal(u, f)
     assert u is not f and not np.shares_memory(u, f)
     np.testing.assert_array_equal(prox, np.stack(grid.coords))
@@ -243,8 +259,8 @@ def test_cupy_kernel_equals_numpy(dtype, shape, rng):
     cupy = pytest.importorskip("cupy")
     grid = hs.Grid([-2.0] * len(shape), [2.0] * len(shape), shape)
     f = (rng.standard_normal(shape) * 3).astype(dtype)
-    u_ref, prox_ref = hopf_lax(f, grid, 0.05, return_prox=True)
-    u, prox = hopf_lax(cupy.asarray(f), grid, 0.05, return_prox=True)
+    u_ref, prox_ref = prox_pair(hopf_lax_prox(f, grid, 0.05))
+    u, prox = prox_pair(hopf_lax_prox(cupy.asarray(f), grid, 0.05))
     assert isinstance(u, cupy.ndarray) and u.dtype == f.dtype and prox.dtype == f.dtype
     atol = 1e-12 if dtype == "float64" else 1e-5 * (1 + np.abs(u_ref).max())
     np.testing.assert_allclose(u.get(), u_ref, rtol=0, atol=atol)
@@ -262,7 +278,7 @@ def test_cuda_torch_equals_numpy(method, rng):
     grid = hs.Grid((-2.0, -2.0), (2.0, 2.0), (129, 200))
     f = rng.standard_normal(grid.shape)
     u_ref = hopf_lax(f, grid, 0.1)
-    u, prox = hopf_lax(torch.as_tensor(f, device="cuda"), grid, 0.1, return_prox=True, method=method)
+    u, prox = prox_pair(hopf_lax_prox(torch.as_tensor(f, device="cuda"), grid, 0.1, method=method))
     assert u.device.type == "cuda" and prox.device.type == "cuda" and u.dtype == torch.float64
     np.testing.assert_allclose(u.cpu().numpy(), u_ref, rtol=0, atol=1e-12)
     np.testing.assert_allclose(objective_at(f, grid, 0.1, prox.cpu().numpy()), u_ref, rtol=0, atol=1e-12)

@@ -8,12 +8,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hjsmooth as hs
-from hjsmooth.solvers.hopf_lax import hopf_lax
+from hjsmooth.solvers.hopf_lax import HopfLaxSolution, hopf_lax, hopf_lax_prox
 
 from grid_strategies import grid_functions
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True)
 DEGREES = {"quadratic": 2, "cubic": 3, "quartic": 4}
+
+
+def prox_pair(solution: HopfLaxSolution) -> tuple:
+    """``(values, prox)`` of a :func:`hopf_lax_prox` result."""
+    return solution.values, solution.prox
 
 
 # ------------------------------------------------------------------------------ references
@@ -58,7 +63,7 @@ def errors_under_refinement(ns, degree, t=1.0, ndim=1):
         grid = hs.Grid([-4.0] * ndim, [4.0] * ndim, (n,) * ndim)
         x = np.stack(grid.coords)
         r = np.sqrt((x**2).sum(axis=0))
-        u, prox = hopf_lax(log_profile(r), grid, t, subgrid=degree, return_prox=True)
+        u, prox = prox_pair(hopf_lax_prox(log_profile(r), grid, t, subgrid=degree))
         exact, y = hopf_lax_1d_reference(r, t)
         exact_prox = x * np.where(r > 0, y / np.where(r > 0, r, 1.0), 0.0)
         inside = np.all(np.abs(x) <= 2.0, axis=0)
@@ -99,7 +104,7 @@ def test_exact_to_rounding_for_quadratic_f(subgrid, shape, t):
     spacing = np.array(grid.spacing).reshape((-1,) + (1,) * ndim)
     inside = np.all(np.abs(prox_exact) <= 3.0 - 3 * spacing, axis=0)
     assert inside.mean() > 0.5
-    u, prox = hopf_lax(f, grid, t, subgrid=subgrid, return_prox=True)
+    u, prox = prox_pair(hopf_lax_prox(f, grid, t, subgrid=subgrid))
     np.testing.assert_allclose(u[inside], exact[inside], rtol=0, atol=1e-13 * (1 + np.abs(exact).max()))
     np.testing.assert_allclose(prox[:, inside], prox_exact[:, inside], rtol=0, atol=1e-12)
     # while the grid minimum is off by O(h^2)
@@ -114,7 +119,7 @@ def test_minimiser_at_the_window_edge_is_exact(subgrid):
     slope, t = 3.0, 0.1
     grid = hs.Grid(0.0, 1.0, 201)
     x = grid.axes[0]
-    u, prox = hopf_lax(-slope * x, grid, t, subgrid=subgrid, return_prox=True)
+    u, prox = prox_pair(hopf_lax_prox(-slope * x, grid, t, subgrid=subgrid))
     y = np.minimum(x + slope * t, 1.0)
     assert np.any(y == 1.0) and np.any(y < 1.0)
     np.testing.assert_allclose(u, -slope * y + (x - y) ** 2 / (2 * t), rtol=0, atol=1e-13)
@@ -160,7 +165,7 @@ def test_never_above_the_grid_minimum(data, t, subgrid, method):
     # refined u is <= the plain u everywhere, for any f.
     grid, f = data
     plain = hopf_lax(f, grid, t, method=method)
-    refined, prox = hopf_lax(f, grid, t, subgrid=subgrid, method=method, return_prox=True)
+    refined, prox = prox_pair(hopf_lax_prox(f, grid, t, subgrid=subgrid, method=method))
     assert np.all(refined <= plain)
     assert np.all(np.isfinite(prox))
     lower = np.array(grid.lower).reshape((-1,) + (1,) * grid.ndim)
@@ -193,10 +198,10 @@ def test_backends_agree_with_numpy(backend, subgrid, shape, rng, one_torch_threa
     # Newton steps, rejected refinements) is taken somewhere
     f = np.cos(x).sum(axis=0) + 0.5 * (x**2).sum(axis=0) + 0.01 * rng.standard_normal(shape)
     t = 0.3
-    u_ref, prox_ref = hopf_lax(f, grid, t, subgrid=subgrid, return_prox=True)
+    u_ref, prox_ref = prox_pair(hopf_lax_prox(f, grid, t, subgrid=subgrid))
     for method in ("auto", "brute_force"):
         arr = backend.asarray(f)
-        u, prox = hopf_lax(arr, grid, t, subgrid=subgrid, return_prox=True, method=method)
+        u, prox = prox_pair(hopf_lax_prox(arr, grid, t, subgrid=subgrid, method=method))
         assert backend.is_same_kind(u, arr) and backend.is_same_kind(prox, arr)
         np.testing.assert_allclose(backend.to_numpy(u), u_ref, rtol=0, atol=1e-10)
         np.testing.assert_allclose(backend.to_numpy(prox), prox_ref, rtol=0, atol=1e-10)
@@ -270,6 +275,6 @@ def test_bad_subgrid_names_the_argument_and_lists_the_valid_values(bad):
 def test_t_zero_with_subgrid_returns_f_and_the_grid_points():
     grid = hs.Grid((0.0, 0.0), (1.0, 2.0), (4, 3))
     f = np.arange(12.0).reshape(4, 3)
-    u, prox = hopf_lax(f, grid, 0.0, subgrid="cubic", return_prox=True)
+    u, prox = prox_pair(hopf_lax_prox(f, grid, 0.0, subgrid="cubic"))
     np.testing.assert_array_equal(u, f)
     np.testing.assert_array_equal(prox, np.stack(grid.coords))

@@ -449,6 +449,54 @@ def test_lazy_export() -> None:
     assert hs.solve_hj is solve_hj
 
 
+# ----------------------------------------------------------------------------- degenerate data, high order
+
+
+@pytest.mark.parametrize("accuracy", ["eno2", "weno5"])
+@pytest.mark.parametrize("value", [0.0, 2.5, -1e-300, 1e300])
+def test_constant_data_stays_constant_at_high_order(accuracy: str, value: float) -> None:
+    """Zero slopes everywhere: the WENO smoothness indicators are all zero, and the weights
+    must still be the optimal ones (no 0/0), so u stays exactly constant."""
+    grid = hs.Grid((0.0, 0.0), (1.0, 1.0), (9, 7))
+    sol = solve_hj(np.full(grid.shape, value), grid, 1.0, beta=4.0, accuracy=accuracy)
+    np.testing.assert_array_equal(sol.values, value)
+
+
+@pytest.mark.parametrize("shape", [(41, 9), (41, 3)])
+def test_weno5_field_constant_along_an_axis(shape: tuple[int, int]) -> None:
+    """2D f = x^2 is constant along y (a 3-node y axis included): the solution is the 1D
+    solution on every line, x^2 / (1 + 2t) inside the box for the inviscid equation."""
+    grid = hs.Grid((-2.0, -1.0), (2.0, 1.0), shape)
+    x = grid.coords[0]
+    sol = solve_hj(x**2, grid, 0.5, accuracy="weno5")
+    line = solve_hj(grid.axes[0] ** 2, hs.Grid(-2.0, 2.0, shape[0]), 0.5, accuracy="weno5")
+    np.testing.assert_allclose(sol.values, np.broadcast_to(line.values[:, None], shape), rtol=0, atol=1e-14)
+    inner = np.abs(x) <= 1.0
+    assert np.abs(sol.values - x**2 / 2.0)[inner].max() < 1e-3
+
+
+@pytest.mark.parametrize("scale", [1e-100, 1e-30, 1e30, 1e100])
+def test_weno5_is_scale_invariant(scale: float) -> None:
+    """The regularisation of the smoothness indicators is relative to the data, so one WENO5
+    reconstruction of c u is c times that of u (to rounding), for tiny and huge c alike."""
+    from hjsmooth.solvers.derivatives import one_sided_differences
+
+    u = np.sin(3.0 * np.linspace(-1.0, 1.0, 27)) + np.abs(np.linspace(-1.0, 1.0, 27))  # a kink inside
+    minus, plus = one_sided_differences(u, 0, 0.08, "weno5")
+    minus_c, plus_c = one_sided_differences(scale * u, 0, 0.08, "weno5")
+    np.testing.assert_allclose(minus_c / scale, minus, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(plus_c / scale, plus, rtol=1e-12, atol=0)
+
+
+def test_weno5_tiny_quadratic_evolves_like_the_unit_one() -> None:
+    """f = 1e-100 x^2: the slopes are tiny but not zero; u = 1e-100 x^2 / (1 + 2e-100 t) = f to rounding."""
+    grid = hs.Grid(-1.0, 1.0, 41)
+    f = 1e-100 * grid.axes[0] ** 2
+    sol = solve_hj(f, grid, 1.0, accuracy="weno5")
+    assert np.all(np.isfinite(sol.values))
+    np.testing.assert_allclose(sol.values, f, rtol=1e-12, atol=1e-115)
+
+
 # ----------------------------------------------------------------------------- bad input
 
 

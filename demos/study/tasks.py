@@ -74,6 +74,10 @@ class Split:
     def without_test(self) -> "Split":
         return Split(self.x_train, self.y_train, self.x_val, self.y_val)
 
+    def train_val(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(x_train, y_train, x_val, y_val)``."""
+        return self.x_train, self.y_train, self.x_val, self.y_val
+
 
 def _carve(x: np.ndarray, y: np.ndarray, fraction: float) -> tuple[np.ndarray, ...]:
     """Split ``(x, y)`` by a fixed permutation into a first part and a last ``fraction``."""

@@ -40,32 +40,67 @@ def as_points(x: Any, name: str = "x") -> tuple[Any, Any, tuple[int, ...]]:
 
 
 class GradientOracle:
-    """Calls the user's ``grad_f`` on batches ``(..., d)`` and checks what comes back.
+    """Calls a user callable (``grad_f``, ``drift``, ``control``) on batches ``(..., d)`` and checks
+    every result: the input's shape, array type and dtype, and finite values.
 
     With ``noisy=True`` the callable is ``grad_f(y, rng)`` (a minibatch gradient drawing its own
-    noise from the sampler's generator, as in (4.40)); otherwise ``grad_f(y)``.
+    noise from the sampler's generator, as in (4.40)); otherwise ``grad_f(y)``, or
+    ``grad_f(y, s)`` when called with a time ``s``.  A non-finite result raises
+    ``FloatingPointError`` naming the callable, unless the points themselves had left the
+    finite range or exceeded ``1e60`` (``1e8`` in float32), where the chains diverged and the
+    message names the step (``step_name``) instead.
     """
 
-    def __init__(self, grad_f: Callable[..., Any], rng: Any, noisy: bool = False, name: str = "grad_f"):
+    def __init__(self, grad_f: Callable[..., Any], rng: Any, noisy: bool = False, name: str = "grad_f",
+                 step_name: str = "step_size"):
         if not callable(grad_f):
             raise TypeError(f"`{name}` must be callable, got {type(grad_f).__name__}")
         self.grad_f = grad_f
         self.rng = rng
         self.noisy = bool(noisy)
         self.name = name
+        self.step_name = step_name
         self.calls = 0
+        self._namespaces: dict[type, Any] = {}
 
-    def __call__(self, y: Any) -> Any:
-        g = self.grad_f(y, self.rng) if self.noisy else self.grad_f(y)
-        if self.calls == 0:
-            if tuple(getattr(g, "shape", ())) != tuple(y.shape):
-                raise ValueError(f"`{self.name}` must return an array of the input's shape {tuple(y.shape)}, "
-                                 f"got {tuple(getattr(g, 'shape', ()))}")
-            if type(g) is not type(y) or g.dtype != y.dtype:
-                raise TypeError(f"`{self.name}` must return the input's array type and dtype "
-                                f"({type(y).__name__}, {y.dtype}), got {type(g).__name__}, {getattr(g, 'dtype', None)}")
+    def _namespace(self, g: Any) -> Any:
+        """``array_namespace(g)``, looked up once per array type (it is called at every step)."""
+        xp = self._namespaces.get(type(g))
+        if xp is None:
+            xp = self._namespaces[type(g)] = array_namespace(g)
+        return xp
+
+    def __call__(self, y: Any, *time: float) -> Any:
         self.calls += 1
+        if self.noisy:
+            g = self.grad_f(y, self.rng)
+        else:
+            g = self.grad_f(y, *time)
+        self._check(y, g)
         return g
+
+    def _check(self, y: Any, g: Any) -> None:
+        where = f"(call {self.calls})"
+        if type(g) is not type(y) or g.dtype != y.dtype:
+            raise TypeError(f"`{self.name}` must return the input's array type and dtype "
+                            f"({type(y).__name__}, {y.dtype}), got {type(g).__name__}, {getattr(g, 'dtype', None)} {where}")
+        if tuple(g.shape) != tuple(y.shape):
+            raise ValueError(f"`{self.name}` must return an array of the input's shape {tuple(y.shape)}, "
+                             f"got {tuple(g.shape)} {where}")
+        xp = self._namespace(g)
+        if math.isfinite(float(xp.sum(g))):  # one reduction (a sum of finite values may overflow: recheck)
+            return
+        bad = ~xp.isfinite(g)
+        n_bad = int(xp.sum(xp.astype(bad, xp.int64)))
+        if n_bad == 0:
+            return
+        limit = 1e8 if y.dtype == xp.float32 else 1e60
+        size = float(xp.max(xp.abs(xp.where(bad, y, xp.zeros_like(y)))))
+        if not math.isfinite(size) or size > limit:
+            raise FloatingPointError(
+                f"the chains diverged: `{self.name}` overflowed at points as large as {size:.3g} {where}; "
+                f"pass a smaller `{self.step_name}`")
+        raise FloatingPointError(f"`{self.name}` returned {n_bad} NaN or inf value(s) at finite points {where}")
 
 
 def _fd_step(y: Any) -> float:

@@ -10,8 +10,9 @@ and no global random state is touched.  Two kinds are accepted:
 * a ``torch.Generator`` works with torch tensors on the generator's device; the noise is drawn
   there directly, in the array's dtype.
 
-An ``int`` seed is turned into a fresh generator of the kind that suits the array
-(:func:`make_generator`).
+The argument follows SPEC 7, as numpy and scipy do: ``None`` draws fresh entropy from the
+operating system, an ``int`` seeds a new generator of the kind that suits the array
+(:func:`make_generator`), and a generator is used as it is (and advances).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from hjsmooth.backend import from_numpy, is_torch_array
+from hjsmooth.validation import check_seed
 
 __all__ = ["make_generator", "check_generator", "normal", "sign_flips"]
 
@@ -30,26 +32,31 @@ def _is_torch_generator(rng: Any) -> bool:
     return mod.startswith("torch") and type(rng).__name__ == "Generator"
 
 
-def make_generator(seed: int, like: Any) -> Any:
-    """A new generator seeded with ``seed``: ``torch.Generator`` on ``like``'s device for torch
-    tensors, ``numpy.random.Generator`` otherwise."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"`rng` must be a numpy Generator, a torch.Generator or an int seed, got {seed!r}")
+def make_generator(seed: int | None, like: Any) -> Any:
+    """A new generator: ``torch.Generator`` on ``like``'s device for torch tensors, ``numpy.random.Generator``
+    otherwise; seeded with ``seed`` (an integer in ``[0, 2**63)``), or from fresh OS entropy for ``None``."""
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"`rng` must be None, a numpy Generator, a torch.Generator or an int seed, got {seed!r}")
+        seed = check_seed(seed, "rng")
     if is_torch_array(like):
         import torch
 
         gen = torch.Generator(device=like.device)
-        gen.manual_seed(int(seed))
+        if seed is None:
+            gen.seed()  # fresh, non-deterministic
+        else:
+            gen.manual_seed(int(seed))
         return gen
-    return np.random.default_rng(int(seed))
+    return np.random.default_rng(seed)
 
 
 def check_generator(rng: Any, like: Any, name: str = "rng") -> Any:
-    """Return a generator usable with ``like``: ``rng`` itself, or a new one if ``rng`` is an int seed.
+    """Return a generator usable with ``like`` (SPEC 7): ``rng`` itself if it is a generator, a new seeded
+    one for an int, a new one from fresh entropy for ``None``.
 
-    Raises ``TypeError`` for anything else (``None`` included: the generator is never implicit) and
-    ``ValueError`` when a ``torch.Generator`` lives on another device than ``like``, or is
-    combined with a non-torch array.
+    Raises ``TypeError`` for anything else and ``ValueError`` when a ``torch.Generator`` lives on another
+    device than ``like``, or is combined with a non-torch array.
     """
     if isinstance(rng, np.random.Generator):
         return rng
@@ -60,9 +67,9 @@ def check_generator(rng: Any, like: Any, name: str = "rng") -> Any:
         if rng.device.type != like.device.type:
             raise ValueError(f"`{name}` lives on {rng.device} but the data lives on {like.device}")
         return rng
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
-        return make_generator(int(rng), like)
-    raise TypeError(f"`{name}` must be a numpy Generator, a torch.Generator or an int seed, got {rng!r}")
+    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
+        return make_generator(rng, like)
+    raise TypeError(f"`{name}` must be None, a numpy Generator, a torch.Generator or an int seed, got {rng!r}")
 
 
 def normal(rng: Any, shape: tuple[int, ...], like: Any) -> Any:

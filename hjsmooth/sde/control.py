@@ -12,6 +12,7 @@ and the optimal feedback control ``alpha*(x, s) = grad u(x, s)`` (4.32).  A cont
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,15 @@ import numpy as np
 
 from hjsmooth.backend import array_namespace, from_numpy, to_numpy
 from hjsmooth.grid import Grid
-from hjsmooth.validation import check_beta, check_finite, check_positive, check_time
+from hjsmooth.validation import (
+    check_beta,
+    check_finite,
+    check_grid,
+    check_positive,
+    check_real,
+    check_time,
+    renamed_argument,
+)
 
 __all__ = ["grid_control", "riccati_control", "RiccatiControl"]
 
@@ -47,6 +56,7 @@ def grid_control(values: Any, times: Any, grid: Grid) -> Callable[[Any, float], 
     """
     from scipy.interpolate import RegularGridInterpolator
 
+    check_grid(grid)
     u = np.asarray(to_numpy(values), dtype=np.float64)
     s_grid = np.asarray(times, dtype=np.float64).ravel()
     if u.shape != (s_grid.size,) + tuple(grid.shape):
@@ -89,16 +99,23 @@ class RiccatiControl:
         r(s) = d/(2 beta) log(1 + c (1 - e^{-2 a S}) / (2a))   (log(1 + c S) when a = 0)
 
     and ``alpha*(x, s) = q(s) x``.  ``sgd_expectation(x0)`` is ``E[V(X_sgd(T))]`` for the uncontrolled
-    Ornstein-Uhlenbeck process ``dX = -a X ds + beta^{-1/2} dB``.
+    Ornstein-Uhlenbeck process ``dX = -a X ds + beta^{-1/2} dB``.  The final time (the horizon ``T``
+    of the formulas) is ``t``; ``horizon`` is its deprecated name.
     """
 
-    def __init__(self, a: float, c: float, beta: float, horizon: float):
-        self.a = float(a)
+    def __init__(self, a: float, c: float, beta: float, t: float | None = None, *, horizon: float | None = None):
+        self.a = check_real(a, "a")
         if not math.isfinite(self.a):
             raise ValueError(f"`a` must be finite, got {a!r}")
         self.c = check_positive(c, "c")
         self.beta = check_beta(beta)
-        self.horizon = check_time(horizon, "horizon")
+        self.t = check_time(renamed_argument(t, horizon, "t", "horizon"), "t")
+
+    @property
+    def horizon(self) -> float:
+        """Deprecated name of :attr:`t`, the final time."""
+        warnings.warn("`horizon` is deprecated and will be removed; use `t`", DeprecationWarning, stacklevel=2)
+        return self.t
 
     def _ratio(self, span: float) -> float:
         """``(1 - e^{-2 a S}) / (2 a)``, continuous at ``a = 0``."""
@@ -107,13 +124,13 @@ class RiccatiControl:
 
     def q(self, s: float) -> float:
         """The curvature ``q(s)`` of the value function."""
-        span = self.horizon - float(s)
+        span = self.t - float(s)
         w = math.exp(2 * self.a * span) * (1 / self.c + self._ratio(span))
         return 1.0 / w
 
     def r(self, s: float, d: int = 1) -> float:
         """The offset ``r(s)`` of the value function in ``d`` dimensions."""
-        span = self.horizon - float(s)
+        span = self.t - float(s)
         return 0.0 if self.beta == math.inf else d / (2 * self.beta) * math.log1p(self.c * self._ratio(span))
 
     def value(self, x: Any, s: float) -> Any:
@@ -128,12 +145,14 @@ class RiccatiControl:
     def sgd_expectation(self, x0: Any) -> float:
         """``E[V(X_sgd(T))]`` from ``X(0) = x0`` (a single point ``(d,)``) under ``dX = -a X ds + beta^{-1/2} dB``."""
         x0 = np.asarray(to_numpy(x0), dtype=np.float64).ravel()
-        T = self.horizon
+        T = self.t
         mean_sq = float(np.sum(x0 * x0)) * math.exp(-2 * self.a * T)
         var = 0.0 if self.beta == math.inf else self._ratio(T) / self.beta
         return self.c / 2 * (mean_sq + x0.size * var)
 
 
-def riccati_control(a: float, c: float, beta: float, horizon: float) -> RiccatiControl:
-    """The closed-form optimal control of (4.29)-(4.31) for ``f = a|x|^2/2``, ``V = c|x|^2/2`` (see :class:`RiccatiControl`)."""
-    return RiccatiControl(a, c, beta, horizon)
+def riccati_control(a: float, c: float, beta: float, t: float | None = None, *,
+                    horizon: float | None = None) -> RiccatiControl:
+    """The closed-form optimal control of (4.29)-(4.31) for ``f = a|x|^2/2``, ``V = c|x|^2/2`` up to the
+    final time ``t`` (see :class:`RiccatiControl`; ``horizon`` is the deprecated name of ``t``)."""
+    return RiccatiControl(a, c, beta, renamed_argument(t, horizon, "t", "horizon"))

@@ -37,7 +37,7 @@ from hjsmooth.sde._common import GradientOracle, as_points, check_count
 from hjsmooth.sde._rng import check_generator, normal
 from hjsmooth.sde.result import Paths
 from hjsmooth.solvers.stepping import output_times
-from hjsmooth.validation import check_beta, check_choice, check_positive, check_time
+from hjsmooth.validation import as_real_array, check_beta, check_choice, check_grid, check_positive, check_time
 
 __all__ = ["simulate", "histogram_density", "SIMULATION_KINDS"]
 
@@ -50,7 +50,7 @@ def simulate(
     *,
     kind: str = "sgd",
     beta: float,
-    rng: Any,
+    rng: Any = None,
     grad_f: Callable[..., Any] | None = None,
     drift: Callable[[Any], Any] | None = None,
     sigma: Any = None,
@@ -76,10 +76,14 @@ def simulate(
         The dynamics (module table).
     beta : float
         Inverse temperature, ``0 < beta <= inf`` (``inf``: no noise).
-    rng : numpy.random.Generator, torch.Generator or int
+    rng : None, int, numpy.random.Generator or torch.Generator
+        SPEC 7: ``None`` (default) draws fresh entropy, an int seeds a new generator, a generator is used
+        as it is.
     grad_f : callable
         ``grad f`` on batches ``(..., d)`` ("sgd", "controlled", "entropy_sgd"); with ``noisy_grad=True``
-        it is called as ``grad_f(y, rng)``.
+        it is called as ``grad_f(y, rng)``.  Every result of ``grad_f``, ``drift`` and ``control`` is
+        checked for the input's shape, array type and dtype and for finite values; the error names the
+        callable (or ``dt`` when the paths themselves diverged).
     drift : callable
         ``b(x)`` on batches ``(..., d)`` ("sde").
     sigma : None, array ``(d, d)`` or callable
@@ -130,14 +134,16 @@ def simulate(
     if kind in ("sgd", "controlled", "entropy_sgd"):
         if grad_f is None:
             raise ValueError(f"`grad_f` is required for kind={kind!r}")
-        grad = GradientOracle(grad_f, gen, noisy=noisy_grad)
+        grad = GradientOracle(grad_f, gen, noisy=noisy_grad, step_name="dt")
     if kind == "sde":
         if drift is None:
             raise ValueError("`drift` is required for kind='sde'")
-        drift_fn = GradientOracle(drift, gen, name="drift")
+        drift_fn = GradientOracle(drift, gen, name="drift", step_name="dt")
         sigma_fn = _sigma(sigma, x)
-    if kind == "controlled" and control is None:
-        raise ValueError("`control` is required for kind='controlled'")
+    if kind == "controlled":
+        if control is None:
+            raise ValueError("`control` is required for kind='controlled'")
+        control_fn = GradientOracle(control, gen, name="control", step_name="dt")
     if kind == "entropy_sgd":
         if gamma is None or epsilon is None:
             raise ValueError("`gamma` and `epsilon` are required for kind='entropy_sgd'")
@@ -163,7 +169,7 @@ def simulate(
                 dw = math.sqrt(h) * normal(gen, (n, d), x)
                 x = x + h * drift_fn(x) + noise * sigma_fn(x, dw)
             elif kind == "controlled":
-                a = control(x, now)
+                a = control_fn(x, now)
                 running = running + h * xp.sum(a * a, axis=-1)
                 x = x - h * (grad(x) + a) + noise * math.sqrt(h) * normal(gen, (n, d), x)
             else:
@@ -196,11 +202,14 @@ def _sigma(sigma: Any, like: Any) -> Callable[[Any, Any], Any]:
     if callable(sigma):
         def apply(x: Any, dw: Any) -> Any:
             s = sigma(x)
-            if tuple(s.shape) != tuple(x.shape) + (d,):
-                raise ValueError(f"`sigma` must return shape (..., d, d) = {tuple(x.shape) + (d,)}, got {tuple(s.shape)}")
+            if tuple(getattr(s, "shape", ())) != tuple(x.shape) + (d,):
+                raise ValueError(f"`sigma` must return shape (..., d, d) = {tuple(x.shape) + (d,)}, "
+                                 f"got {tuple(getattr(s, 'shape', ()))}")
+            if not bool(xp.all(xp.isfinite(s))):
+                raise FloatingPointError("`sigma` returned NaN or inf values")
             return xp.sum(s * dw[..., None, :], axis=-1)
         return apply
-    mat = np.asarray(to_numpy(sigma), dtype=np.float64)
+    mat = as_real_array(sigma, "sigma")
     if mat.shape != (d, d):
         raise ValueError(f"`sigma` must be a ({d}, {d}) matrix or a callable, got shape {mat.shape}")
     if not np.all(np.isfinite(mat)):
@@ -218,6 +227,7 @@ def histogram_density(points: Any, grid: Grid) -> tuple[Any, Any, float]:
     (so ``sum(density * cell volumes) = inside``) and the fraction ``inside`` of the points in the box.
     Arrays come back on ``points``' backend, device and dtype (the counting is done on the host).
     """
+    check_grid(grid)
     pts = np.asarray(to_numpy(points), dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != grid.ndim:
         raise ValueError(f"`points` must have shape (n, {grid.ndim}), got {pts.shape}")

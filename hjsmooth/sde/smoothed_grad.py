@@ -28,7 +28,14 @@ from hjsmooth.sde.heat import gaussian_average
 from hjsmooth.sde.inviscid import convexity_on_segment, proximal_flow
 from hjsmooth.sde.result import SmoothedGradient
 from hjsmooth.sde.viscous import langevin_average
-from hjsmooth.validation import check_beta, check_choice, check_positive, check_time
+from hjsmooth.validation import (
+    check_alpha,
+    check_beta,
+    check_choice,
+    check_nonnegative_real,
+    check_positive,
+    check_time,
+)
 
 __all__ = ["smoothed_grad", "KINDS", "DEFAULTS"]
 
@@ -79,7 +86,9 @@ def smoothed_grad(
     ----------
     grad_f : callable
         ``grad_f(y)`` for a batch ``y`` of shape ``(..., d)`` returns ``grad f(y)`` of the same shape,
-        backend and dtype.  With ``noisy_grad=True`` it is called as ``grad_f(y, rng)`` and may return a
+        backend and dtype, and finite: every result is checked (``ValueError`` or ``TypeError`` for the
+        wrong shape or array type, ``FloatingPointError`` for NaN or inf, naming ``grad_f`` and the call;
+        if the chains themselves diverged the error names ``step_size`` instead).  With ``noisy_grad=True`` it is called as ``grad_f(y, rng)`` and may return a
         minibatch (noisy, unbiased) gradient, as in (4.40).
     x : array of shape ``(d,)`` or ``(..., d)``
         The points (numpy or torch, CPU or CUDA; float32 or float64).  All points and all chains are
@@ -91,8 +100,10 @@ def smoothed_grad(
         has none (leave it ``None`` or pass ``inf``).
     kind : {"viscous", "inviscid", "heat", "elastic"}
         Which smoothing (see the module table).
-    rng : numpy.random.Generator, torch.Generator or int
-        The random generator (required except for ``"inviscid"``); see :mod:`hjsmooth.sde._rng`.
+    rng : None, int, numpy.random.Generator or torch.Generator
+        The random generator, as SPEC 7 says: ``None`` (default) draws fresh entropy, an int seeds a
+        new generator, a generator is used as it is (see :mod:`hjsmooth.sde._rng`).  The deterministic
+        ``"inviscid"`` kind draws nothing (unless ``noisy_grad``).
     chains : int, optional
         Independent chains per point (viscous, default 16), replicas (elastic, default 256), Gaussian
         draws or antithetic pairs (heat, default 256).
@@ -170,10 +181,8 @@ def smoothed_grad(
         steps = check_count(steps, "steps")
     if burn_in is not None:
         burn_in = check_count(burn_in, "burn_in", 0)
-    if not 0 <= float(alpha) < 1:
-        raise ValueError(f"`alpha` must satisfy 0 <= alpha < 1, got {alpha!r}")
-    if not (math.isfinite(float(grad_noise_var)) and grad_noise_var >= 0):
-        raise ValueError(f"`grad_noise_var` must be finite and >= 0, got {grad_noise_var!r}")
+    alpha = check_alpha(alpha)
+    grad_noise_var = check_nonnegative_real(grad_noise_var, "grad_noise_var")
     gen = check_generator(rng, x2) if (kind != "inviscid" or noisy_grad or rng is not None) else None
     oracle = GradientOracle(grad_f, gen, noisy=noisy_grad)
 
@@ -220,12 +229,12 @@ def smoothed_grad(
                        converged=out["converged"], convex=convex, min_curvature=curvature)
     if kind == "elastic":
         out = replica_average(oracle, x2, t, beta_f, gen, replicas=chains, burn_in=burn_in, window=steps,
-                              eta=eta, grad_noise_var=float(grad_noise_var), return_cov=return_cov)
+                              eta=eta, grad_noise_var=grad_noise_var, return_cov=return_cov)
     else:
         out = langevin_average(oracle, x2, t, beta_f, gen, chains=chains, steps=steps, burn_in=burn_in,
-                               eta=eta, form=form, averaging=averaging, alpha=float(alpha),
-                               grad_noise_var=float(grad_noise_var), return_cov=return_cov)
-        info.update(averaging=averaging, alpha=float(alpha))
+                               eta=eta, form=form, averaging=averaging, alpha=alpha,
+                               grad_noise_var=grad_noise_var, return_cov=return_cov)
+        info.update(averaging=averaging, alpha=alpha)
     return _result(xp, batch, kind, out, steps=steps, burn_in=burn_in, eta=eta, chains=chains, info=info)
 
 
