@@ -118,7 +118,8 @@ def train_run(method: Method, hp: dict[str, Any], split: Split, model_kind: str,
     final_val = val_error[-1]
     test = None
     if split.has_test and not diverged:
-        test = error_rate(runner.eval_model(), torch.as_tensor(split.x_test), torch.as_tensor(split.y_test))
+        x_test, y_test = split.test_arrays()
+        test = error_rate(runner.eval_model(), torch.as_tensor(x_test), torch.as_tensor(y_test))
     elif split.has_test:
         test = 90.0
     return RunResult(evaluations, val_error, wall, final_val, test, float(loss), used, k + 1 if outer else 0,

@@ -74,6 +74,12 @@ class Split:
     def without_test(self) -> "Split":
         return Split(self.x_train, self.y_train, self.x_val, self.y_val)
 
+    def test_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(x_test, y_test)``; the one way the study reads test data."""
+        if self.x_test is None or self.y_test is None:
+            raise ValueError("this split carries no test data (it was made by `without_test`)")
+        return self.x_test, self.y_test
+
     def train_val(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(x_train, y_train, x_val, y_val)``."""
         return self.x_train, self.y_train, self.x_val, self.y_val
