@@ -135,50 +135,72 @@ def _adam(model, loss_fn, draw, hp, generator, outer_steps, parallel):  # noqa: 
     return _plain_runner(model, loss_fn, draw, opt)
 
 
+def _library(cls: Any, hp: Mapping[str, Any], outer_steps: int, scoped: tuple[str, ...] = (),
+             **extra: Any) -> Any:
+    """``cls(params, **hp)`` with the scopes in ``scoped`` turned into schedules; ``scoping`` is not an argument."""
+    kwargs = {k: v for k, v in hp.items() if k != "scoping"}
+    for name in scoped:
+        kwargs[name] = scope_schedule(hp[name], hp.get("scoping", "constant"), outer_steps)
+    return lambda params: cls(params, **kwargs, **extra)
+
+
 def _entropy_sgd(model, loss_fn, draw, hp, generator, outer_steps, parallel):  # noqa: ANN001, ARG001
     import hjsmooth.optim as ho
 
-    gamma = scope_schedule(hp["gamma"], hp["scoping"], outer_steps)
-    opt = ho.EntropySGD(model.parameters(), lr=hp["lr"], gamma=gamma, L=hp["L"], inner_lr=hp["inner_lr"],
-                        noise=hp["noise"], generator=generator)
+    opt = _library(ho.EntropySGD, hp, outer_steps, ("gamma",), generator=generator)(model.parameters())
     return _smoothing_runner(model, loss_fn, draw, opt)
 
 
 def _hj(model, loss_fn, draw, hp, generator, outer_steps, parallel):  # noqa: ANN001, ARG001
     import hjsmooth.optim as ho
 
-    gamma = scope_schedule(hp["gamma"], hp["scoping"], outer_steps)
-    opt = ho.HJ(model.parameters(), lr=hp["lr"], gamma=gamma, L=hp["L"], inner_lr=hp["inner_lr"])
+    opt = _library(ho.HJ, hp, outer_steps, ("gamma",))(model.parameters())
     return _smoothing_runner(model, loss_fn, draw, opt)
 
 
 def _heat(model, loss_fn, draw, hp, generator, outer_steps, parallel):  # noqa: ANN001, ARG001
     import hjsmooth.optim as ho
 
-    opt = ho.Heat(model.parameters(), lr=hp["lr"], gamma=hp["gamma"], L=hp["L"], noise=hp["noise"],
-                  generator=generator)
+    opt = _library(ho.Heat, hp, outer_steps, generator=generator)(model.parameters())
     return _smoothing_runner(model, loss_fn, draw, opt)
 
 
 def _elastic(model, loss_fn, draw, hp, generator, outer_steps, parallel):  # noqa: ANN001, ARG001
     import hjsmooth.optim as ho
 
-    opt = ho.ElasticSGD(model.parameters(), lr=hp["lr"], rho=hp["rho"], n=hp["n"])
+    opt = _library(ho.ElasticSGD, hp, outer_steps, ("rho",))(model.parameters())
     return _replicated_runner(model, loss_fn, draw, opt, hp["n"], parallel)
 
 
 def _parle(model, loss_fn, draw, hp, generator, outer_steps, parallel):  # noqa: ANN001, ARG001
     import hjsmooth.optim as ho
 
-    gamma = scope_schedule(hp["gamma"], hp["scoping"], outer_steps)
-    rho = scope_schedule(hp["rho"], hp["scoping"], outer_steps)
-    opt = ho.Parle(model.parameters(), lr=hp["lr"], gamma=gamma, rho=rho, n=hp["n"], L=hp["L"],
-                   inner_lr=hp["inner_lr"], noise=hp["noise"], generator=generator)
+    opt = _library(ho.Parle, hp, outer_steps, ("gamma", "rho"), generator=generator)(model.parameters())
     return _replicated_runner(model, loss_fn, draw, opt, hp["n"], parallel)
+
+
+def _defaults(cls_name: str, *names: str) -> dict[str, Any]:
+    """The library's defaults of ``hjsmooth.optim.<cls_name>`` for ``names`` (read from its signature)."""
+    import inspect
+
+    import hjsmooth.optim as ho
+
+    parameters = inspect.signature(getattr(ho, cls_name)).parameters
+    return {name: parameters[name].default for name in names}
 
 
 _LR = lambda centre: LogUniform(centre / 4.0, centre * 4.0)  # noqa: E731
 _WD = Choice((0.0, 1e-4, 5e-4))
+_SCOPE = LogUniform(0.1, 10.0)
+_INNER_LR = LogUniform(0.03, 0.3)
+_REPLICAS = 2  # ElasticSGD's and Parle's default in one process
+
+_ENTROPY = {**_defaults("EntropySGD", "lr", "gamma", "L", "inner_lr", "noise", "weight_decay"), "scoping": "constant"}
+_HJ = {**_defaults("HJ", "lr", "gamma", "L", "inner_lr", "weight_decay"), "scoping": "constant"}
+_HEAT = _defaults("Heat", "lr", "gamma", "L", "noise", "weight_decay")
+_ELASTIC = {**_defaults("ElasticSGD", "lr", "rho", "weight_decay"), "n": _REPLICAS, "scoping": "constant"}
+_PARLE = {**_defaults("Parle", "lr", "gamma", "rho", "L", "inner_lr", "noise", "weight_decay"), "n": _REPLICAS,
+          "scoping": "constant"}
 
 METHODS: dict[str, Method] = {
     m.name: m
@@ -191,28 +213,31 @@ METHODS: dict[str, Method] = {
                       "(torch.optim.swa_utils.AveragedModel)"),
         Method("Adam", {"lr": 1e-3, "weight_decay": 0.0}, {"lr": _LR(1e-3), "weight_decay": _WD}, _adam,
                source="torch.optim.Adam defaults"),
-        Method("Entropy-SGD",
-               {"lr": 1.0, "gamma": 1.0, "L": 20, "inner_lr": 0.1, "noise": 1e-5, "scoping": "constant"},
-               {"lr": _LR(1.0), "gamma": LogUniform(0.1, 10.0), "inner_lr": LogUniform(0.03, 0.3),
+        Method("Entropy-SGD", _ENTROPY,
+               {"lr": _LR(_ENTROPY["lr"]), "gamma": _SCOPE, "inner_lr": _INNER_LR,
+                "noise": Choice((0.0, 1e-5, 1e-4)), "weight_decay": _WD, "scoping": Choice(SCOPINGS)},
+               _entropy_sgd, cost_of=lambda hp: hp["L"],
+               source="hjsmooth.optim.EntropySGD at its defaults (Nesterov 0.9 in both loops, inner buffer kept); "
+                      "the search adds the thesis' Langevin noise and scoping"),
+        Method("HJ", _HJ,
+               {"lr": LogUniform(0.25, 2.0), "gamma": _SCOPE, "inner_lr": _INNER_LR, "weight_decay": _WD,
                 "scoping": Choice(SCOPINGS)},
-               _entropy_sgd, cost_of=lambda hp: hp["L"], source="hjsmooth.optim.EntropySGD"),
-        Method("HJ", {"lr": 1.0, "gamma": 1.0, "L": 5, "inner_lr": 0.1, "scoping": "constant"},
-               {"lr": _LR(1.0), "gamma": LogUniform(0.1, 10.0), "inner_lr": LogUniform(0.03, 0.3),
-                "scoping": Choice(SCOPINGS)},
-               _hj, cost_of=lambda hp: hp["L"], source="hjsmooth.optim.HJ"),
-        Method("HEAT", {"lr": 0.3, "gamma": 0.01, "L": 20, "noise": 1.0},
-               {"lr": _LR(0.3), "gamma": LogUniform(1e-4, 1e-2)},
-               _heat, cost_of=lambda hp: hp["L"], source="hjsmooth.optim.Heat"),
-        Method("Elastic-SGD", {"lr": 0.1, "rho": 1.0, "n": 3}, {"lr": _LR(0.1), "rho": LogUniform(0.1, 10.0)},
+               _hj, cost_of=lambda hp: hp["L"], source="hjsmooth.optim.HJ at its defaults (x <- y_L)"),
+        Method("HEAT", _HEAT,
+               {"lr": _LR(_HEAT["lr"]), "gamma": LogUniform(1e-3, 0.1), "L": Choice((1, 5)), "weight_decay": _WD},
+               _heat, cost_of=lambda hp: hp["L"],
+               source="hjsmooth.optim.Heat at its defaults (filter-relative perturbation); the search adds the "
+                      "average over L = 5 perturbations"),
+        Method("Elastic-SGD", _ELASTIC,
+               {"lr": _LR(_ELASTIC["lr"]), "rho": _SCOPE, "weight_decay": _WD, "scoping": Choice(SCOPINGS)},
                _elastic, cost_of=lambda hp: hp["n"], replicas_of=lambda hp: hp["n"],
-               source="hjsmooth.optim.ElasticSGD"),
-        Method("Parle",
-               {"lr": 1.0, "gamma": 1.0, "rho": 1.0, "n": 3, "L": 5, "inner_lr": 0.1, "noise": 1e-5,
-                "scoping": "constant"},
-               {"lr": _LR(1.0), "gamma": LogUniform(0.1, 10.0), "rho": LogUniform(0.1, 10.0),
+               source="hjsmooth.optim.ElasticSGD at its defaults (2 replicas)"),
+        Method("Parle", _PARLE,
+               {"lr": _LR(_PARLE["lr"]), "gamma": _SCOPE, "rho": _SCOPE, "inner_lr": _INNER_LR, "weight_decay": _WD,
                 "scoping": Choice(SCOPINGS)},
                _parle, cost_of=lambda hp: hp["n"] * hp["L"], replicas_of=lambda hp: hp["n"],
-               source="hjsmooth.optim.Parle"),
+               source="hjsmooth.optim.Parle at its defaults (2 replicas); scoping as in the thesis' 5.3.2 "
+                      "decays both gamma and rho"),
     )
 }
 
