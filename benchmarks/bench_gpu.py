@@ -13,10 +13,11 @@ Parts (each row is independent: a failing row prints its error and the rest stil
     - ``hj godunov step``: one forward-Euler step of the viscous HJ Godunov scheme
       (``HamiltonJacobiOperator`` of ``hjsmooth.solvers.hj`` with ``forward_euler``), as
       array code and as the fused kernel that ``solve_hj`` runs on CUDA arrays, the latter
-      for strips of 1, 2, 4 and 8 rows per thread;
+      for strips of 1, 2, 4 and 8 rows per thread; and one stage of the default hybrid
+      scheme's SSP-RK(4,2) (three arrays: ``u``, ``u^n`` in, the stage out);
     - ``fp explicit step``: one forward-Euler step of the Scharfetter-Gummel
       Fokker-Planck operator, as array code (``rho + dt * op.apply(rho)``) and as
-      ``op.step``, the fused kernel on CUDA arrays.
+      the fused kernel that ``solve_fokker_planck`` runs on CUDA arrays.
 
 (b) ``hs.hopf_lax`` on ``n x n`` (target: under 50 ms on an H100);
 (c) ``hs.local_entropy`` and ``hs.heat`` on ``n x n``;
@@ -213,16 +214,22 @@ def stencil_kernels(backend: str, lib: Any, n: int) -> dict[str, Callable[[], Ca
         dt = 0.5 * op.cfl / (op.viscous_rate + 2 * HALF_WIDTH / grid.spacing[0])
         return lambda: forward_euler(u, dt, op.rhs)
 
-    def hj_step_fused(rows):
-        from hjsmooth.solvers._fused_hj import axis_slopes, fused_first_order_step
+    def hj_step_fused(rows, scheme="godunov", weights=(0.0, 1.0)):
+        """One fused stage ``a u0 + b (u + dt L(u))`` (forward Euler: a = 0, u0 not read)."""
+        from hjsmooth.backend import to_cupy
+        from hjsmooth.solvers._fused_hj import axis_slopes, fused_stage
 
         def build():
+            import cupy
+
             grid, u = make_field(backend, lib, n)
-            op = HamiltonJacobiOperator(grid, "godunov", "first", "extrapolate", BETA, 0.9)
+            cu = cupy.ascontiguousarray(to_cupy(u))
+            out = cupy.empty_like(cu)
+            op = HamiltonJacobiOperator(grid, scheme, "first", "extrapolate", BETA, 0.9)
             dt = 0.5 * op.cfl / (op.viscous_rate + 2 * HALF_WIDTH / grid.spacing[0])
-            slopes = axis_slopes(u, grid.spacing)
-            return lambda: fused_first_order_step(u, dt, grid.spacing, op.nu, "extrapolate", "godunov", slopes,
-                                                  rows=rows)
+            slopes = axis_slopes(cu, grid.spacing)
+            return lambda: fused_stage(cu, cu, out, (*weights, dt), grid.spacing, op.nu, "extrapolate", scheme, slopes,
+                                       rows=rows)
 
         return build
 
@@ -237,7 +244,10 @@ def stencil_kernels(backend: str, lib: Any, n: int) -> dict[str, Callable[[], Ca
 
     def fp_step():
         op, rho, dt = fp_operator_and_density()
-        return lambda: op.step(rho, dt)  # the fused kernel on CUDA arrays
+        engine, stepper = fp.explicit_stepper(op, rho)  # the fused kernel on CUDA arrays
+        assert engine == "cuda", engine
+        state = stepper.start(rho)
+        return lambda: stepper.step(state, dt)
 
     # name -> (factory, full-grid arrays the implementation must move: rho/u in and out, plus rates)
     rate_arrays = 2 * 2  # forward and backward rates per axis, 2D
@@ -247,6 +257,8 @@ def stencil_kernels(backend: str, lib: Any, n: int) -> dict[str, Callable[[], Ca
     kernels["hj godunov step (viscous, first order)"] = (hj_step, 2)
     for rows in (1, 2, 4, 8):
         kernels[f"hj godunov step (fused kernel, rows={rows})"] = (hj_step_fused(rows), 2)
+    # the default viscous scheme: hybrid flux, an SSP-RK(4,2) stage that also reads u^n
+    kernels["hj hybrid SSP stage (fused kernel, rows=1)"] = (hj_step_fused(1, "hybrid", (0.25, 0.75)), 3)
     kernels["fp explicit step (Scharfetter-Gummel), array code"] = (fp_step_eager, 2 + rate_arrays)
     kernels["fp explicit step (Scharfetter-Gummel), fused kernel"] = (fp_step, 2 + rate_arrays)
     return kernels

@@ -2,8 +2,11 @@
 
 Each optimizer trains the same model on the same precomputed minibatches; the time of
 one outer step is divided by the number of closure calls it makes (``L`` for the Local
-Entropy family and Heat, ``n L`` for Parle) and compared with one step of
-``torch.optim.SGD(momentum=0.9, nesterov=True, foreach=True)`` (one closure call).
+Entropy family and Heat, ``n`` for Elastic-SGD, ``n L`` for Parle) and compared with one
+step of ``torch.optim.SGD(momentum=0.9, nesterov=True, foreach=True)`` (one closure call),
+measured round robin in the same process.  "SGD + N(0,1) per weight" is the floor of the
+noisy optimizers (Heat, and Entropy-SGD/Parle with ``noise > 0``): SGD that also draws
+the one Gaussian number per weight per gradient evaluation that they need.
 
     python benchmarks/bench_optim_overhead.py [--threads 1] [--repeats 5] [--device cpu]
 """
@@ -11,6 +14,7 @@ Entropy family and Heat, ``n L`` for Parle) and compared with one step of
 from __future__ import annotations
 
 import argparse
+import inspect
 import statistics
 import time
 from collections.abc import Callable
@@ -32,15 +36,60 @@ def cnn() -> torch.nn.Module:
                                torch.nn.Flatten(), torch.nn.Linear(32 * 7 * 7, 10))
 
 
-OPTIMIZERS: dict[str, tuple[Callable[[Any], Any], int, bool]] = {
-    # name: (factory, closure calls per step, closure takes a replica index)
-    "SGD(foreach)": (lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9, nesterov=True, foreach=True), 1, False),
-    "EntropySGD L=20": (lambda p: O.EntropySGD(p, lr=0.01, gamma=1.0, L=20, foreach=True), 20, False),
-    "EntropySGD L=20 noise": (lambda p: O.EntropySGD(p, lr=0.01, gamma=1.0, L=20, noise=1e-8, foreach=True), 20,
-                              False),
-    "HJ L=5": (lambda p: O.HJ(p, lr=0.01, gamma=1.0, L=5, foreach=True), 5, False),
-    "Heat L=20": (lambda p: O.Heat(p, lr=0.01, gamma=1e-4, L=20, foreach=True), 20, False),
-    "Parle n=2 L=20": (lambda p: O.Parle(p, lr=0.5, gamma=1.0, rho=1.0, n=2, L=20, foreach=True), 40, True),
+class NoisySGD(torch.optim.SGD):
+    """The floor for the noisy optimizers: SGD that also draws one N(0, 1) per weight per step (and discards it)."""
+
+    def __init__(self, params: Any, **kw: Any) -> None:
+        super().__init__(params, **kw)
+        self._gen = torch.Generator(device=self.param_groups[0]["params"][0].device).manual_seed(0)
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+        loss = super().step(closure)
+        n = sum(p.numel() for g in self.param_groups for p in g["params"])
+        dev = self.param_groups[0]["params"][0].device
+        torch.randn(n, generator=self._gen, device=dev)
+        return loss
+
+
+_SGD = dict(lr=0.01, momentum=0.9, nesterov=True, foreach=True)
+
+
+def _make(cls: Any, params: Any, **kw: Any) -> Any:
+    """``cls(params, **kw)`` without the keywords this version of ``cls`` does not take.
+
+    So the script also runs against earlier versions of hjsmooth (``PYTHONPATH=<old checkout>``), for a
+    before/after comparison: the first rows' extra keywords state what the earlier versions did anyway
+    (no inner momentum, an absolute perturbation).  A row that cannot be built there is reported n/a.
+    """
+    accepted = inspect.signature(cls).parameters
+    return cls(params, **{k: v for k, v in kw.items() if k in accepted})
+
+
+def _default(cls: Any, name: str) -> Any:
+    """The default of argument ``name`` of ``cls`` (closure calls per step of the default rows)."""
+    return inspect.signature(cls).parameters[name].default
+# name: (factory, closure calls per step).  The first five rows keep the settings measured before the
+# optimizers were rebuilt (inner loop without momentum, Heat's absolute perturbation), so that before and
+# after compare the same algorithm; the rows marked "default" are today's defaults.
+OPTIMIZERS: dict[str, tuple[Callable[[Any], Any], int]] = {
+    "SGD(foreach)": (lambda p: torch.optim.SGD(p, **_SGD), 1),
+    "SGD + N(0,1) per weight": (lambda p: NoisySGD(p, **_SGD), 1),
+    "EntropySGD L=20": (lambda p: _make(O.EntropySGD, p, lr=0.01, gamma=1.0, L=20, inner_momentum=0.0,
+                                        scale_by_gamma=False, foreach=True), 20),
+    "EntropySGD L=20 noise": (lambda p: _make(O.EntropySGD, p, lr=0.01, gamma=1.0, L=20, noise=1e-8,
+                                              inner_momentum=0.0, scale_by_gamma=False, foreach=True), 20),
+    "HJ L=5": (lambda p: _make(O.HJ, p, lr=0.01, gamma=1.0, L=5, inner_momentum=0.0, momentum=0.9,
+                               scale_by_gamma=False, foreach=True), 5),
+    "Heat L=20": (lambda p: _make(O.Heat, p, lr=0.01, gamma=1e-4, L=20, perturbation="absolute", foreach=True), 20),
+    "Parle n=2 L=20": (lambda p: _make(O.Parle, p, lr=0.5, gamma=1.0, rho=1.0, n=2, L=20, inner_momentum=0.0,
+                                       foreach=True), 40),
+    "EntropySGD default": (lambda p: O.EntropySGD(p), _default(O.EntropySGD, "L")),
+    "HJ default": (lambda p: O.HJ(p), _default(O.HJ, "L")),
+    "Heat default": (lambda p: O.Heat(p), _default(O.Heat, "L")),
+    "ElasticSGD default n=2": (lambda p: O.ElasticSGD(p, n=2), 2),
+    "Parle default n=2": (lambda p: O.Parle(p, n=2), 2 * _default(O.Parle, "L")),
+    "TrivializedSGD default": (lambda p: O.TrivializedSGD(p), 1),
 }
 
 
@@ -49,9 +98,12 @@ def bench(make_model: Callable[[], torch.nn.Module], batch: int, repeats: int, d
     data = [(torch.randn(batch, 1, 28, 28, device=device), torch.randint(0, 10, (batch,), device=device))
             for _ in range(64)]
     runs = {}
-    for name, (factory, calls, _) in OPTIMIZERS.items():
+    for name, (factory, calls) in OPTIMIZERS.items():
         model = make_model().to(device)
-        opt = factory(list(model.parameters()))
+        try:
+            opt = factory(list(model.parameters()))
+        except TypeError:  # this version of hjsmooth has no such defaults or arguments
+            continue
         k = {"i": 0}
 
         def closure(*_: Any, model: torch.nn.Module = model, opt: Any = opt, k: dict = k) -> torch.Tensor:
@@ -94,8 +146,12 @@ def main() -> None:
         base = res["SGD(foreach)"]
         print(f"\n{label}")
         print(f"{'optimizer':24s} {'ms / gradient evaluation':>26s} {'overhead vs SGD':>16s}")
-        for name, t in res.items():
-            print(f"{name:24s} {1e3 * t:26.3f} {100 * (t / base - 1):15.1f}%")
+        for name in OPTIMIZERS:
+            if name in res:
+                t = res[name]
+                print(f"{name:24s} {1e3 * t:26.3f} {100 * (t / base - 1):15.1f}%")
+            else:
+                print(f"{name:24s} {'n/a in this version':>26s}")
 
 
 if __name__ == "__main__":

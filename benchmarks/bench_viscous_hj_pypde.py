@@ -23,10 +23,15 @@ its ``eq.solve`` recompiles the stepping loop on every call, so the fair figure 
 stepper built once (``EulerSolver(eq).make_stepper(state, dt)``), timed without the build.
 
 hjsmooth: ``hs.local_entropy`` (the exact Cole-Hopf solution on the grid, no time
-stepping) and ``hs.solve_hj(beta=...)`` (monotone Godunov scheme with explicit steps), the
-latter both as it runs on numpy arrays (one fused numba call per step,
-``hjsmooth.solvers._numba_hj``) and on the generic array-API path it replaces (forced here by
-patching the dispatch), in float64 and float32.
+stepping) and ``hs.solve_hj(beta=...)``: its default (``scheme="auto"``: the hybrid
+central/upwind scheme with the four-stage second-order SSP Runge-Kutta method) and the
+monotone first-order Godunov scheme with forward Euler, each as it runs on numpy arrays
+(fused numba stages, ``hjsmooth.solvers._numba_hj``) and on the generic array-API engine
+(forced here by hiding numba from the kernel table), in float64 and float32.
+
+Besides times and errors the script prints, for every time stepper, node updates per
+second: grid nodes times steps (and times Runge-Kutta stages) over the best time, with the
+number of numba threads; ``NUMBA_NUM_THREADS=1`` gives the per-core figure.
 
 Run::
 
@@ -73,7 +78,9 @@ def run_pypde(args: argparse.Namespace) -> tuple[list[Row], float]:
     mask = (np.abs(x) <= half / 2) & (np.abs(y) <= half / 2)
     err = max_error(timing.result, exact_solution(x, y, t_end, beta), mask)
     steps = int(round(t_end / args.pypde_dt))
-    return [Row("py-pde EulerSolver (numba, stepper built once)", timing, err, f"dt={args.pypde_dt:g}, {steps} steps")], build
+    rate = n * n * steps / timing.best / 1e6
+    return [Row("py-pde EulerSolver (numba, stepper built once)", timing, err,
+                f"dt={args.pypde_dt:g}, {steps} steps, {rate:.0f} M node-updates/s")], build
 
 
 def run_hjsmooth(args: argparse.Namespace) -> list[Row]:
@@ -104,43 +111,41 @@ def run_hjsmooth(args: argparse.Namespace) -> list[Row]:
         add("hjsmooth local_entropy (exact, torch-cpu f64)", lambda: hs.local_entropy(ft, grid, t_end, beta).numpy())
     except ImportError:
         pass
-    sol_holder = {}
-
-    def solve_first(dtype, generic: bool):
-        """solve_hj, first order: the fused numba step (default for numpy) or the generic array path."""
+    def solve(dtype, scheme: str, generic: bool, accuracy: str = "first"):
+        """solve_hj as it runs (fused numba stages) or on the array engine (numba hidden from the table)."""
         from unittest import mock
 
-        import hjsmooth.solvers.hj as hj_module
+        from hjsmooth.solvers import kernels
 
         data = f.astype(dtype)
+        holder: dict = {}
 
         def run():
-            if generic:  # the array-API operator, as before the fused CPU kernel
-                with mock.patch.object(hj_module, "numba_available", return_value=False):
-                    sol = hs.solve_hj(data, grid, t_end, beta=beta, scheme="godunov", accuracy="first", progress=False)
-            else:
-                sol = hs.solve_hj(data, grid, t_end, beta=beta, scheme="godunov", accuracy="first", progress=False)
-            sol_holder["first"] = sol
-            return sol.values
+            with mock.patch.dict(kernels._PACKAGES, {"numba": lambda: False} if generic else {}):
+                holder["sol"] = hs.solve_hj(data, grid, t_end, beta=beta, scheme=scheme, accuracy=accuracy,
+                                            progress=False)
+            return holder["sol"].values
 
-        return run
+        return run, holder
 
-    for dtype, generic in ((np.float64, False), (np.float32, False), (np.float64, True), (np.float32, True)):
-        path = "generic array path" if generic else "fused numba step"
-        add(f"hjsmooth solve_hj (godunov/first, {path}, numpy {np.dtype(dtype).name})", solve_first(dtype, generic))
-        if "first" in sol_holder:
-            sol = sol_holder.pop("first")
-            assert sol.info["fused_cpu_kernel"] is (not generic)
-            rows[-1].note = f"{sol.steps} steps (CFL-chosen)"
+    from hjsmooth.solvers.hj import method_for
 
-    def solve_weno():
-        sol_holder["weno"] = hs.solve_hj(f, grid, t_end, beta=beta, scheme="godunov", accuracy="weno5", progress=False)
-        return sol_holder["weno"].values
-
+    cases = [("auto", np.float64, False), ("auto", np.float32, False), ("godunov", np.float64, False),
+             ("godunov", np.float32, False), ("auto", np.float64, True), ("godunov", np.float64, True)]
     if args.weno5:
-        add("hjsmooth solve_hj (godunov/weno5, numpy f64)", solve_weno)
-        if "weno" in sol_holder:
-            rows[-1].note = f"{sol_holder['weno'].steps} steps (CFL-chosen)"
+        cases.append(("godunov", np.float64, False, "weno5"))
+    for scheme, dtype, generic, *accuracy in cases:
+        accuracy = accuracy[0] if accuracy else "first"
+        run, holder = solve(dtype, scheme, generic, accuracy)
+        label = "default" if scheme == "auto" else f"{scheme}/{accuracy}"
+        add(f"hjsmooth solve_hj {label}, {'array engine' if generic else 'numba'}, {np.dtype(dtype).name}", run)
+        sol = holder.get("sol")
+        if sol is not None and rows[-1].timing is not None:
+            stages = len(method_for(sol.info["scheme"], sol.info["accuracy"]).stages)
+            per_step = n * n * sol.steps / rows[-1].timing.best / 1e6
+            rows[-1].note = (f"{sol.info['scheme']}/{sol.info['method']}, {sol.steps} CFL steps, "
+                             f"{per_step:.0f} M node-updates/s ({per_step * stages:.0f} M node-stages/s, "
+                             f"{sol.info.get('numba_threads', '-')} numba threads)")
     return rows
 
 
@@ -152,7 +157,7 @@ def main() -> None:
     parser.add_argument("--beta", type=float, default=10.0, help="inverse temperature; nu = 1/(2 beta) (default 10)")
     parser.add_argument("--half-width", type=float, default=4.0, help="window [-L, L]^2 (default L=4)")
     parser.add_argument("--pypde-dt", type=float, default=2e-3, help="py-pde Euler step (default 2e-3)")
-    parser.add_argument("--weno5", action="store_true", help="also time solve_hj with accuracy='weno5' (slow: minutes)")
+    parser.add_argument("--weno5", action="store_true", help="also time solve_hj with accuracy='weno5' (slow)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats after one warm-up (default 5)")
     args = parser.parse_args()
     if args.quick:

@@ -11,6 +11,7 @@ importing torch or CuPy when they are not already loaded.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from typing import Any
 
@@ -31,7 +32,20 @@ __all__ = [
     "from_cupy",
     "float_dtype_of",
     "asarray_like",
+    "numba_available",
+    "cupy_available",
 ]
+
+
+def numba_available() -> bool:
+    """True if numba can be imported (the compiled CPU kernels need it)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+def cupy_available() -> bool:
+    """True if CuPy can be imported (the CUDA raw kernels need it; whether a GPU is present is
+    not checked here: a CUDA array in hand says so)."""
+    return importlib.util.find_spec("cupy") is not None
 
 
 def backend_name(x: Any) -> str:

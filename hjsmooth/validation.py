@@ -33,6 +33,7 @@ __all__ = [
     "as_real_array",
     "check_finite",
     "check_nonnegative",
+    "check_stencil",
     "check_grid",
     "check_grid_geometry",
     "check_output_path",
@@ -325,3 +326,9 @@ def check_output_path(path: Any, name: str = "out", suffixes: Sequence[str] = ("
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ValueError(f"`{name}` {text!r} cannot be created: the directory {str(parent)!r} is not writable")
     return out
+
+
+def check_stencil(scheme: str, accuracy: str) -> None:
+    """The hybrid central/upwind scheme is a three-point scheme: it needs ``accuracy="first"``."""
+    if scheme == "hybrid" and accuracy != "first":
+        raise ValueError(f"`scheme` 'hybrid' uses the three-point stencil; `accuracy` must be 'first', got {accuracy!r}")

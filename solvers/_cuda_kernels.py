@@ -12,35 +12,34 @@ column layout.  All arithmetic is done in the array's precision (``float`` or ``
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
-from ._cuda_launch import C_TYPES
+from ._cuda_launch import cuda_source, raw_kernel
 
 __all__ = ["lower_envelope_columns", "kernel_source", "THREADS"]
 
-_SOURCE = r"""
-extern "C" __global__ void lower_envelope_{name}(
-    const {T}* __restrict__ f, {T}* __restrict__ out, long long* __restrict__ argmin,
-    int* __restrict__ stack, {T}* __restrict__ stack_val, {T}* __restrict__ cross,
-    const long long n, const long long lines, const {T} c, const {T} inf, const int track)
+_BODY = r"""
+template <typename T>
+__device__ void lower_envelope(const T* __restrict__ f, T* __restrict__ out, long long* __restrict__ argmin,
+                               int* __restrict__ stack, T* __restrict__ stack_val, T* __restrict__ cross,
+                               const long long n, const long long lines, const T c, const T inf, const int track)
 {
     const long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= lines) return;
-    const {T} half = ({T})0.5;
-    const {T} two_c = ({T})2 * c;
+    const T half = (T)0.5;
+    const T two_c = (T)2 * c;
     long long top = 0;
     stack[j] = 0;
     stack_val[j] = f[j];
     cross[j] = -inf;
     cross[lines + j] = inf;
     for (long long q = 1; q < n; ++q) {
-        const {T} fq = f[q * lines + j];
-        {T} s;
+        const T fq = f[q * lines + j];
+        T s;
         while (true) {
             const long long v = stack[top * lines + j];
-            const {T} fv = stack_val[top * lines + j];
-            s = half * ({T})(q + v) + (fq - fv) / (two_c * ({T})(q - v));
+            const T fv = stack_val[top * lines + j];
+            s = half * (T)(q + v) + (fq - fv) / (two_c * (T)(q - v));
             if (top > 0 && s <= cross[top * lines + j]) { --top; } else { break; }
         }
         if (s <= cross[top * lines + j]) {
@@ -57,28 +56,29 @@ extern "C" __global__ void lower_envelope_{name}(
     }
     long long k = 0;
     for (long long p = 0; p < n; ++p) {
-        while (cross[(k + 1) * lines + j] < ({T})p) ++k;
+        while (cross[(k + 1) * lines + j] < (T)p) ++k;
         const long long v = stack[k * lines + j];
-        const {T} d = ({T})(p - v);
+        const T d = (T)(p - v);
         out[p * lines + j] = stack_val[k * lines + j] + c * d * d;
         if (track) argmin[p * lines + j] = v;
     }
 }
 """
 
+_ENTRY = r"""
+extern "C" __global__ void {name}(const {T}* __restrict__ f, {T}* __restrict__ out, long long* __restrict__ argmin,
+        int* __restrict__ stack, {T}* __restrict__ stack_val, {T}* __restrict__ cross, const long long n,
+        const long long lines, const {T} c, const {T} inf, const int track) {{
+    lower_envelope<{T}>(f, out, argmin, stack, stack_val, cross, n, lines, c, inf, track);
+}}
+"""
+
 THREADS = 32  # small blocks: a few thousand lines still spread over every SM
 
 
-def kernel_source(dtype_name: str) -> str:
-    """CUDA source of ``lower_envelope_<dtype_name>`` (``"float32"`` or ``"float64"``)."""
-    return _SOURCE.replace("{T}", C_TYPES[dtype_name]).replace("{name}", dtype_name)
-
-
-@lru_cache(maxsize=None)
-def _kernel(dtype_name: str) -> Any:
-    import cupy
-
-    return cupy.RawKernel(kernel_source(dtype_name), f"lower_envelope_{dtype_name}")
+def kernel_source(*dtype_names: str) -> str:
+    """CUDA source of ``lower_envelope_<dtype_name>`` for each of ``"float32"``, ``"float64"`` given."""
+    return cuda_source(_BODY, _ENTRY, [dict(name=f"lower_envelope_{d}", dtype=d) for d in dtype_names])
 
 
 def lower_envelope_columns(values: Any, c: float, *, track: bool = False) -> tuple[Any, Any | None]:
@@ -110,5 +110,6 @@ def lower_envelope_columns(values: Any, c: float, *, track: bool = False) -> tup
     cross = cupy.empty((n + 1, lines), dtype=dtype)
     blocks = (lines + THREADS - 1) // THREADS
     scalars = (cupy.int64(n), cupy.int64(lines), dtype.type(c), dtype.type(float("inf")), cupy.int32(track))
-    _kernel(dtype.name)((blocks,), (THREADS,), (values, out, argmin, stack, stack_val, cross, *scalars))
+    name = f"lower_envelope_{dtype.name}"
+    raw_kernel(kernel_source(dtype.name), name)((blocks,), (THREADS,), (values, out, argmin, stack, stack_val, cross, *scalars))
     return out, (argmin if track else None)

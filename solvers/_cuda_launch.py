@@ -1,4 +1,9 @@
-"""Launch geometry and compilation shared by the stencil kernels (``_fused_hj``, ``_fused_fp``).
+"""How every CUDA source of the project is built and compiled, and the launch geometry of the
+stencil kernels (``_fused_hj``, ``_fused_fp``).
+
+Sources are built one way, :func:`cuda_source`: a body of templated device code, then one
+``extern "C"`` entry point per instantiation, formatted from an entry template; they are
+compiled one way, :func:`raw_kernel` (CuPy ``RawModule``, C++14, cached per source and name).
 
 An array of 1 to 3 axes is seen as ``(n0, n1, n2)`` with ones *in front*, so ``n2`` is
 always the contiguous axis.  Threads of a block run along axis 2 (coalesced loads), the
@@ -12,7 +17,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["launch_config", "raw_kernel", "C_TYPES", "STRIP_TRAVERSAL"]
+__all__ = ["launch_config", "raw_kernel", "cuda_source", "C_TYPES", "STRIP_TRAVERSAL"]
 
 C_TYPES = {"float32": "float", "float64": "double"}  # dtype name -> CUDA scalar type
 
@@ -51,6 +56,15 @@ def launch_config(shape: tuple[int, ...], rows: int = 1, max_grid_yz: int = _MAX
     threads = min(_MAX_THREADS, 32 * ((n2 + 31) // 32))
     grid = ((n2 + threads - 1) // threads, min(max_grid_yz, (n1 + rows - 1) // rows), min(max_grid_yz, n0))
     return grid, (threads, 1, 1), (n0, n1, n2)
+
+
+def cuda_source(body: str, entry: str, entries: list[dict[str, Any]], *, strips: bool = False) -> str:
+    """``body`` followed by ``entry.format(**e, T=<CUDA type of e["dtype"]>)`` for each ``e`` of ``entries``.
+
+    ``strips`` puts :data:`STRIP_TRAVERSAL` (the device side of :func:`launch_config`) in front.
+    """
+    return (STRIP_TRAVERSAL if strips else "") + body + "".join(
+        entry.format(**e, T=C_TYPES[e["dtype"]]) for e in entries)
 
 
 @lru_cache(maxsize=None)

@@ -20,16 +20,14 @@ are template parameters.
 
 from __future__ import annotations
 
-import importlib.util
-from functools import lru_cache
 from typing import Any
 
-from hjsmooth.backend import array_namespace, device, from_cupy, is_cupy_array, is_torch_array, to_cupy
+from hjsmooth.backend import array_namespace, device, from_cupy, is_cupy_array, is_cuda, to_cupy
 
-from ._cuda_launch import C_TYPES, STRIP_TRAVERSAL, launch_config, raw_kernel
+from ._cuda_launch import cuda_source, launch_config, raw_kernel
 
-__all__ = ["fused_fp_available", "packed_rates", "kernel_source", "kernel_name", "kernel_arguments",
-           "fused_fp_step"]
+__all__ = ["axis_links_only", "rates_like", "cuda_fp_supports", "packed_rates", "kernel_source", "kernel_name",
+           "kernel_arguments", "fused_fp_step", "CudaFPStepper"]
 
 _BODY = r"""
 // net inflow into P along one axis, added to acc in the array code's order (out-flow, then in-flow)
@@ -85,32 +83,33 @@ def kernel_name(dtype_name: str, periodic: bool, absorb: bool) -> str:
     return f"fp_step_{dtype_name}_p{int(periodic)}_a{int(absorb)}"
 
 
-@lru_cache(maxsize=None)
 def kernel_source(*entries: tuple[str, bool, bool]) -> str:
     """CUDA source with one entry point per ``(dtype_name, periodic, absorb)`` in ``entries``."""
-    return STRIP_TRAVERSAL + _BODY + "".join(
-        _ENTRY.format(name=kernel_name(d, p, a), T=C_TYPES[d], periodic=int(p), absorb=int(a)) for d, p, a in entries
-    )
+    return cuda_source(_BODY, _ENTRY, [dict(name=kernel_name(d, p, a), dtype=d, periodic=int(p), absorb=int(a))
+                                       for d, p, a in entries], strips=True)
 
 
-def _axis_links_only(operator: Any) -> bool:
+def axis_links_only(operator: Any) -> bool:
+    """True if every link of the operator runs along an axis (a diagonal diffusion)."""
     d = operator.grid.ndim
     return len(operator.links) == d and all(
         link.direction == tuple(1 if i == k else 0 for i in range(d)) for k, link in enumerate(operator.links)
     )
 
 
-def fused_fp_available(operator: Any, rho: Any) -> bool:
-    """True where the fused kernel applies: axis links only, ``rho`` a CUDA array of the rates' dtype, CuPy."""
-    if not (is_cupy_array(rho) or (is_torch_array(rho) and rho.device.type == "cuda")):
-        return False
-    if not _axis_links_only(operator) or str(rho.dtype).rsplit(".", 1)[-1] not in ("float32", "float64"):
-        return False
+def rates_like(operator: Any, rho: Any) -> bool:
+    """True if the operator's rates live on ``rho``'s backend and device, in its dtype."""
     xp, where = array_namespace(rho), str(device(rho))
-    if any(array_namespace(link.forward) is not xp or str(device(link.forward)) != where
-           or link.forward.dtype != rho.dtype for link in operator.links):
-        return False  # rates of another backend, device or dtype: the array code says what is wrong
-    return importlib.util.find_spec("cupy") is not None
+    return all(array_namespace(link.forward) is xp and str(device(link.forward)) == where
+               and link.forward.dtype == rho.dtype for link in operator.links)
+
+
+def cuda_fp_supports(operator: Any, rho: Any) -> bool:
+    """True where the fused kernel applies: axis links only, ``rho`` a CUDA float array of the rates' dtype."""
+    if not is_cuda(rho) or str(rho.dtype).rsplit(".", 1)[-1] not in ("float32", "float64"):
+        return False
+    # rates of another backend, device or dtype: the array code says what is wrong
+    return axis_links_only(operator) and rates_like(operator, rho)
 
 
 def packed_rates(operator: Any) -> tuple[Any, ...]:
@@ -119,7 +118,7 @@ def packed_rates(operator: Any) -> tuple[Any, ...]:
     Periodic rates already have that shape; otherwise the link ``P -> P + e_k`` is stored at
     ``P`` and the last layer along ``k`` (no link) holds zeros.  Any backend (array API).
     """
-    if not _axis_links_only(operator):
+    if not axis_links_only(operator):
         raise ValueError("packed rates exist only for operators whose links all run along the axes")
     packed = []
     for link in operator.links:
@@ -144,17 +143,47 @@ def kernel_arguments(rho: Any, out: Any, absorption: Any | None, rates: tuple[An
 
 
 def fused_fp_step(rho: Any, dt: float, periodic: bool, absorption: Any | None, rates: tuple[Any, ...],
-                  rows: int = 1) -> Any:
+                  rows: int = 1, out: Any | None = None) -> Any:
     """``rho + dt L rho`` in one kernel; ``rates`` (from :func:`packed_rates`) and ``absorption`` are
-    contiguous CuPy arrays on ``rho``'s device, converted once per operator.  Returns ``rho``'s array type."""
+    contiguous CuPy arrays on ``rho``'s device, converted once per operator; ``out`` (optional) receives
+    the result.  Returns ``rho``'s array type."""
     import cupy
 
     cu = cupy.ascontiguousarray(to_cupy(rho))
     dtype_name = cu.dtype.name
     grid, block, dims = launch_config(tuple(cu.shape), rows)
-    out = cupy.empty_like(cu)
+    out = cupy.empty_like(cu) if out is None else out
     absorb = absorption is not None
     args = kernel_arguments(cu, out, absorption, rates, dims, rows, dt, cu.dtype.type, cupy.int32)
     entry = (dtype_name, bool(periodic), absorb)
     raw_kernel(kernel_source(entry), kernel_name(*entry))(grid, block, args)
     return out if is_cupy_array(rho) else from_cupy(out, rho)
+
+
+class CudaFPStepper:
+    """Forward-Euler steps on a CUDA array, one fused kernel each, the rates packed and moved to
+    CuPy once per solve and two result buffers allocated once."""
+
+    def __init__(self, operator: Any, like: Any, rows: int = 1):
+        import cupy
+
+        self.cupy = cupy
+        self.like = like
+        self.rates = tuple(cupy.ascontiguousarray(to_cupy(r)) for r in packed_rates(operator))
+        self.absorption = (None if operator.absorption is None
+                           else cupy.ascontiguousarray(to_cupy(operator.absorption)))
+        self.periodic = operator.bc == "periodic"
+        self.rows = rows
+        self.buffers: list[Any] = []
+
+    def start(self, rho: Any) -> Any:
+        cu = self.cupy.ascontiguousarray(to_cupy(rho))
+        self.buffers = [cu.copy(), self.cupy.empty_like(cu)]
+        return self.buffers[0]
+
+    def read(self, state: Any) -> Any:
+        return state.copy() if is_cupy_array(self.like) else from_cupy(state.copy(), self.like)
+
+    def step(self, state: Any, dt: float) -> Any:
+        out = self.buffers[1] if state is self.buffers[0] else self.buffers[0]
+        return fused_fp_step(state, float(dt), self.periodic, self.absorption, self.rates, self.rows, out=out)

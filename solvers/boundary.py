@@ -29,7 +29,7 @@ from typing import Any
 
 from hjsmooth.backend import array_namespace, device
 
-__all__ = ["BOUNDARY_CONDITIONS", "pad_axis", "boundary_mask", "dirichlet_hold", "close_periodic"]
+__all__ = ["BOUNDARY_CONDITIONS", "check_ghost_width", "pad_axis", "boundary_mask", "dirichlet_hold", "close_periodic"]
 
 BOUNDARY_CONDITIONS = ("extrapolate", "periodic", "neumann", "dirichlet")
 
@@ -37,6 +37,12 @@ BOUNDARY_CONDITIONS = ("extrapolate", "periodic", "neumann", "dirichlet")
 def _take(xp: Any, u: Any, indices: list[int], axis: int) -> Any:
     idx = xp.asarray(indices, dtype=xp.int64, device=device(u))
     return xp.take(u, idx, axis=axis)
+
+
+def check_ghost_width(n: int, width: int, bc: str) -> None:
+    """Refuse an axis of ``n`` nodes too short for ``width`` ghosts under a mirrored or periodic ``bc``."""
+    if bc in ("periodic", "neumann") and n - 1 < width:
+        raise ValueError(f"a {bc} boundary of width {width} needs at least {width + 1} nodes per axis, got {n}")
 
 
 def pad_axis(u: Any, axis: int, width: int, bc: str) -> Any:
@@ -62,8 +68,7 @@ def pad_axis(u: Any, axis: int, width: int, bc: str) -> Any:
     """
     xp = array_namespace(u)
     n = u.shape[axis]
-    if bc in ("periodic", "neumann") and n - 1 < width:
-        raise ValueError(f"a {bc} boundary of width {width} needs at least {width + 1} nodes per axis, got {n}")
+    check_ghost_width(n, width, bc)
     if bc == "periodic":
         left = _take(xp, u, [n - 1 - k for k in range(width, 0, -1)], axis)
         right = _take(xp, u, [k for k in range(1, width + 1)], axis)

@@ -16,6 +16,7 @@ from hjsmooth.backend import array_namespace
 __all__ = [
     "ACCURACIES",
     "GHOST_WIDTH",
+    "WENO_EPS",
     "one_sided_differences",
     "laplacian",
     "laplacian_stiffness",
@@ -25,8 +26,8 @@ __all__ = [
 ACCURACIES = ("first", "eno2", "weno5")
 GHOST_WIDTH = {"first": 1, "eno2": 2, "weno5": 3}
 #: Jiang-Peng regularisation of the WENO5 smoothness indicators, relative to the largest
-#: squared first difference on the grid.
-_WENO_EPS = 1e-6
+#: squared first difference on the grid (the array code and the numba kernels share it).
+WENO_EPS = 1e-6
 
 
 def _shift(u: Any, axis: int, width: int, offset: int) -> Any:
@@ -79,7 +80,7 @@ def _weno5(padded: Any, axis: int, h: float) -> tuple[Any, Any]:
     # The reconstruction is linear in the differences and its weights are scale-free, so it
     # runs on the differences divided by the largest one (1 for a constant field): the
     # smoothness indicators then lie in [0, 33] whatever the data's magnitude, and the
-    # Jiang-Peng regularisation ``_WENO_EPS`` (relative to the largest squared difference, so
+    # Jiang-Peng regularisation ``WENO_EPS`` (relative to the largest squared difference, so
     # that smooth regions keep the optimal fifth-order weights) keeps every weight finite
     # and their sum positive: no 0/0 on flat data, no underflow for tiny slopes, no
     # overflow for huge ones.  (No host sync: the guard against 0 is an array ``where``.)
@@ -89,8 +90,8 @@ def _weno5(padded: Any, axis: int, h: float) -> tuple[Any, Any]:
     # d[k] holds (u[i+k] - u[i+k-1]) / (h scale) at position i, k = -2 .. 3
     n = padded.shape[axis] - 6
     d = {k: diffs[tuple(_axis_slice(padded.ndim, axis, k + 2, k + 2 + n))] for k in range(-2, 4)}
-    minus = _weno5_combine(d[-2], d[-1], d[0], d[1], d[2], _WENO_EPS) * scale
-    plus = _weno5_combine(d[3], d[2], d[1], d[0], d[-1], _WENO_EPS) * scale
+    minus = _weno5_combine(d[-2], d[-1], d[0], d[1], d[2], WENO_EPS) * scale
+    plus = _weno5_combine(d[3], d[2], d[1], d[0], d[-1], WENO_EPS) * scale
     return minus, plus
 
 

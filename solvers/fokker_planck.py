@@ -12,7 +12,9 @@ With ``b = -grad f`` and ``D = I`` this is the thesis' (4.9) and the stationary 
 Space is discretised with the Scharfetter-Gummel finite volumes of
 :mod:`hjsmooth.solvers.scharfetter_gummel` (cells centred at the nodes, mass
 ``grid.integrate(rho)``, positivity, exact discrete Gibbs state for a potential); time with
-forward Euler (any backend), backward Euler or TR-BDF2 (scipy sparse LU).
+forward Euler (any backend; a fused numba or CUDA stencil where the diffusion is diagonal,
+chosen once per solve by :func:`hjsmooth.solvers.kernels.select_engine`), backward Euler or
+TR-BDF2 (scipy sparse LU); ``method="auto"`` picks between forward Euler and TR-BDF2.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import scipy.sparse.linalg as spla
 from hjsmooth.backend import array_namespace, from_numpy, to_numpy
 from hjsmooth.grid import Grid
 from hjsmooth.solvers.result import PDESolution
+from hjsmooth.solvers.kernels import device_kind, select_engine
 from hjsmooth.solvers.scharfetter_gummel import (
     BOUNDARY_CONDITIONS,
     FokkerPlanckOperator,
@@ -36,7 +39,8 @@ from hjsmooth.solvers.scharfetter_gummel import (
     normalize_diffusion,
 )
 from hjsmooth.solvers.scharfetter_gummel import _pairs as link_ends
-from hjsmooth.solvers.stepping import DEFAULT_MAX_STEPS, march
+from hjsmooth.solvers.implicit_steps import TRBDF2, AdaptiveTRBDF2, BackwardEuler
+from hjsmooth.solvers.stepping import DEFAULT_MAX_STEPS, march, march_adaptive
 from hjsmooth.validation import (
     as_field,
     as_real_array,
@@ -49,11 +53,87 @@ from hjsmooth.validation import (
     check_time,
 )
 
-__all__ = ["solve_fokker_planck", "fokker_planck_steady_state", "fokker_planck_operator", "METHODS"]
+__all__ = ["solve_fokker_planck", "fokker_planck_steady_state", "fokker_planck_operator", "explicit_stepper",
+           "METHODS"]
 
-METHODS = ("explicit", "implicit", "tr_bdf2")
+METHODS = ("auto", "explicit", "implicit", "tr_bdf2")
 _EXPLICIT_SAFETY = 0.9
 _IMPLICIT_DEFAULT_STEPS = 100
+#: TR-BDF2's default ``atol`` as a fraction of ``rtol * max(rho0)``
+_ATOL_OF_PEAK = 1e-3
+#: the largest ``c dt max|L_ii|`` TR-BDF2's error control lets its step reach: ``I - c dt L`` stays
+#: well conditioned (the exact mass balance of each solve takes care of the nearly singular
+#: mass direction; at ``1e16`` the identity is lost to rounding)
+_CONDITION_LIMIT = 1e12
+#: ``method="auto"`` marches explicitly while the positivity bound needs at most ``passes(n)``
+#: stencil passes (``n`` the longest side), per number of axes.  A fused pass costs about one
+#: memory sweep; error-controlled TR-BDF2 costs a sparse factorisation per step size it settles
+#: on (about eight over a transient) and three triangular solves per step, whose cost per node
+#: grows with the side in 2D (fill ``n log n`` per node) and with its cube in 3D.  Measured on
+#: this library's benchmark machine, one thread: 200^2 (OU to t = 10 and 20) breaks even near
+#: 20000 passes (``100 n``); 41^3 factorises in about 30 s, i.e. 3e4 passes of about 1 ms each
+#: per factorisation (``3 n^3``); in 1D both are fast and the explicit march is the more accurate.
+_AUTO_PASSES = {1: lambda n: 40 * n, 2: lambda n: 100 * n, 3: lambda n: 3 * n**3}
+
+
+class _ArrayFPStepper:
+    """Forward Euler by the operator's array code (any backend)."""
+
+    def __init__(self, operator: FokkerPlanckOperator):
+        self.operator = operator
+
+    def start(self, rho: Any) -> Any:
+        return array_namespace(rho).asarray(rho, copy=True)
+
+    def read(self, state: Any) -> Any:
+        return state
+
+    def step(self, rho: Any, dt: float) -> Any:
+        return self.operator.step(rho, dt)
+
+
+def _fp_supports(engine: str, operator: FokkerPlanckOperator, rho: Any) -> bool:
+    from hjsmooth.solvers._fused_fp import axis_links_only, cuda_fp_supports, rates_like
+
+    if engine == "cuda":
+        return cuda_fp_supports(operator, rho)
+    from hjsmooth.solvers._numba_fp import numba_fp_supports
+
+    return numba_fp_supports(rho) and axis_links_only(operator) and rates_like(operator, rho)
+
+
+def explicit_stepper(operator: FokkerPlanckOperator, like: Any) -> tuple[str, Any]:
+    """``(engine, stepper)`` for forward-Euler steps of ``operator`` on arrays like ``like``.
+
+    The stepper has ``start(rho) -> state``, ``step(state, dt) -> state`` and
+    ``read(state) -> array``; the engine is ``"numba"`` or ``"cuda"`` (one fused pass per step
+    on buffers allocated once, for operators with axis links only, i.e. diagonal diffusion,
+    whose rates live on ``like``'s backend, device and dtype) or ``"array"``.
+    """
+    engine = select_engine("fp_step", like, supports=lambda e: _fp_supports(e, operator, like))
+    if engine == "numba":
+        from hjsmooth.solvers._numba_fp import NumbaFPStepper
+
+        return engine, NumbaFPStepper(operator, like)
+    if engine == "cuda":
+        from hjsmooth.solvers._fused_fp import CudaFPStepper
+
+        return engine, CudaFPStepper(operator, like)
+    return engine, _ArrayFPStepper(operator)
+
+
+def _auto_method(op: FokkerPlanckOperator, rho0: Any, t: float, grid: Grid) -> str:
+    """``"explicit"`` when the positivity-bound march is short for the grid, or off the host; else TR-BDF2."""
+    if device_kind(rho0) != "cpu":
+        return "explicit"  # no sparse factorisation on a GPU
+    passes = t / (_EXPLICIT_SAFETY * op.stable_dt) if math.isfinite(op.stable_dt) else 1.0
+    return "explicit" if passes <= _AUTO_PASSES[grid.ndim](max(grid.shape)) else "tr_bdf2"
+
+
+def _conditioned_step(op: FokkerPlanckOperator) -> float:
+    """The step at which ``c dt max|L_ii|`` (``max|L_ii| = 1 / stable_dt``, the largest outflow rate)
+    reaches :data:`_CONDITION_LIMIT`; ``inf`` with no transport."""
+    return _CONDITION_LIMIT * op.stable_dt / TRBDF2.implicit_weight
 
 
 def _check_coefficients(grid: Grid, potential: Any, drift: Any, beta: Any, bc: Any) -> tuple[Any, Any, float]:
@@ -110,11 +190,13 @@ def solve_fokker_planck(
     diffusion: Any | None = None,
     beta: float = 1.0,
     bc: str = "reflecting",
-    method: str = "explicit",
+    method: str = "auto",
     dt: float | None = None,
     save_at: Sequence[float] | int | None = None,
     progress: bool | None = None,
     max_steps: int = DEFAULT_MAX_STEPS,
+    rtol: float = 1e-4,
+    atol: float | None = None,
 ) -> PDESolution:
     """Evolve a density by ``rho_t = -div(b rho) + 1/(2 beta) sum_ij d_i d_j (D_ij rho)`` up to time ``t``.
 
@@ -143,35 +225,58 @@ def solve_fokker_planck(
         Edge of the grid: zero flux through the outer cell faces (mass conserved exactly),
         wrap-around with period ``n_k h_k``, or zero density at ghost nodes one spacing
         outside the box (mass leaves).
-    method : {"explicit", "implicit", "tr_bdf2"}
+    method : {"auto", "explicit", "implicit", "tr_bdf2"}
+        ``"auto"``: ``"explicit"`` when the positivity bound needs at most ``40 n``, ``100 n`` or
+        ``3 n^3`` steps in 1D, 2D or 3D (``n = max(grid.shape)``; always on GPU arrays), else
+        ``"tr_bdf2"``; ``info["method"]`` says which ran.
         ``"explicit"``: forward Euler on any backend, step ``min(dt, 0.9 / max outflow rate)``
-        (the positivity bound, which also gives stability).  ``"implicit"``: backward Euler
+        (the positivity bound, which also gives stability); with a diagonal diffusion one fused
+        numba (CPU) or CUDA pass per step.  ``"implicit"``: backward Euler
         with the scipy sparse matrix, one ``splu`` factorisation per distinct step; first
         order in time, positive for every ``dt``.  ``"tr_bdf2"``: the L-stable, second-order
         TR-BDF2 scheme (a trapezoidal stage to ``t + (2 - sqrt 2) dt``, then BDF2), whose two
         stages share one factorisation of ``I - (1 - 1/sqrt 2) dt L``; it conserves mass and
-        keeps the discrete Gibbs state exactly, but is positive only for ``dt`` up to about
-        3.4 times the explicit bound (its BDF2 stage weighs the old density by ``-0.207``).
+        keeps the discrete Gibbs state exactly.  Its steps are chosen by error control (the
+        embedded estimate of Hosea and Shampine, see ``rtol``) and by positivity: a step whose
+        density has an entry below zero beyond rounding (``-16 eps`` of the maximum; entries
+        above that are set to zero, the mass kept) is rejected and retried at half the size.
+        The step sizes are powers of two times the first, so that the factorisations are few
+        and reused; a step never reaches where ``I - c dt L`` loses its conditioning
+        (``c dt max|L_ii| <= 1e12``).  ``info`` counts the ``accepted_steps`` and the
+        ``rejected_steps`` (``rejected_negative`` of them for positivity).
         Both implicit methods conserve mass to rounding for every ``dt`` (each sparse solve
         is rescaled onto the exact discrete mass balance; tested to ``1e-12`` for ``dt`` up to
         ``1e8``), and solve torch and CuPy inputs on the host in float64, returning them on
         their own device and dtype.
     dt : float, optional
         Time step.  Explicit: an upper bound (the positivity bound is used if smaller).
-        Implicit and TR-BDF2: the step (default ``t / 100``).
+        Implicit: the step (default ``t / 100``).  TR-BDF2: the step, without error control
+        (``None``, the default: error-controlled steps); a step that would turn the density
+        negative is still rejected and halved, and the step grows back to ``dt`` (doubling)
+        after it.
     save_at : int or sequence of float, optional
         Also return snapshots at these times (see ``hjsmooth.solvers.stepping.output_times``).
     progress : bool, optional
         Show a progress bar (``None``: only for runs longer than two seconds).
     max_steps : int
         The most time steps to take; a run that needs more (``t`` over the step) is refused
-        before it starts, with the estimate in the message.
+        before it starts, with the estimate in the message.  For error-controlled TR-BDF2 it
+        bounds the attempted steps, accepted and rejected.
+    rtol, atol : float
+        Tolerances of TR-BDF2's error control (``dt=None``): a step is accepted when its
+        estimated local error satisfies ``|e_i| <= atol + rtol max(|rho_i|, |rho_new,i|)`` at
+        every node.  Defaults ``rtol = 1e-4`` and ``atol = 1e-3 rtol max(rho0)`` (``1e-7`` of the
+        initial peak).  The error at ``t`` accumulates over the steps: on an OU transient it was
+        ``0.15 rtol`` of the peak at ``rtol = 1e-3`` and ``0.7 rtol`` at ``1e-5``
+        (``tests/test_fokker_planck.py``).  Unused by the other methods.
 
     Returns
     -------
     PDESolution
-        ``values`` on ``rho0``'s backend, device and dtype; ``info`` holds ``dt``,
-        ``stable_dt``, ``method``, ``bc`` and the initial and final ``mass``.
+        ``values`` on ``rho0``'s backend, device and dtype; ``steps`` the accepted steps;
+        ``info`` holds ``dt`` (for TR-BDF2 the largest step taken), ``min_dt``, ``stable_dt``,
+        ``method``, ``bc``, ``accepted_steps``, ``rejected_steps``, the initial and final ``mass``,
+        and for TR-BDF2 ``rtol``, ``atol`` (``None`` with a fixed ``dt``) and ``rejected_negative``.
     """
     rho0 = as_field(rho0, "rho0", check_grid(grid).shape)
     potential, drift, beta = _check_coefficients(grid, potential, drift, beta, bc)
@@ -188,25 +293,50 @@ def solve_fokker_planck(
         times = np.array([0.0])
         return PDESolution(values, times, snaps, 0, True, "t = 0: initial density returned", {"method": method, "bc": bc})
 
-    if method == "explicit":
+    rtol = check_positive(rtol, "rtol")
+    if atol is not None:
+        atol = check_positive(atol, "atol")
+    engine, threads, tolerances = "scipy", None, {}
+    if method in ("auto", "explicit"):
         op = build_operator(grid, rho0, potential=potential, drift=drift, diffusion=diffusion, beta=beta, bc=bc)
+        if method == "auto":
+            method = _auto_method(op, rho0, t, grid)
+    if method == "explicit":
         stable = _EXPLICIT_SAFETY * op.stable_dt
         if not math.isfinite(stable):
             stable = t if dt is None else dt  # no transport at all: any step is exact
-        run = march(xp.asarray(rho0, copy=True), t, op.step, lambda _: stable, dt=dt, save_at=save_at,
-                    progress=progress, desc="Fokker-Planck (explicit)", max_steps=max_steps)
+        engine, stepper = explicit_stepper(op, rho0)
+        run = march(stepper.start(rho0), t, stepper.step, lambda _: stable, dt=dt, save_at=save_at,
+                    progress=progress, desc="Fokker-Planck (explicit)", max_steps=max_steps, read=stepper.read)
         values, snapshots = run.state, run.snapshots
         step_used = stable if dt is None else min(stable, dt)
+        threads = stepper.threads.threads if engine == "numba" else None
     else:
         op = build_operator(grid, np.zeros((), dtype=np.float64), potential=_host(potential, "potential"),
                             drift=_host(drift, "drift"), diffusion=_host(diffusion, "diffusion"), beta=beta, bc=bc)
-        step_used = t / _IMPLICIT_DEFAULT_STEPS if dt is None else dt
-        if not step_used > 0.0:  # t / 100 underflows for a subnormal t
-            step_used = t
-        stepper = (_BackwardEuler if method == "implicit" else _TRBDF2)(op.to_sparse(), op.absorption)
         host0 = np.asarray(to_numpy(rho0), dtype=np.float64).ravel().copy()
-        run = march(host0, t, stepper.step, lambda _: math.inf, dt=step_used, save_at=save_at,
-                    progress=progress, desc=f"Fokker-Planck ({method})", max_steps=max_steps)
+        desc = f"Fokker-Planck ({method})"
+        if method == "implicit":
+            step_used = t / _IMPLICIT_DEFAULT_STEPS if dt is None else dt
+            if not step_used > 0.0:  # t / 100 underflows for a subnormal t
+                step_used = t
+            stepper = BackwardEuler(op.to_sparse(), op.absorption)
+            run = march(host0, t, stepper.step, lambda _: math.inf, dt=step_used, save_at=save_at,
+                        progress=progress, desc=desc, max_steps=max_steps)
+        else:
+            if atol is None:
+                atol = _ATOL_OF_PEAK * rtol * float(np.max(host0)) or _ATOL_OF_PEAK * rtol
+            control = AdaptiveTRBDF2(TRBDF2(op.to_sparse(), op.absorption), rtol, atol, error_control=dt is None)
+            if dt is None:  # error control, steps up to where I - c dt L stays well conditioned
+                first, largest, growth = control.first_step(host0, t), _conditioned_step(op), 5.0
+            else:  # the given step, halved where the density would turn negative
+                first, largest, growth = dt, dt, 2.0
+            run = march_adaptive(host0, t, control.attempt, first, order=control.order, max_dt=largest,
+                                 max_growth=growth, round_step=control.ladder(first), save_at=save_at,
+                                 progress=progress, desc=desc, max_steps=max_steps)
+            step_used = run.max_dt
+            tolerances = {"rtol": rtol if dt is None else None, "atol": atol if dt is None else None,
+                          "rejected_steps": run.rejected, "rejected_negative": control.rejected_negative}
         values = from_numpy(run.state.reshape(grid.shape), rho0)
         snapshots = None
         if run.snapshots is not None:
@@ -214,95 +344,23 @@ def solve_fokker_planck(
 
     info = {
         "method": method,
+        "engine": engine,
+        "numba_threads": threads,
         "bc": bc,
         "dt": step_used,
         "stable_dt": op.stable_dt,
         "min_dt": run.min_dt,
+        "accepted_steps": run.steps,
+        "rejected_steps": 0,
         "mass0": float(grid.integrate(rho0)),
         "mass": float(grid.integrate(values)),
     }
+    if method == "tr_bdf2":
+        info.update(tolerances)
     message = f"{method} Scharfetter-Gummel, bc={bc}, {run.steps} steps of dt<={step_used:.3g}"
+    if run.rejected:
+        message += f" ({run.rejected} rejected)"
     return PDESolution(values, run.times, snapshots, run.steps, True, message, info)
-
-
-class _BackwardEuler:
-    """``rho <- (I - dt L)^{-1} rho`` with one sparse LU factorisation per distinct ``dt``.
-
-    Mass: summing ``(I - c dt L) x = b`` over the nodes gives the exact balance
-    ``sum(x) + c dt a^T x = sum(b)`` (``a`` the absorption rates; the columns of ``L`` sum to
-    ``-a``).  For large ``dt`` the matrix is nearly singular along the steady state, which is
-    the mass direction, so the LU solution carries a mass error of order ``eps dt |L|``
-    (``1e-4`` at ``dt = 1e8``) while its shape is accurate.  Every solve is therefore rescaled
-    so that the balance holds to rounding (:meth:`_solve`); the factor differs from 1 by
-    that rounding error only, and a rescaling keeps the sign of every entry.
-    """
-
-    #: ``c`` of the factorised matrix ``I - c dt L``
-    implicit_weight = 1.0
-
-    def __init__(self, generator: sp.csr_matrix, absorption: np.ndarray | None = None):
-        self.generator = generator
-        self.absorption = None if absorption is None else np.asarray(absorption, dtype=np.float64).ravel()
-        self.identity = sp.identity(generator.shape[0], format="csr")
-        self.factors: dict[float, Any] = {}
-
-    def _solver(self, dt: float) -> Any:
-        lu = self.factors.get(dt)
-        if lu is None:
-            if len(self.factors) > 8:
-                self.factors.clear()
-            try:
-                lu = spla.splu((self.identity - (self.implicit_weight * dt) * self.generator).tocsc())
-            except RuntimeError as err:  # "Factor is exactly singular": the identity was lost to rounding
-                rate = float(np.abs(self.generator.diagonal()).max())
-                raise FloatingPointError(
-                    f"`dt`={dt:g} is too large for this operator: dt times its largest rate ({rate:.3g}) makes "
-                    f"I - dt L singular in float64 ({err}); use a smaller `dt`, or fokker_planck_steady_state "
-                    f"for the long-time limit"
-                ) from None
-            self.factors[dt] = lu
-        return lu
-
-    def _leaving(self, rho: np.ndarray) -> float:
-        """``a^T rho``: the rate at which mass leaves through absorbing walls."""
-        return 0.0 if self.absorption is None else float(self.absorption @ rho)
-
-    def _solve(self, dt: float, rhs: np.ndarray, rhs_mass: float) -> np.ndarray:
-        """``x = (I - c dt L)^{-1} rhs``, rescaled so that ``sum(x) + c dt a^T x = rhs_mass`` exactly."""
-        x = self._solver(dt).solve(rhs)
-        balance = float(np.sum(x)) + self.implicit_weight * dt * self._leaving(x)
-        if balance > 0.0 and rhs_mass > 0.0:
-            x *= rhs_mass / balance
-        return x
-
-    def step(self, rho: np.ndarray, dt: float) -> np.ndarray:
-        return self._solve(dt, rho, float(np.sum(rho)))
-
-
-class _TRBDF2(_BackwardEuler):
-    """TR-BDF2 (Bank et al. 1985) with ``g = 2 - sqrt 2``: one step of ``rho' = L rho`` is
-
-        (I - c dt L) rho_g = (I + c dt L) rho                       trapezoid to t + g dt
-        (I - c dt L) rho_1 = (rho_g - (1 - g)^2 rho) / (g (2 - g))  BDF2 to t + dt
-
-    with ``c = g / 2 = (1 - g) / (2 - g) = 1 - 1/sqrt 2``, so both stages use one LU.  The
-    right-hand weights sum to one and ``1^T L = -a^T``, so the mass of each right-hand side
-    is known exactly (``sum(rho) - c dt a^T rho`` for the first stage) and each stage is
-    solved with :meth:`_BackwardEuler._solve`, which keeps the balance to rounding.
-    """
-
-    implicit_weight = 1.0 - 1.0 / math.sqrt(2.0)
-    _g = 2.0 - math.sqrt(2.0)
-    _new_weight = 1.0 / (_g * (2.0 - _g))
-    _old_weight = (1.0 - _g) ** 2 / (_g * (2.0 - _g))
-
-    def step(self, rho: np.ndarray, dt: float) -> np.ndarray:
-        c_dt = self.implicit_weight * dt
-        mass = float(np.sum(rho))
-        stage = self._solve(dt, rho + c_dt * (self.generator @ rho), mass - c_dt * self._leaving(rho))
-        stage_mass = float(np.sum(stage))
-        return self._solve(dt, self._new_weight * stage - self._old_weight * rho,
-                           self._new_weight * stage_mass - self._old_weight * mass)
 
 
 def _host(x: Any, name: str) -> Any:

@@ -2,8 +2,12 @@
 
     u_t = -1/2 |grad u|^2 + 1/(2 beta) Laplacian u,     u(x, 0) = f(x)
 
-on a node-centred grid, by a monotone (first order) or high-order upwind (ENO2, WENO5)
-finite-difference scheme with TVD Runge-Kutta time stepping and CFL-limited steps.
+on a node-centred grid, by a monotone (first order), hybrid central/upwind (second order
+where the grid resolves the viscous scale) or high-order upwind (ENO2, WENO5)
+finite-difference scheme with SSP Runge-Kutta time stepping and CFL-limited steps.
+The implementation that runs the steps (fused numba stages, a fused CUDA kernel, or the
+array code of :class:`HamiltonJacobiOperator`) is chosen once per solve by
+:func:`hjsmooth.solvers.kernels.select_engine`.
 The closed-form solvers (:func:`hjsmooth.solvers.hopf_lax.hopf_lax`,
 :func:`hjsmooth.solvers.cole_hopf.local_entropy`) need no boundary conditions; this one
 does (see :mod:`hjsmooth.solvers.boundary`), and it is the building block of the
@@ -28,21 +32,43 @@ from hjsmooth.validation import (
     check_grid,
     check_positive,
     check_real,
+    check_stencil,
     check_time,
 )
 
-from ._fused_hj import axis_slopes, fused_available, fused_first_order_step
-from ._numba_hj import numba_available, numba_first_order_step, numba_rates, rate_sum
 from .boundary import BOUNDARY_CONDITIONS, boundary_mask, close_periodic, dirichlet_hold, pad_axis
 from .derivatives import ACCURACIES, GHOST_WIDTH, laplacian, laplacian_stiffness, one_sided_differences
 from .hamiltonians import SCHEMES, flux_and_rate
+from .kernels import select_engine
 from .result import PDESolution
-from .runge_kutta import integrator_for
+from .runge_kutta import SSP_METHODS, SSPMethod, ssp_step
 from .stepping import DEFAULT_MAX_STEPS, march
 
-__all__ = ["solve_hj", "HamiltonJacobiOperator", "DEFAULT_CFL"]
+__all__ = ["solve_hj", "HamiltonJacobiOperator", "DEFAULT_CFL", "method_for", "resolve_scheme"]
 
 DEFAULT_CFL = 0.5
+#: Courant number per time integrator when ``cfl`` is not given: the SSP methods' forward-Euler
+#: bound is monotone at 1; the hybrid scheme's four-stage method runs close to it
+DEFAULT_CFLS = {"euler": DEFAULT_CFL, "ssp22": DEFAULT_CFL, "ssp33": DEFAULT_CFL, "ssp42": 0.9}
+
+
+def resolve_scheme(scheme: str, accuracy: str, beta: float) -> str:
+    """``"auto"``: ``"hybrid"`` for a viscous problem on the three-point stencil, else ``"godunov"``."""
+    if scheme != "auto":
+        return scheme
+    return "hybrid" if (accuracy == "first" and math.isfinite(beta)) else "godunov"
+
+
+def method_for(scheme: str, accuracy: str) -> SSPMethod:
+    """The time integrator of a (scheme, accuracy) pair.
+
+    First-order monotone schemes: forward Euler (monotone for ``cfl <= 1``); the hybrid
+    scheme, second order in space where it is central: Kraaijevanger's four-stage
+    second-order SSP method (SSP coefficient 3); ENO2: Heun (TVD RK2); WENO5: TVD RK3.
+    """
+    if scheme == "hybrid":
+        return SSP_METHODS["ssp42"]
+    return SSP_METHODS[{"first": "euler", "eno2": "ssp22", "weno5": "ssp33"}[accuracy]]
 
 
 class HamiltonJacobiOperator:
@@ -52,12 +78,13 @@ class HamiltonJacobiOperator:
     :mod:`hjsmooth.solvers.hamiltonians`; ``g = 0`` for the HJ equation) and
     ``nu = 1/(2 beta)``.  The operator also supplies the CFL-limited time step
 
-        dt = cfl / (sum_k rate_k / h_k + 2 nu (s/4) sum_k 1/h_k^2),
+        dt = C cfl / (sum_k rate_k / h_k + 2 nu (s/4) sum_k 1/h_k^2),
 
-    ``rate_k = max (dH_hat/dp- - dH_hat/dp+)`` (``max |H_p|`` of the axis) and ``s`` the
-    stiffness of the Laplacian stencil (4 for three points, so the viscous part is
-    ``(1/beta) sum_k 1/h_k^2``), recomputed from the current state at every step.
-    With ``cfl <= 1`` a first-order step is monotone.
+    ``rate_k = max (dH_hat/dp- - dH_hat/dp+)`` (``max |H_p|`` of the axis, from the actual
+    slopes of the current state), ``s`` the stiffness of the Laplacian stencil (4 for three
+    points, so the viscous part is ``(1/beta) sum_k 1/h_k^2``) and ``C`` the SSP coefficient
+    of the time integrator (:func:`method_for`), recomputed at every step.  With
+    ``cfl <= 1`` a first-order forward-Euler step is monotone.
 
     Parameters
     ----------
@@ -85,6 +112,8 @@ class HamiltonJacobiOperator:
         self.cfl = cfl
         self.shift = None if shift is None else tuple(shift)
         self.horizon = horizon
+        self.method = method_for(scheme, accuracy)
+        self.peclet_slopes = tuple(2.0 * self.nu / h for h in self.spacing)
         self.viscous_rate = 2.0 * self.nu * laplacian_stiffness(accuracy) / 4.0 * sum(1.0 / h**2 for h in self.spacing)
         self._cached_state: Any = None
         self._cached_rhs: Any = None
@@ -97,7 +126,7 @@ class HamiltonJacobiOperator:
         for axis, h in enumerate(self.spacing):
             p_minus, p_plus = one_sided_differences(padded[axis], axis, h, self.accuracy)
             g = None if self.shift is None else self.shift[axis]
-            flux, axis_rate = flux_and_rate(p_minus, p_plus, self.scheme, g)
+            flux, axis_rate = flux_and_rate(p_minus, p_plus, self.scheme, g, self.peclet_slopes[axis])
             rhs = -flux if rhs is None else rhs - flux
             rate = rate + axis_rate / h
         if self.nu > 0.0:
@@ -115,11 +144,11 @@ class HamiltonJacobiOperator:
         return self.step_for_rate(rate)
 
     def step_for_rate(self, rate: float) -> float:
-        """The CFL step ``cfl / (rate + viscous rate)`` for a hyperbolic ``rate = sum_k rate_k / h_k``."""
+        """The CFL step ``C cfl / (rate + viscous rate)`` for a hyperbolic ``rate = sum_k rate_k / h_k``."""
         denominator = rate + self.viscous_rate
         if not math.isfinite(denominator):
             raise FloatingPointError(f"the solution blew up (wave speed {denominator!r})")
-        return self.cfl / denominator if denominator > 0.0 else self.horizon
+        return self.method.coefficient * self.cfl / denominator if denominator > 0.0 else self.horizon
 
     def cached_rhs(self, u: Any) -> Any | None:
         """``L(u)`` if :meth:`stable_dt` was just called on this very array, else ``None``."""
@@ -167,6 +196,7 @@ def validate_common(grid: Any, scheme: str, accuracy: str, bc: str, cfl: Any, dt
     check_choice(scheme, "scheme", SCHEMES)
     check_choice(accuracy, "accuracy", ACCURACIES)
     check_choice(bc, "bc", BOUNDARY_CONDITIONS)
+    check_stencil(scheme, accuracy)
     cfl = check_positive(cfl, "cfl")
     if cfl > 1.0:
         raise ValueError(f"`cfl` must be in (0, 1], got {cfl!r}")
@@ -174,66 +204,75 @@ def validate_common(grid: Any, scheme: str, accuracy: str, bc: str, cfl: Any, dt
     return cfl, dt
 
 
+class _ArrayStepper:
+    """The array-API path: :func:`hjsmooth.solvers.runge_kutta.ssp_step` on the operator's ``rhs``."""
+
+    def __init__(self, operator: HamiltonJacobiOperator, project: Any):
+        self.operator, self.project = operator, project
+        self.stable_dt = operator.stable_dt
+
+    def start(self, u: Any) -> Any:
+        return self.project(u)
+
+    def read(self, state: Any) -> Any:
+        return state
+
+    def step(self, u: Any, h: float) -> Any:
+        # a NumPy float64 scalar step would promote float32 data: use a Python float
+        op = self.operator
+        return ssp_step(u, float(h), op.rhs, op.method, self.project, op.cached_rhs(u))
+
+
+def _supports(engine: str, u0: Any, operator: HamiltonJacobiOperator) -> bool:
+    if engine == "numba":
+        from ._numba_hj import numba_supports
+
+        return numba_supports(u0, operator.scheme, operator.accuracy, operator.shift)
+    from ._fused_hj import cuda_supports
+
+    return cuda_supports(u0, operator.scheme, operator.accuracy, operator.shift)
+
+
+def _stepper(engine: str, u0: Any, operator: HamiltonJacobiOperator, project: Any) -> Any:
+    """The object that marches this solve: ``start``, ``stable_dt``, ``step``, ``read``."""
+    if engine == "array":
+        return _ArrayStepper(operator, project)
+    held = project.held if operator.bc == "dirichlet" else None
+    if engine == "numba":
+        from ._numba_hj import NumbaHJStepper
+
+        return NumbaHJStepper(u0, operator.spacing, operator.nu, operator.bc, operator.scheme, operator.method,
+                              operator.step_for_rate, held, operator.accuracy)
+    from ._fused_hj import CudaHJStepper
+
+    return CudaHJStepper(u0, operator.spacing, operator.nu, operator.bc, operator.scheme, operator.method,
+                         operator.step_for_rate, project)
+
+
 def run_scheme(u0: Any, grid: Grid, t: float, operator: HamiltonJacobiOperator, project: Any, *,
                dt: float | None, save_at: Any, progress: bool | None, desc: str,
                max_steps: int = DEFAULT_MAX_STEPS) -> tuple[Any, dict]:
-    """March ``u_t = L(u)`` from ``u0`` to time ``t``; return the march result and an info dict."""
-    integrate = integrator_for(operator.accuracy)
-    fused = fused_available(u0, operator.scheme, operator.accuracy, operator.shift)
-    fused_cpu = not fused and numba_available(u0, operator.scheme, operator.accuracy, operator.shift)
-    if fused_cpu:
-        # numpy, first order: one numba call per step does the step, the boundary (Dirichlet
-        # values included, from the _DirichletHold projection) and the CFL rates of the new state,
-        # bitwise equal to the array code
-        hold = project.held if operator.bc == "dirichlet" else None
-        cache: dict[str, Any] = {"state": None, "rates": None}
+    """March ``u_t = L(u)`` from ``u0`` to time ``t``; return the march result and an info dict.
 
-        def rates_of(u: Any) -> Any:
-            if u is not cache["state"]:
-                cache["state"], cache["rates"] = u, numba_rates(u, operator.spacing, operator.bc, operator.scheme)
-            return cache["rates"]
-
-        def stable_dt(u: Any) -> float:
-            return operator.step_for_rate(rate_sum(rates_of(u), operator.spacing))
-
-        def step(u: Any, h: float) -> Any:
-            out, rates = numba_first_order_step(u, float(h), operator.spacing, operator.nu, operator.bc,
-                                                operator.scheme, rates_of(u), hold)
-            cache["state"], cache["rates"] = out, rates
-            return out
-    elif fused:
-        # on a GPU, first order: one fused kernel per step; the CFL rate from one reduction per axis
-        slopes_at: dict[int, list[float]] = {}
-
-        def stable_dt(u: Any) -> float:
-            slopes = axis_slopes(u, operator.spacing)
-            slopes_at.clear()
-            slopes_at[id(u)] = slopes
-            return operator.step_for_rate(sum(s / h for s, h in zip(slopes, operator.spacing)))
-
-        def step(u: Any, h: float) -> Any:
-            slopes = slopes_at.get(id(u)) or axis_slopes(u, operator.spacing)
-            return project(fused_first_order_step(u, float(h), operator.spacing, operator.nu, operator.bc,
-                                                  operator.scheme, slopes))
-    else:
-        stable_dt = operator.stable_dt
-
-        def step(u: Any, h: float) -> Any:
-            # a NumPy float64 scalar step would promote float32 data: use a Python float
-            return integrate(u, float(h), operator.rhs, project, operator.cached_rhs(u))
-
-    result = march(project(u0), t, step, stable_dt, dt=dt, save_at=save_at, progress=progress, desc=desc,
-                   max_steps=max_steps)
+    The engine (numba, CUDA or array code) is chosen here, once, for ``u0`` and the operator."""
+    engine = select_engine("hj_step", u0, supports=lambda e: _supports(e, u0, operator))
+    stepper = _stepper(engine, u0, operator, project)
+    result = march(stepper.start(u0), t, stepper.step, stepper.stable_dt, dt=dt, save_at=save_at,
+                   progress=progress, desc=desc, max_steps=max_steps, read=stepper.read)
     info = {
         "scheme": operator.scheme,
         "accuracy": operator.accuracy,
+        "method": operator.method.name,
         "bc": operator.bc,
         "cfl": operator.cfl,
         "last_dt": result.last_dt,
         "min_dt": result.min_dt,
-        "fused_gpu_kernel": fused,
-        "fused_cpu_kernel": fused_cpu,
+        "engine": engine,
+        "fused_gpu_kernel": engine == "cuda",
+        "fused_cpu_kernel": engine == "numba",
     }
+    if engine == "numba":
+        info["numba_threads"] = stepper.threads.threads
     return result, info
 
 
@@ -242,10 +281,10 @@ def solve_hj(
     grid: Grid,
     t: float,
     beta: float = float("inf"),
-    scheme: str = "godunov",
+    scheme: str = "auto",
     bc: str = "extrapolate",
     accuracy: str = "first",
-    cfl: float = DEFAULT_CFL,
+    cfl: float | None = None,
     dt: float | None = None,
     save_at: Sequence[float] | int | None = None,
     progress: bool | None = None,
@@ -256,9 +295,10 @@ def solve_hj(
 
     The Hamiltonian ``|p|^2 / 2`` is discretised per axis by a numerical Hamiltonian of
     the one-sided slopes ``p-, p+`` (``scheme``), the viscous term by central second
-    differences, and time by an explicit TVD Runge-Kutta method whose step follows the
-    CFL bound ``dt <= cfl / (sum_k max|H_p|_k / h_k + (1/beta) sum_k 1/h_k^2)``,
-    recomputed from the solution at every step (see :class:`HamiltonJacobiOperator`).
+    differences, and time by an explicit SSP Runge-Kutta method with SSP coefficient ``C``
+    whose step follows the CFL bound
+    ``dt <= C cfl / (sum_k max|H_p|_k / h_k + (1/beta) sum_k 1/h_k^2)``, recomputed from the
+    slopes of the solution at every step (see :class:`HamiltonJacobiOperator`).
 
     Parameters
     ----------
@@ -270,10 +310,16 @@ def solve_hj(
         Final time, ``t >= 0``; ``t = 0`` returns a copy of ``f``.
     beta : float
         Inverse temperature, ``0 < beta <= inf``; ``inf`` solves the inviscid equation (4.15).
-    scheme : {"godunov", "lax_friedrichs", "engquist_osher"}
-        Numerical Hamiltonian: Godunov ``1/2 max(max(p-,0)^2, min(p+,0)^2)``, global
-        Lax-Friedrichs (``alpha = max |p|`` over the grid), Engquist-Osher
-        ``1/2 (max(p-,0)^2 + min(p+,0)^2)``; all monotone with ``accuracy="first"``.
+    scheme : {"auto", "hybrid", "godunov", "lax_friedrichs", "engquist_osher"}
+        Numerical Hamiltonian: ``"hybrid"``: central differences where the cell Peclet
+        number ``max(|p-|, |p+|) h / (2 nu)`` is at most one, local Lax-Friedrichs
+        dissipation beyond, with a four-stage second-order SSP Runge-Kutta method (second
+        order in space and time on smooth viscous problems; three-point stencil only);
+        Godunov ``1/2 max(max(p-,0)^2, min(p+,0)^2)``, global Lax-Friedrichs
+        (``alpha = max |p|`` over the grid), Engquist-Osher ``1/2 (max(p-,0)^2 + min(p+,0)^2)``:
+        monotone with ``accuracy="first"`` and forward Euler, the choice for kinks and the
+        inviscid equation.  ``"auto"``: ``"hybrid"`` for finite ``beta`` and
+        ``accuracy="first"``, else ``"godunov"``.
     bc : {"extrapolate", "periodic", "neumann", "dirichlet"}
         Boundary condition, applied as ghost nodes (:mod:`hjsmooth.solvers.boundary`):
         linear extrapolation (characteristics leave freely; nodes within a few
@@ -282,11 +328,11 @@ def solve_hj(
         each axis is replaced by its first), mirror about the end node (zero normal
         derivative), or end nodes held at ``bc_value`` (default: ``f``'s values there).
     accuracy : {"first", "eno2", "weno5"}
-        ``"first"``: first-order one-sided differences and forward Euler (monotone);
-        ``"eno2"``: ENO2 and TVD RK2; ``"weno5"``: Jiang-Peng WENO5, TVD RK3 and a
-        fourth-order five-point Laplacian.
-    cfl : float
-        Courant number in ``(0, 1]``.
+        ``"first"``: the three-point stencil (one-sided first differences; forward Euler
+        for the monotone schemes); ``"eno2"``: ENO2 and TVD RK2; ``"weno5"``: Jiang-Peng
+        WENO5, TVD RK3 and a fourth-order five-point Laplacian.
+    cfl : float, optional
+        Courant number in ``(0, 1]``; default 0.9 for ``"hybrid"``, 0.5 otherwise.
     dt : float, optional
         Largest step to take; a value above the CFL bound is reduced to it.
     save_at : int or sequence of float, optional
@@ -309,14 +355,18 @@ def solve_hj(
     --------
     >>> import numpy as np, hjsmooth as hs
     >>> g = hs.Grid(-2.0, 2.0, 201)
-    >>> sol = hs.solve_hj(g.coords[0] ** 2 / 2, g, 1.0)
+    >>> sol = hs.solve_hj(g.coords[0] ** 2 / 2, g, 1.0)          # inviscid: Godunov, forward Euler
     >>> bool(abs(sol.values[100] - 0.0) < 1e-12 and abs(sol.values[150] - 0.25) < 1e-2)
     True
     """
+    beta = check_beta(beta, "beta")
+    check_choice(scheme, "scheme", ("auto", *SCHEMES))
+    scheme = resolve_scheme(scheme, accuracy, beta)
+    if cfl is None and accuracy in ACCURACIES and scheme in SCHEMES:
+        cfl = DEFAULT_CFLS[method_for(scheme, accuracy).name]
     cfl, dt = validate_common(grid, scheme, accuracy, bc, cfl, dt)
     f = as_field(f, "f", grid.shape)
     t = check_time(t, "t")
-    beta = check_beta(beta, "beta")
     u0 = _initial_state(f, bc)
     project = _dirichlet_projection(u0, bc, bc_value)
     operator = HamiltonJacobiOperator(grid, scheme, accuracy, bc, beta, cfl, horizon=max(t, 1e-300))

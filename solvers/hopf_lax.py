@@ -14,14 +14,11 @@ from hjsmooth.backend import (
     device,
     from_cupy,
     from_numpy,
-    is_cupy_array,
-    is_cuda,
-    is_numpy_array,
-    is_torch_array,
     to_cupy,
     to_numpy,
 )
 from hjsmooth.grid import Grid
+from hjsmooth.solvers.kernels import select_engine
 from hjsmooth.validation import as_field, check_choice, check_grid, check_time
 
 __all__ = ["hopf_lax", "hopf_lax_prox", "HopfLaxSolution"]
@@ -258,26 +255,19 @@ def _check_subgrid(subgrid: Any) -> int:
 
 
 def _engine_for(f: Any, method: str) -> str:
-    """Pick the kernel for ``f``: ``"numba"``, ``"cuda"`` or ``"brute_force"``."""
+    """The kernel for ``f``: ``"numba"``, ``"cuda"`` or ``"brute_force"`` (the array engine), from the
+    kernel table of :mod:`hjsmooth.solvers.kernels`."""
     if method == "brute_force":
         return "brute_force"
-    if is_numpy_array(f) or (is_torch_array(f) and f.device.type == "cpu"):
-        return "numba"
-    if is_cupy_array(f):
-        return "cuda"
-    if is_torch_array(f) and is_cuda(f):
-        try:
-            import cupy  # noqa: F401
-        except ImportError:
-            pass
-        else:
-            return "cuda"
-    if method == "envelope":
-        raise ValueError(
-            f"`method` 'envelope' has no kernel for {type(f).__name__} on device {device(f)}; "
-            "use method='auto' or 'brute_force'"
-        )
-    return "brute_force"
+    engine = select_engine("lower_envelope", f)
+    if engine == "array":
+        if method == "envelope":
+            raise ValueError(
+                f"`method` 'envelope' has no kernel for {type(f).__name__} on device {device(f)}; "
+                "use method='auto' or 'brute_force'"
+            )
+        return "brute_force"
+    return engine
 
 
 def _transform(

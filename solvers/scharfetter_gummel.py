@@ -65,18 +65,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from itertools import combinations
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from hjsmooth.backend import array_namespace, device, from_numpy, is_numpy_array, to_cupy, to_numpy
+from hjsmooth.backend import array_namespace, device, from_numpy, is_numpy_array, to_numpy
 from hjsmooth.grid import Grid
 from hjsmooth.validation import as_real_array, check_real
-
-from ._fused_fp import fused_fp_available, fused_fp_step, packed_rates
 
 __all__ = [
     "BOUNDARY_CONDITIONS",
@@ -252,24 +249,10 @@ class FokkerPlanckOperator:
         return out
 
     def step(self, rho: Any, dt: float) -> Any:
-        """One forward-Euler step ``rho + dt L rho`` (positive for ``dt <= stable_dt``).
-
-        On CUDA arrays, for operators with axis links only (diagonal diffusion), one fused
-        kernel (:mod:`hjsmooth.solvers._fused_fp`); elsewhere the array code of :meth:`apply`.
-        """
-        if fused_fp_available(self, rho):
-            rates, absorption = self._cupy_rates
-            return fused_fp_step(rho, float(dt), self.bc == "periodic", absorption, rates)
+        """One forward-Euler step ``rho + dt L rho`` (positive for ``dt <= stable_dt``), by the array
+        code of :meth:`apply`; the solvers choose a fused kernel once per solve instead where one
+        applies (:func:`hjsmooth.solvers.fokker_planck.explicit_stepper`)."""
         return rho + float(dt) * self.apply(rho)  # a Python float keeps float32 as float32
-
-    @cached_property
-    def _cupy_rates(self) -> tuple[tuple[Any, ...], Any | None]:
-        """Packed rates and absorption as contiguous CuPy arrays, built once (for the fused kernel)."""
-        import cupy
-
-        rates = tuple(cupy.ascontiguousarray(to_cupy(r)) for r in packed_rates(self))
-        absorption = None if self.absorption is None else cupy.ascontiguousarray(to_cupy(self.absorption))
-        return rates, absorption
 
     def to_sparse(self) -> sp.csr_matrix:
         """The matrix of ``L`` on C-ordered nodes (scipy CSR, float64), assembled without loops over nodes."""

@@ -44,3 +44,21 @@ def grid_functions(bound: float) -> st.SearchStrategy[tuple[hs.Grid, np.ndarray]
         return small_grid(shape), values
 
     return draw_pair()
+
+
+def fp_operator(shape: tuple[int, ...], coefficients: str, bc: str, dtype: str, rng: np.random.Generator):
+    """``(grid, operator)``: an axis-links-only Fokker-Planck operator on a small grid of ``shape``,
+    driven by a rough ``"potential"``, a non-gradient ``"drift"`` or a per-axis ``"diffusion"``."""
+    from hjsmooth.solvers.fokker_planck import fokker_planck_operator
+
+    grid = hs.Grid([-1.0] * len(shape), [1.2] * len(shape), shape)
+    like = np.zeros((), dtype=dtype)
+    x = grid.coords
+    if coefficients == "potential":
+        f = sum(np.sin(2.0 * xi + k) for k, xi in enumerate(x)) + 0.3 * rng.standard_normal(shape)
+        return grid, fokker_planck_operator(grid, like, potential=f, beta=2.0, bc=bc)
+    if coefficients == "drift":
+        drift = np.stack([np.cos(3.0 * xi) + 0.5 * x[(k + 1) % len(x)] for k, xi in enumerate(x)])
+        return grid, fokker_planck_operator(grid, like, drift=drift, beta=1.5, bc=bc)
+    diffusion = 0.5 + np.arange(1, len(shape) + 1, dtype=float)  # diagonal, different per axis
+    return grid, fokker_planck_operator(grid, like, potential=np.cos(x[0]), diffusion=diffusion, beta=0.7, bc=bc)

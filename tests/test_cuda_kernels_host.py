@@ -20,13 +20,13 @@ import pytest
 
 import hjsmooth as hs
 import hjsmooth.solvers.fokker_planck as fp
-from hjsmooth.solvers import _cuda_kernels, _fused_fp, _fused_hj, scharfetter_gummel
+from hjsmooth.solvers import _cuda_kernels, _fused_fp, _fused_hj, kernels
 from hjsmooth.solvers._cuda_launch import launch_config, raw_kernel
 from hjsmooth.solvers.hj import HamiltonJacobiOperator
 from hjsmooth.solvers.runge_kutta import forward_euler
 
 from cuda_host import compile_host, compile_ptx, host_compiler, nvcc, ptx_function
-from grid_strategies import periodic_field
+from grid_strategies import fp_operator, periodic_field
 
 pytestmark = pytest.mark.skipif(host_compiler() is None, reason="needs a host C++ compiler")
 
@@ -42,19 +42,21 @@ def hj_kernels(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def envelope_kernels(tmp_path_factory):
-    source = "".join(_cuda_kernels.kernel_source(d) for d in DTYPES)
-    return compile_host(source, tmp_path_factory.mktemp("envelope_host"))
+    return compile_host(_cuda_kernels.kernel_source(*DTYPES), tmp_path_factory.mktemp("envelope_host"))
 
 
 def host_step(kernels, u: np.ndarray, dt: float, spacing, nu: float, bc: str, scheme: str, slopes, rows: int,
-              max_grid_yz: int = 65535) -> np.ndarray:
-    """What ``fused_first_order_step`` launches, with numpy arrays and the host-compiled kernel."""
+              max_grid_yz: int = 65535, u0: np.ndarray | None = None, weights=(0.0, 1.0)) -> np.ndarray:
+    """What ``fused_stage`` launches, with numpy arrays and the host-compiled kernel:
+    ``a u0 + b (u + dt L(u))`` for ``weights = (a, b)`` (forward Euler by default)."""
     grid, block, dims = launch_config(u.shape, rows, max_grid_yz)
     out = np.full_like(u, np.nan)
     scalar = np.float32 if u.dtype == np.float32 else np.float64
     code = "extrapolate" if bc == "dirichlet" else bc
     kernel = kernels[_fused_hj.kernel_name(u.dtype.name, code, scheme)]
-    kernel(grid, block, _fused_hj.kernel_arguments(u, out, dims, rows, dt, spacing, nu, slopes, scalar, np.int32))
+    stage = (*weights, dt)
+    kernel(grid, block, _fused_hj.kernel_arguments(u, u if u0 is None else u0, out, dims, rows, spacing, nu, slopes,
+                                                   stage, scalar, np.int32))
     return out
 
 
@@ -78,6 +80,24 @@ def test_hj_kernel_equals_the_operator_step(hj_kernels, dtype, scheme, bc, shape
     scale = float(np.abs(expected).max())
     tol = 1e-13 * scale if dtype == "float64" else 4e-6 * scale
     np.testing.assert_allclose(got[inner], expected[inner], rtol=0, atol=tol)
+    _, rate = op.evaluate(u)
+    bound = _fused_hj.cfl_rate(_fused_hj.axis_slopes(u, grid.spacing), grid.spacing, op.nu, scheme)
+    if scheme == "engquist_osher":  # a bound
+        assert rate <= bound * (1 + 1e-6)
+    else:
+        assert bound == pytest.approx(rate, rel=1e-6 if dtype == "float32" else 1e-13)
+
+
+@pytest.mark.parametrize("scheme", _fused_hj.FUSED_SCHEMES)
+def test_hj_kernel_runs_a_runge_kutta_stage(hj_kernels, scheme, rng) -> None:
+    """``a u0 + b (u + dt L(u))``: the stage form that every SSP method is built of."""
+    grid = hs.Grid([-1.0, -1.0], [1.3, 1.3], (19, 23))
+    u, u0 = rng.standard_normal(grid.shape), rng.standard_normal(grid.shape)
+    op = HamiltonJacobiOperator(grid, scheme, "first", "neumann", 2.0, 0.5)
+    dt = 0.3 * op.stable_dt(u)
+    got = host_step(hj_kernels, u, dt, grid.spacing, op.nu, "neumann", scheme, _fused_hj.axis_slopes(u, grid.spacing),
+                    2, u0=u0, weights=(0.25, 0.75))
+    np.testing.assert_allclose(got, 0.25 * u0 + 0.75 * forward_euler(u, dt, op.rhs), rtol=0, atol=1e-13)
 
 
 @pytest.mark.parametrize("shape,rows", [((9, 11, 13), 2), ((41,), 1), ((7, 300), 3)])
@@ -144,7 +164,7 @@ def test_nvcc_accepts_the_hj_kernels_and_they_do_no_64_bit_division(tmp_path) ->
 
 @needs_nvcc
 def test_nvcc_accepts_the_lower_envelope_kernels(tmp_path) -> None:
-    ptx = compile_ptx("".join(_cuda_kernels.kernel_source(d) for d in DTYPES), build_dir=tmp_path)
+    ptx = compile_ptx(_cuda_kernels.kernel_source(*DTYPES), build_dir=tmp_path)
     for dtype in DTYPES:
         assert "st.global" in ptx_function(ptx, f"lower_envelope_{dtype}")
 
@@ -169,20 +189,6 @@ def host_fp_step(kernels, op, rho: np.ndarray, dt: float, rows: int, max_grid_yz
     return out
 
 
-def fp_operator(shape: tuple[int, ...], coefficients: str, bc: str, dtype: str, rng: np.random.Generator):
-    grid = hs.Grid([-1.0] * len(shape), [1.2] * len(shape), shape)
-    like = np.zeros((), dtype=dtype)
-    x = grid.coords
-    if coefficients == "potential":
-        f = sum(np.sin(2.0 * xi + k) for k, xi in enumerate(x)) + 0.3 * rng.standard_normal(shape)
-        return grid, fp.fokker_planck_operator(grid, like, potential=f, beta=2.0, bc=bc)
-    if coefficients == "drift":
-        drift = np.stack([np.cos(3.0 * xi) + 0.5 * x[(k + 1) % len(x)] for k, xi in enumerate(x)])
-        return grid, fp.fokker_planck_operator(grid, like, drift=drift, beta=1.5, bc=bc)
-    diffusion = 0.5 + np.arange(1, len(shape) + 1, dtype=float)  # diagonal, different per axis
-    return grid, fp.fokker_planck_operator(grid, like, potential=np.cos(x[0]), diffusion=diffusion, beta=0.7, bc=bc)
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("coefficients", ["potential", "drift", "diffusion"])
 @pytest.mark.parametrize("bc", ["reflecting", "periodic", "absorbing"])
@@ -192,7 +198,7 @@ def test_fp_kernel_equals_the_operator_step(fp_kernels, dtype, coefficients, bc,
     grid, op = fp_operator(shape, coefficients, bc, dtype, rng)
     rho = rng.uniform(0.1, 1.0, shape).astype(dtype)
     dt = 0.9 * op.stable_dt
-    expected = op.step(rho, dt)
+    expected = op.step(rho, dt)  # the array code
     got = host_fp_step(fp_kernels, op, rho, dt, rows)
     assert got.dtype == rho.dtype
     tol = 1e-14 if dtype == "float64" else 4e-6
@@ -212,7 +218,7 @@ def test_fp_kernel_covers_the_array_when_the_launch_grid_is_capped(fp_kernels, r
 def test_packed_rates_refuse_mixed_derivative_links() -> None:
     grid = hs.Grid([-1.0, -1.0], [1.0, 1.0], (9, 9))
     op = fp.fokker_planck_operator(grid, diffusion=np.array([[1.0, 0.3], [0.3, 1.0]]))
-    assert not _fused_fp.fused_fp_available(op, np.zeros(grid.shape))
+    assert not _fused_fp.axis_links_only(op)
     with pytest.raises(ValueError, match="along the axes"):
         _fused_fp.packed_rates(op)
 
@@ -257,10 +263,11 @@ def host_cupy(monkeypatch, tmp_path):
     """Numpy arrays take the CUDA code paths of solve_hj and the Fokker-Planck step, on host kernels."""
     fake = HostCuPy(tmp_path)
     monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(kernels, "device_kind", lambda x: "cuda")
     for module in (_fused_hj, _fused_fp):
         monkeypatch.setattr(module, "is_cupy_array", lambda x: isinstance(x, np.ndarray))
+        monkeypatch.setattr(module, "is_cuda", lambda x: isinstance(x, np.ndarray))
         monkeypatch.setattr(module, "to_cupy", lambda x: x)
-    monkeypatch.setattr(scharfetter_gummel, "to_cupy", lambda x: x)
     raw_kernel.cache_clear()
     yield fake
     raw_kernel.cache_clear()  # no host kernel may outlive the fake
@@ -273,13 +280,32 @@ def test_solve_hj_gpu_path_on_host_kernels_equals_the_numpy_solve(host_cupy, bc)
     f = np.cos(2 * x) * np.sin(y) + 0.25 * (x**2 + y**2)
     if bc == "periodic":
         f = periodic_field(f)
-    sol = hs.solve_hj(f, grid, 0.3, beta=5.0, bc=bc)
-    assert sol.info["fused_gpu_kernel"] and host_cupy.compiled
-    with pytest.MonkeyPatch.context() as undo:  # the plain numpy solve, for reference
-        undo.setattr(_fused_hj, "is_cupy_array", lambda x: False)
-        ref = hs.solve_hj(f, grid, 0.3, beta=5.0, bc=bc)
-    assert not ref.info["fused_gpu_kernel"] and sol.steps == ref.steps
-    np.testing.assert_allclose(sol.values, ref.values, rtol=0, atol=1e-12)
+    for scheme in ("godunov", "hybrid"):
+        sol = hs.solve_hj(f, grid, 0.3, beta=5.0, bc=bc, scheme=scheme)
+        assert sol.info["engine"] == "cuda" and host_cupy.compiled
+        with pytest.MonkeyPatch.context() as undo:  # the plain numpy solve, for reference
+            undo.setattr(kernels, "device_kind", lambda x: "cpu")
+            ref = hs.solve_hj(f, grid, 0.3, beta=5.0, bc=bc, scheme=scheme)
+        assert ref.info["engine"] == "numba" and sol.steps == ref.steps
+        np.testing.assert_allclose(sol.values, ref.values, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("accuracy", ["eno2", "weno5"])
+def test_high_order_stencils_on_a_gpu_array_run_the_array_code(host_cupy, accuracy) -> None:
+    """The CUDA kernel has the three-point stencil only: the engine table sends ENO2 and WENO5 on a
+    GPU array to the array code, which equals the fused numba solve of the same data on the host."""
+    grid = hs.Grid((-2.0, -2.0), (2.0, 2.0), (33, 41))
+    x, y = grid.coords
+    f = np.cos(2 * x) * np.sin(y) + 0.25 * (x**2 + y**2)
+    for scheme in ("godunov", "lax_friedrichs"):
+        assert _fused_hj.cuda_supports(f, scheme, "first", None) and not _fused_hj.cuda_supports(f, scheme, accuracy, None)
+        sol = hs.solve_hj(f, grid, 0.2, beta=5.0, scheme=scheme, accuracy=accuracy)
+        assert sol.info["engine"] == "array" and not host_cupy.compiled
+        with pytest.MonkeyPatch.context() as undo:
+            undo.setattr(kernels, "device_kind", lambda x: "cpu")
+            ref = hs.solve_hj(f, grid, 0.2, beta=5.0, scheme=scheme, accuracy=accuracy)
+        assert ref.info["engine"] == "numba" and sol.steps == ref.steps
+        np.testing.assert_allclose(sol.values, ref.values, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("bc", ["reflecting", "periodic", "absorbing"])
@@ -290,19 +316,23 @@ def test_fokker_planck_gpu_path_on_host_kernels_equals_the_array_code(host_cupy,
     rho0 = np.exp(-((x - 0.5) ** 2 + y**2))
     op = fp.fokker_planck_operator(grid, rho0, potential=f, beta=1.5, bc=bc)
     dt = 0.9 * op.stable_dt
-    assert _fused_fp.fused_fp_available(op, rho0)
-    np.testing.assert_allclose(op.step(rho0, dt), rho0 + dt * op.apply(rho0), rtol=0, atol=1e-15)
+    engine, stepper = fp.explicit_stepper(op, rho0)
+    assert engine == "cuda"
+    np.testing.assert_allclose(stepper.read(stepper.step(stepper.start(rho0), dt)), rho0 + dt * op.apply(rho0),
+                               rtol=0, atol=1e-15)
     sol = fp.solve_fokker_planck(rho0, grid, 0.2, potential=f, beta=1.5, bc=bc)
+    assert sol.info["engine"] == "cuda"
     assert host_cupy.compiled == [_fused_fp.kernel_name("float64", bc == "periodic", bc == "absorbing")]
     with pytest.MonkeyPatch.context() as undo:
-        undo.setattr(_fused_fp, "is_cupy_array", lambda x: False)
+        undo.setattr(kernels, "device_kind", lambda x: "cpu")
         ref = fp.solve_fokker_planck(rho0, grid, 0.2, potential=f, beta=1.5, bc=bc)
-    assert sol.steps == ref.steps
+    assert ref.info["engine"] == "numba" and sol.steps == ref.steps
     np.testing.assert_allclose(sol.values, ref.values, rtol=0, atol=1e-14)
 
 
 def test_fused_fp_path_needs_rates_of_the_densitys_backend_and_dtype(host_cupy) -> None:
     grid = hs.Grid(-1.0, 1.0, 11)
     op = fp.fokker_planck_operator(grid, np.zeros((), dtype="float32"), potential=grid.axes[0] ** 2)
-    assert _fused_fp.fused_fp_available(op, np.ones(grid.shape, dtype="float32"))
-    assert not _fused_fp.fused_fp_available(op, np.ones(grid.shape))  # float64 density, float32 rates
+    assert _fused_fp.cuda_fp_supports(op, np.ones(grid.shape, dtype="float32"))
+    assert not _fused_fp.cuda_fp_supports(op, np.ones(grid.shape))  # float64 density, float32 rates
+    assert fp.explicit_stepper(op, np.ones(grid.shape))[0] == "array"

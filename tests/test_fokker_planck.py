@@ -226,6 +226,125 @@ def test_implicit_time_error_order_against_the_matrix_exponential(method: str, o
         assert errors[-1] < 1e-4, errors
 
 
+# ----------------------------------------------------------------------------- TR-BDF2 under error control
+
+
+def test_tr_bdf2_error_estimate_is_the_local_error() -> None:
+    """Hosea and Shampine's embedded estimate equals the local error of the step to leading order:
+    on a small Markov generator (columns summing to zero) the ratio tends to 1 as dt falls, and
+    both fall as dt^3."""
+    import scipy.sparse as sp
+
+    from hjsmooth.solvers.implicit_steps import TRBDF2, AdaptiveTRBDF2
+
+    generator = np.array([[-2.0, 1.0, 0.5], [1.5, -1.5, 0.5], [0.5, 0.5, -1.0]])
+    rho = np.array([0.7, 0.2, 0.1])
+    estimates, errors = [], []
+    for dt in (0.1, 0.05, 0.025):
+        control = AdaptiveTRBDF2(TRBDF2(sp.csr_matrix(generator)), rtol=1e-300, atol=1.0)  # error = max |estimate|
+        new, estimate = control.attempt(rho, dt)
+        estimates.append(estimate)
+        errors.append(float(np.max(np.abs(new - scipy.linalg.expm(dt * generator) @ rho))))
+    assert abs(estimates[-1] / errors[-1] - 1) < 0.01 and abs(estimates[0] / errors[0] - 1) < 0.03, (estimates, errors)
+    assert 2.8 < observed_order(estimates) < 3.2 and 2.8 < observed_order(errors) < 3.2
+
+
+def test_tr_bdf2_ou_transient_is_within_the_requested_tolerance() -> None:
+    """OU from N(1, 0.05) to t = 1 on a fine grid (space error 4e-6 of the peak): against the exact
+    Gaussian the error stays within 2 rtol of the peak.  On a coarser grid the time error alone
+    (against exp(t L) of the same operator) falls by more than 10x from rtol = 1e-3 to 1e-5 while
+    the steps grow."""
+    from scipy.sparse.linalg import expm_multiply
+
+    m_t, v_t = ou_moments(1.0, 0.05, 1.0, 1.0, 1.0)
+    time_errors, steps = [], []
+    for n, check in ((1601, "exact"), (201, "time")):
+        grid = hs.Grid(-4.0, 4.0, n)
+        x = grid.axes[0]
+        rho0 = gaussian(grid, [1.0], [0.05])
+        if check == "exact":
+            reference = np.exp(-((x - m_t) ** 2) / (2 * v_t)) / np.sqrt(2 * np.pi * v_t)
+        else:
+            reference = expm_multiply(fokker_planck_operator(grid, potential=0.5 * x**2, beta=1.0).to_sparse(), rho0)
+        for rtol in (1e-3, 1e-5):
+            sol = solve_fokker_planck(rho0, grid, 1.0, potential=0.5 * x**2, beta=1.0, method="tr_bdf2", rtol=rtol)
+            assert sol.info["rtol"] == rtol and sol.info["atol"] == pytest.approx(1e-3 * rtol * rho0.max())
+            assert sol.info["accepted_steps"] == sol.steps and sol.info["rejected_steps"] >= 0
+            assert abs(grid.integrate(sol.values) - 1.0) < 1e-12 and sol.values.min() >= 0
+            error = np.max(np.abs(sol.values - reference)) / reference.max()
+            if check == "exact":
+                assert error < 2 * rtol, (rtol, error)
+            else:
+                time_errors.append(error)
+                steps.append(sol.steps)
+    assert time_errors[1] < time_errors[0] / 10 and steps[1] > 2 * steps[0], (time_errors, steps)
+
+
+STEEP_WELL = dict(beta=10.0)  # barrier 2 beta * 10 = 200: no mass crosses in any run here
+
+
+def steep_double_well(grid: hs.Grid) -> np.ndarray:
+    x = grid.coords[0]
+    return 10.0 * (x**2 - 1) ** 2 + 0.01 * x + sum(2.0 * y**2 for y in grid.coords[1:])
+
+
+@pytest.mark.parametrize("shape", [(401,), (61, 41)], ids=["1d", "2d"])
+def test_tr_bdf2_keeps_a_steep_double_well_nonnegative_over_a_long_time(shape) -> None:
+    """A box of mass in a steep double well, to t = 1e4 (the fixed step t/100 that method="auto" took
+    before TR-BDF2 had error control gave snapshots as low as -3e-4 (1D) and -0.76 (2D) of the box's
+    height): every snapshot is non-negative and holds the mass to 1e-12, with error control and with
+    a fixed step, where the steps that would turn the density negative are rejected and redone smaller."""
+    grid = hs.Grid([-2.0] + [-1.0] * (len(shape) - 1), [2.0] + [1.0] * (len(shape) - 1), shape)
+    f = steep_double_well(grid)
+    rho0 = (np.abs(grid.coords[0] - 1.0) < 0.1).astype(float) * np.ones(shape)
+    mass0 = grid.integrate(rho0)
+    times = np.geomspace(1e-3, 1e4, 15)
+    for kw in ({}, {"dt": 100.0}):
+        sol = solve_fokker_planck(rho0, grid, 1e4, potential=f, method="tr_bdf2", save_at=times, **kw, **STEEP_WELL)
+        assert sol.snapshots.min() >= 0.0
+        masses = np.array([grid.integrate(s) for s in sol.snapshots])
+        assert np.all(np.abs(masses / mass0 - 1) < 1e-12)
+        if kw:
+            assert sol.info["rejected_negative"] > 0 and sol.info["rtol"] is None
+        inside = grid.coords[0] > 0
+        assert grid.integrate(np.where(inside, sol.values, 0.0)) / mass0 > 1 - 1e-9  # still in the right well
+
+
+def test_tr_bdf2_step_grows_as_the_density_settles(monkeypatch) -> None:
+    """The controller shrinks the step for the initial transient and grows it as the density settles
+    to the Gibbs state: far fewer steps over [10, 40] than over [0, 10], the largest at the end."""
+    from hjsmooth.solvers.implicit_steps import AdaptiveTRBDF2
+
+    accepted = []
+    attempt = AdaptiveTRBDF2.attempt
+
+    def recording(self, rho, dt):
+        new, error = attempt(self, rho, dt)
+        if error <= 1.0:
+            accepted.append(dt)
+        return new, error
+
+    monkeypatch.setattr(AdaptiveTRBDF2, "attempt", recording)
+    grid = hs.Grid(-3.0, 3.0, 201)
+    x = grid.axes[0]
+    sol = solve_fokker_planck(gaussian(grid, [1.5], [0.02]), grid, 40.0, potential=0.5 * x**2, method="tr_bdf2")
+    ends = np.cumsum(accepted)
+    assert len(accepted) == sol.steps and ends[-1] == pytest.approx(40.0)
+    early, late = int(np.sum(ends <= 10.0)), int(np.sum(ends > 10.0))
+    assert late < early / 3, (early, late)
+    assert accepted[-2] == max(accepted[:-1]) and accepted[-2] > 100 * accepted[0]  # the last may be a landing
+    gibbs = discrete_gibbs(grid, 0.5 * x**2, 1.0)
+    assert np.max(np.abs(sol.values - gibbs)) < 1e-6 * gibbs.max()
+
+
+@pytest.mark.parametrize("kwargs, match", [({"rtol": 0.0}, "`rtol`"), ({"rtol": float("nan")}, "`rtol`"),
+                                           ({"atol": -1e-9}, "`atol`"), ({"atol": float("inf")}, "`atol`")])
+def test_tr_bdf2_tolerances_are_checked(kwargs, match) -> None:
+    grid = hs.Grid(-1.0, 1.0, 21)
+    with pytest.raises(ValueError, match=match):
+        solve_fokker_planck(np.ones(21), grid, 1.0, method="tr_bdf2", **kwargs)
+
+
 # ----------------------------------------------------------------------------- Gibbs steady state
 
 

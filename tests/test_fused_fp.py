@@ -10,13 +10,14 @@ import pytest
 
 import hjsmooth as hs
 from hjsmooth.solvers import _fused_fp
-from hjsmooth.solvers.fokker_planck import fokker_planck_operator, solve_fokker_planck
+from hjsmooth.solvers.fokker_planck import explicit_stepper, fokker_planck_operator, solve_fokker_planck
 
 
 def test_not_used_off_the_gpu() -> None:
     grid = hs.Grid(-1.0, 1.0, 11)
     op = fokker_planck_operator(grid, potential=grid.axes[0] ** 2)
-    assert not _fused_fp.fused_fp_available(op, np.ones(grid.shape))
+    assert not _fused_fp.cuda_fp_supports(op, np.ones(grid.shape))
+    assert explicit_stepper(op, np.ones(grid.shape))[0] == "numba"
 
 
 def cuda_only(backend) -> None:
@@ -35,11 +36,12 @@ def test_fused_step_equals_array_step(backend, bc: str, shape: tuple, dtype: str
     rho_np = rng.uniform(0.1, 1.0, shape)
     rho = backend.asarray(rho_np, dtype=dtype)
     op = fokker_planck_operator(grid, rho, potential=f, beta=2.0, bc=bc)
-    assert _fused_fp.fused_fp_available(op, rho)
+    engine, stepper = explicit_stepper(op, rho)
+    assert engine == "cuda"
     dt = 0.9 * op.stable_dt
-    got = op.step(rho, dt)
+    got = stepper.read(stepper.step(stepper.start(rho), dt))
     assert backend.is_same_kind(got, rho)
-    expected = rho + dt * op.apply(rho)  # the array code
+    expected = op.step(rho, dt)  # the array code
     tol = 1e-13 if dtype == "float64" else 4e-6
     np.testing.assert_allclose(backend.to_numpy(got), backend.to_numpy(expected), rtol=0, atol=tol)
 
@@ -51,9 +53,10 @@ def test_explicit_solve_on_the_gpu_matches_numpy(backend) -> None:
     x, y = grid.coords
     f = np.cos(2 * x) * np.sin(y) + 0.25 * (x**2 + y**2)
     rho0 = np.exp(-((x - 0.5) ** 2 + y**2))
-    ref = solve_fokker_planck(rho0, grid, 0.3, potential=f, beta=1.5, diffusion=np.array([1.0, 0.5]))
+    ref = solve_fokker_planck(rho0, grid, 0.3, potential=f, beta=1.5, diffusion=np.array([1.0, 0.5]),
+                              method="explicit")
     sol = solve_fokker_planck(backend.asarray(rho0), grid, 0.3, potential=backend.asarray(f), beta=1.5,
-                              diffusion=np.array([1.0, 0.5]))
-    assert sol.steps == ref.steps
+                              diffusion=np.array([1.0, 0.5]), method="explicit")
+    assert sol.info["engine"] == "cuda" and sol.steps == ref.steps
     np.testing.assert_allclose(backend.to_numpy(sol.values), ref.values, rtol=0, atol=1e-12)
     assert abs(sol.info["mass"] - sol.info["mass0"]) < 1e-12

@@ -33,18 +33,21 @@ class Entry:
     tol_rosen: float = 5e-2
 
 
+# The Local Entropy entries step on (x - <y>)/gamma (scale_by_gamma=False), as when the table was written.
 TABLE = [
     Entry("sgd", lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9, nesterov=True), 0.01),
     Entry("entropy_sgd", lambda p, lr: O.EntropySGD(p, lr=lr, gamma=0.1, L=5, inner_lr=0.02, noise=1e-8,
+                                                    inner_momentum=0.0, scale_by_gamma=False,
                                                     generator=_gen(1)), 0.01, noisy=True),
-    Entry("entropy_adam", lambda p, lr: O.LocalEntropy(p, torch.optim.Adam, gamma=0.1, L=5, inner_lr=0.02, lr=lr),
-          0.05),
-    Entry("hj", lambda p, lr: O.HJ(p, lr=lr, gamma=0.1, L=5, inner_lr=0.02), 0.01),
-    Entry("heat", lambda p, lr: O.Heat(p, lr=lr, gamma=S.exponential(0.05, 0.02), L=5, generator=_gen(2)), 0.01,
-          noisy=True, tol_quad=5e-3),
+    Entry("entropy_adam", lambda p, lr: O.LocalEntropy(p, torch.optim.Adam, gamma=0.1, L=5, inner_lr=0.02, lr=lr,
+                                                       inner_momentum=0.0), 0.05),
+    Entry("hj", lambda p, lr: O.HJ(p, lr=lr, gamma=0.1, L=5, inner_lr=0.02, momentum=0.9, inner_momentum=0.0,
+                                       scale_by_gamma=False), 0.01),
+    Entry("heat", lambda p, lr: O.Heat(p, lr=lr, gamma=S.exponential(0.05, 0.02), L=5, generator=_gen(2),
+                                       perturbation="absolute"), 0.01, noisy=True, tol_quad=5e-3),
     Entry("elastic", lambda p, lr: O.ElasticSGD(p, lr=lr, rho=1.0, n=2), 0.01, replicas=True),
-    Entry("parle", lambda p, lr: O.Parle(p, lr=lr, gamma=0.1, rho=1.0, n=2, L=3, inner_lr=0.02), 0.5,
-          replicas=True),
+    Entry("parle", lambda p, lr: O.Parle(p, lr=lr, gamma=0.1, rho=1.0, n=2, L=3, inner_lr=0.02, inner_momentum=0.0),
+          0.5, replicas=True),
     Entry("trivialized", lambda p, lr: O.TrivializedSGD(p, lr=lr, coupling=0.01, tau0=20.0, momentum=0.9,
                                                         generator=_gen(3)), 0.01, noisy=True),
 ]
@@ -191,8 +194,8 @@ def test_state_dict_lockstep(entry: Entry) -> None:
 
     model_c = _mlp(99)  # different weights, overwritten by the checkpoint
     opt_c = entry.make(list(model_c.parameters()), 123.0)  # different lr, overwritten as well
-    if isinstance(getattr(opt_c, "_generator", None), torch.Generator):
-        opt_c._generator.manual_seed(777)  # the generator state must come from the checkpoint
+    for g in getattr(opt_c, "_generators", None) or []:
+        g.manual_seed(777)  # the generator state must come from the checkpoint
     model_c.load_state_dict(ckpt["model"])
     opt_c.load_state_dict(ckpt["opt"])
     stream_c = _Stream(x, y, 32)
@@ -311,8 +314,8 @@ def test_cuda_matches_cpu(entry: Entry) -> None:
         x, y = _two_moons(128, 3)
         x, y = x.to(device), y.to(device)
         opt = entry.make(list(model.parameters()), MLP_LR[entry.name])
-        if isinstance(getattr(opt, "_generator", None), torch.Generator):
-            opt._generator = torch.Generator(device=device).manual_seed(5)
+        if getattr(opt, "_generators", None):
+            opt._generators = [torch.Generator(device=device).manual_seed(5) for _ in opt._generators]
 
         def closure() -> torch.Tensor:
             opt.zero_grad()
@@ -343,11 +346,13 @@ class WideSharpRun:
 # noise = 1/beta = 1/2), whose minimiser is the wide well.  Their inner Langevin chain must mix over the
 # coupling's time scale gamma (L * inner_lr = 2 >= gamma) with a step below 2 / 80, the sharp well's
 # curvature, so that the chain leaves the sharp well by its noise, not by an unstable step.
-_LANGEVIN = dict(gamma=1.0, L=100, inner_lr=0.02, noise=0.5, alpha=0.97, momentum=0.0)
+_LANGEVIN = dict(gamma=1.0, L=100, inner_lr=0.02, noise=0.5, alpha=0.97, momentum=0.0, inner_momentum=0.0)
 WIDE_SHARP = {
     "sgd": WideSharpRun(lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9), 200),
-    "hj": WideSharpRun(lambda p: O.HJ(p, lr=0.1, gamma=1.0, L=5, inner_lr=0.1), 200),
-    "heat": WideSharpRun(lambda p: O.Heat(p, lr=0.1, gamma=0.3, L=10, generator=_gen(0)), 200),
+    "hj": WideSharpRun(lambda p: O.HJ(p, lr=0.1, gamma=1.0, L=5, inner_lr=0.1, momentum=0.9,
+                                                 inner_momentum=0.0), 200),
+    "heat": WideSharpRun(lambda p: O.Heat(p, lr=0.1, gamma=0.3, L=10, generator=_gen(0), perturbation="absolute"),
+                         200),
     "entropy_sgd": WideSharpRun(lambda p: O.EntropySGD(p, lr=0.25, generator=_gen(4), **_LANGEVIN), 120,
                                 decay_at=90),
     "parle": WideSharpRun(lambda p: O.Parle(p, lr=0.25, rho=1.0, n=2, generator=[_gen(5), _gen(6)], **_LANGEVIN),

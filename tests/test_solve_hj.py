@@ -15,7 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hjsmooth as hs
+from hjsmooth.solvers import kernels
 from hjsmooth.solvers.hj import solve_hj
+from hjsmooth.solvers.runge_kutta import SSP_METHODS, ssp_step
+
+from grid_strategies import periodic_field
 
 SCHEMES = ("godunov", "lax_friedrichs", "engquist_osher")
 ACCURACIES = ("first", "eno2", "weno5")
@@ -168,6 +172,89 @@ def test_viscous_convergence_order(accuracy: str) -> None:
         exact = exact_viscous_periodic(np.sin(fine), t, beta, 2.0 * math.pi)[::16]
         errors.append(np.abs(sol.values[:-1] - exact).max())
     assert order_of(errors) > {"first": 0.9, "eno2": 1.85, "weno5": 3.0}[accuracy], errors
+
+
+#: (smallest, largest) order accepted per three-point scheme on a smooth viscous problem
+VISCOUS_ORDERS = {"godunov": (0.9, 1.5), "lax_friedrichs": (0.9, 1.5), "engquist_osher": (0.9, 1.5),
+                  "hybrid": (1.85, 2.5)}
+
+
+@pytest.mark.parametrize("scheme", sorted(VISCOUS_ORDERS))
+def test_viscous_convergence_order_of_each_three_point_scheme(scheme: str) -> None:
+    """As above, per scheme: the monotone ones are first order, the hybrid scheme (central where
+    max |p| h <= 2 nu, here everywhere, with SSP-RK(4,2)) second order in space and time."""
+    t, beta = 0.3, 1.0
+    errors = []
+    for n in (32, 64, 128):
+        grid = hs.Grid(0.0, 2.0 * math.pi, n + 1)
+        x = grid.coords[0]
+        sol = solve_hj(np.sin(x), grid, t, beta=beta, scheme=scheme, bc="periodic")
+        fine = np.linspace(0.0, 2.0 * math.pi, 16 * n, endpoint=False)
+        exact = exact_viscous_periodic(np.sin(fine), t, beta, 2.0 * math.pi)[::16]
+        errors.append(np.abs(sol.values[:-1] - exact).max())
+    low, high = VISCOUS_ORDERS[scheme]
+    assert low < order_of(errors) < high, errors
+
+
+def double_well_viscous(x: np.ndarray, t: float, beta: float) -> np.ndarray:
+    """Cole-Hopf in closed form for ``exp(-beta f) = sum_i a_i exp(-beta (x - c_i)^2 / 2)`` (1D):
+    each Gaussian of variance ``1/beta`` spreads to ``(1 + t)/beta``."""
+    total = sum(a * np.exp(-beta * (x - c) ** 2 / (2.0 * (1.0 + t))) for a, c in ((1.0, -1.0), (0.6, 1.2)))
+    return -np.log(total / math.sqrt(1.0 + t)) / beta
+
+
+def test_default_is_second_order_on_a_non_convex_viscous_problem() -> None:
+    """The default scheme on a double well (non-convex f, exact Cole-Hopf in closed form),
+    away from the extrapolated edges: error falls about 4x per halving of h."""
+    t, beta = 0.5, 2.0
+    errors = []
+    for n in (121, 241, 481):
+        grid = hs.Grid(-4.0, 4.0, n)
+        x = grid.coords[0]
+        sol = solve_hj(double_well_viscous(x, 0.0, beta), grid, t, beta=beta)
+        assert sol.info["scheme"] == "hybrid" and sol.info["method"] == "ssp42"
+        inner = np.abs(x) <= 2.0
+        errors.append(np.abs(sol.values - double_well_viscous(x, t, beta))[inner].max())
+    assert 1.85 < order_of(errors) < 2.5, errors
+    assert errors[-1] < 2e-4
+
+
+def test_hybrid_keeps_order_where_the_grid_resolves_the_viscous_scale(rng: np.random.Generator) -> None:
+    """With max |p| h <= 2 nu everywhere the hybrid update is the central one, monotone under its
+    CFL step: data ordered at t = 0 stay ordered (a comparison principle), in 2D, any bc."""
+    grid = hs.Grid((-2.0, -2.0), (2.0, 2.0), (41, 41))
+    x, y = grid.coords
+    beta = 2.0  # 2 nu / h = 5 > max |p| of the data below
+    for bc in ("extrapolate", "neumann", "periodic"):
+        low = 0.5 * np.sin(2.0 * x) * np.cos(y) + 0.01 * rng.standard_normal(grid.shape)
+        high = low + 0.05 * (1.0 + np.cos(x + y))  # >= low, touching nowhere
+        if bc == "periodic":
+            low, high = (periodic_field(v) for v in (low, high))
+        a = solve_hj(low, grid, 0.4, beta=beta, bc=bc, save_at=5)
+        b = solve_hj(high, grid, 0.4, beta=beta, bc=bc, save_at=5)
+        assert a.info["scheme"] == "hybrid"
+        assert np.all(b.snapshots >= a.snapshots - 1e-13)
+
+
+def test_auto_scheme_choice() -> None:
+    grid = hs.Grid(-1.0, 1.0, 41)
+    f = grid.coords[0] ** 2
+    assert solve_hj(f, grid, 0.1, beta=3.0).info["scheme"] == "hybrid"
+    assert solve_hj(f, grid, 0.1).info["scheme"] == "godunov"  # inviscid: monotone Godunov
+    assert solve_hj(f, grid, 0.1, beta=3.0, accuracy="eno2").info["scheme"] == "godunov"
+    with pytest.raises(ValueError, match="`accuracy` must be 'first'"):
+        solve_hj(f, grid, 0.1, beta=3.0, scheme="hybrid", accuracy="weno5")
+
+
+@pytest.mark.parametrize("name", sorted(SSP_METHODS))
+def test_ssp_methods_have_their_order_and_convex_stages(name: str) -> None:
+    """On u' = -u the one-step error is O(dt^(order+1)); every stage is a convex combination."""
+    method = SSP_METHODS[name]
+    assert all(a >= 0 and b > 0 and abs(a + b - 1.0) < 1e-15 and c > 0 for a, b, c in method.stages)
+    errors = [abs(ssp_step(1.0, dt, lambda u: -u, method) - math.exp(-dt)) for dt in (0.1, 0.05)]
+    assert math.log2(errors[0] / errors[1]) == pytest.approx(method.order + 1, abs=0.2)
+    # the SSP coefficient: each forward-Euler substep is c dt <= dt_FE when dt = C dt_FE
+    assert max(c for _, _, c in method.stages) * method.coefficient == pytest.approx(1.0)
 
 
 # ----------------------------------------------------------------------------- comparison principle
@@ -378,16 +465,27 @@ def test_dirichlet_holds_boundary_values(accuracy: str) -> None:
         ("lax_friedrichs", "eno2", "periodic", 2.0),
         ("engquist_osher", "weno5", "neumann", 4.0),
         ("godunov", "weno5", "dirichlet", math.inf),
+        ("hybrid", "first", "dirichlet", 2.0),
+        ("engquist_osher", "first", "periodic", 3.0),
+        ("lax_friedrichs", "first", "neumann", 1.0),
     ],
 )
-def test_backends_agree(backend, scheme: str, accuracy: str, bc: str, beta: float) -> None:
-    """Every backend returns its own array type/device/dtype and agrees with numpy to 1e-10."""
+@pytest.mark.parametrize("engine", ["default", "array"])
+def test_backends_agree(backend, scheme: str, accuracy: str, bc: str, beta: float, engine: str,
+                        monkeypatch) -> None:
+    """Every backend, with its default engine and with the array code, returns its own array
+    type/device/dtype and agrees with numpy's default engine to 1e-10 (float64)."""
     grid = hs.Grid((-2.0, -1.0), (2.0, 1.0), (33, 21))
     x, y = grid.coords
     f = nonconvex(x) + 0.5 * np.cos(2.0 * y) + 0.2 * x * y
     reference = solve_hj(f, grid, 0.3, beta=beta, scheme=scheme, accuracy=accuracy, bc=bc, save_at=2)
     data = backend.asarray(f)
+    if engine == "array":
+        monkeypatch.setitem(kernels._PACKAGES, "numba", lambda: False)
+        monkeypatch.setitem(kernels._PACKAGES, "cuda", lambda: False)
     sol = solve_hj(data, grid, 0.3, beta=beta, scheme=scheme, accuracy=accuracy, bc=bc, save_at=2)
+    if engine == "array":
+        assert sol.info["engine"] == "array"
     assert backend.is_same_kind(sol.values, data) and backend.is_same_kind(sol.snapshots, data)
     assert sol.steps == reference.steps
     np.testing.assert_allclose(backend.to_numpy(sol.values), reference.values, atol=1e-10, rtol=0)

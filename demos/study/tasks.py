@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Task", "Split", "TASKS", "load_split", "make_model", "data_tasks"]
+__all__ = ["Task", "Split", "TASKS", "load_split", "load_train_test", "make_model", "data_tasks"]
 
 _SPLIT_SEED = 12345
 
@@ -88,7 +88,7 @@ class Split:
 def _carve(x: np.ndarray, y: np.ndarray, fraction: float) -> tuple[np.ndarray, ...]:
     """Split ``(x, y)`` by a fixed permutation into a first part and a last ``fraction``."""
     order = np.random.default_rng(_SPLIT_SEED).permutation(len(y))
-    cut = len(y) - int(round(fraction * len(y)))
+    cut = int((1.0 - fraction) * len(y))
     return x[order[:cut]], y[order[:cut]], x[order[cut:]], y[order[cut:]]
 
 
@@ -128,6 +128,18 @@ def load_split(dataset: str, data_dir: Path | None = None) -> Split:
     mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
     scale = lambda a: ((a - mean) / std).astype(np.float32)  # noqa: E731
     return Split(scale(x_train), y_train, scale(x_val), y_val, scale(x_test), y_test)
+
+
+def load_train_test(dataset: str, data_dir: Path | None = None) -> tuple[np.ndarray, ...]:
+    """``(x_train, y_train, x_test, y_test)``: training and validation together, standardised with their statistics.
+
+    For tools that need no validation set (``benchmarks/optim_defaults.py``): the examples of
+    :func:`load_split`'s train and validation arrays train, its test arrays test.
+    """
+    xa, ya, x_test, y_test = _raw(dataset, data_dir)
+    mean, std = xa.mean(axis=0), xa.std(axis=0) + 1e-6
+    scale = lambda a: ((a - mean) / std).astype(np.float32)  # noqa: E731
+    return scale(xa), ya, scale(x_test), y_test
 
 
 def make_model(kind: str, n_features: int) -> Any:

@@ -2,16 +2,13 @@
 
 Every helper acts in place on a list of tensors and has two paths: the ``foreach``
 path (``torch._foreach_*``, one kernel launch per op and per device/dtype bucket on
-CUDA) and a plain loop over tensors.  Both perform the same elementwise floating-point
-operations in the same order, so they give identical results on the CPU.
+CUDA) and a plain loop over tensors (fewer passes over memory on a CPU, where the
+``foreach`` ops are loops too).  Both perform the same elementwise floating-point
+operations, so they give the same results on the CPU.
 
-Displacements rather than positions
------------------------------------
-The inner Langevin loop keeps the *displacement* ``d = y - x`` of the inner iterate
-from the anchor ``x`` (and the running average ``m = <y> - x``), not ``y`` itself:
-``d`` is small next to ``x``, so float32 loses nothing to cancellation when forming
-``x - <y> = -m``, and the degenerate cases (``L = 1``, ``gamma = inf``) reduce to
-exactly the operations of plain SGD.
+Complex parameters are handled as their real view (``torch.view_as_real``), as
+``torch.optim`` does: every helper here sees real tensors only, so noise has the same
+variance on every real coordinate and no reduction drops an imaginary part.
 """
 
 from __future__ import annotations
@@ -22,6 +19,16 @@ from collections.abc import Sequence
 import torch
 
 Tensors = list[torch.Tensor]
+
+
+def real(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself, or its real view ``(..., 2)`` if it is complex."""
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def reals(tensors: Sequence[torch.Tensor]) -> Tensors:
+    """:func:`real` of each tensor."""
+    return [torch.view_as_real(t) if t.is_complex() else t for t in tensors]
 
 
 def buckets(tensors: Sequence[torch.Tensor]) -> dict[tuple[torch.device, torch.dtype], list[int]]:
@@ -44,7 +51,7 @@ def copy_(dst: Tensors, src: Tensors, foreach: bool) -> None:
 
 
 def add_into_(out: Tensors, a: Tensors, b: Tensors, foreach: bool) -> None:
-    """``out <- a + b`` (used to place the parameters at ``x + d``)."""
+    """``out <- a + b`` (places the parameters at ``x + d``)."""
     if not out:
         return
     if foreach:
@@ -66,126 +73,98 @@ def zero_(tensors: Tensors, foreach: bool) -> None:
             t.zero_()
 
 
-def grads_or_zeros(params: Sequence[torch.Tensor]) -> Tensors:
-    """The gradients of ``params``; a parameter the loss did not touch counts as gradient 0."""
-    return [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-
-
-def inner_step_(
-    disp: Tensors,
-    grads: Tensors,
-    bufs: Tensors | None,
-    *,
-    gamma: float,
-    lr: float,
-    momentum: float,
-    foreach: bool,
-) -> None:
-    """One drift step of the inner loop on the displacement ``d = y - x``, in place.
-
-    ``v = grad f(y) + d / gamma``; with ``momentum > 0``: ``buf <- momentum buf + v``, ``v = buf``;
-    then ``d <- d - lr v``.  Without momentum this is evaluated as
-    ``d <- (1 - lr/gamma) d - lr grad f(y)`` (two passes, no temporary).  ``gamma = inf``
-    drops the coupling term (the factor is exactly 1).  ``grads`` is only read.
-    """
-    if not disp:
-        return
-    inv_gamma = 0.0 if math.isinf(gamma) else 1.0 / gamma
-    if momentum > 0 and bufs is not None:
-        if foreach:
-            torch._foreach_mul_(bufs, momentum)
-            torch._foreach_add_(bufs, grads)
-            torch._foreach_add_(bufs, disp, alpha=inv_gamma)
-            torch._foreach_add_(disp, bufs, alpha=-lr)
-        else:
-            for d, g, b in zip(disp, grads, bufs):
-                b.mul_(momentum).add_(g).add_(d, alpha=inv_gamma)
-                d.add_(b, alpha=-lr)
-        return
-    shrink = 1.0 - lr * inv_gamma
-    if foreach:
-        if shrink != 1.0:
-            torch._foreach_mul_(disp, shrink)
-        torch._foreach_add_(disp, grads, alpha=-lr)
-    else:
-        for d, g in zip(disp, grads):
-            if shrink != 1.0:
-                d.mul_(shrink)
-            d.add_(g, alpha=-lr)
-
-
-def add_noise_(disp: Tensors, scale: float, generator: torch.Generator) -> None:
-    """``d <- d + scale N(0, I)``, drawn from ``generator``.
+def add_noise_(targets: Tensors, scale: float, generator: torch.Generator) -> None:
+    """``t <- t + scale N(0, I)``, drawn from ``generator``.
 
     One flat standard normal vector is drawn per (device, dtype) bucket, on the
-    generator's device, in the order of ``disp``; it is split over the tensors.
+    generator's device, in the order of ``targets``; it is split over the tensors.
     """
-    if scale == 0.0 or not disp:
+    if scale == 0.0 or not targets:
         return
-    for (device, dtype), idx in buckets(disp).items():
-        sizes = [disp[i].numel() for i in idx]
+    for (device, dtype), idx in buckets(targets).items():
+        sizes = [targets[i].numel() for i in idx]
         flat = torch.randn(sum(sizes), generator=generator, device=generator.device, dtype=dtype)
         if flat.device != device:
             flat = flat.to(device)
-        pieces = [c.view_as(disp[i]) for c, i in zip(torch.split(flat, sizes), idx)]
-        targets = [disp[i] for i in idx]
-        torch._foreach_add_(targets, pieces, alpha=scale)
+        pieces = [c.view_as(targets[i]) for c, i in zip(torch.split(flat, sizes), idx)]
+        torch._foreach_add_([targets[i] for i in idx], pieces, alpha=scale)
 
 
 def running_average_(avg: Tensors, new: Tensors, alpha: float, foreach: bool) -> None:
-    """``avg <- alpha avg + (1 - alpha) new`` (``alpha = 0`` keeps ``new``: one copy, the same numbers)."""
+    """``avg <- alpha avg + (1 - alpha) new``, as one ``lerp`` (``alpha = 0`` keeps ``new``: one copy)."""
     if not avg:
         return
     if alpha == 0.0:
         copy_(avg, new, foreach)
         return
     if foreach:
-        torch._foreach_mul_(avg, alpha)
-        torch._foreach_add_(avg, new, alpha=1.0 - alpha)
+        torch._foreach_lerp_(avg, new, 1.0 - alpha)
     else:
         for a, n in zip(avg, new):
-            a.mul_(alpha).add_(n, alpha=1.0 - alpha)
+            a.lerp_(n, 1.0 - alpha)
+
+
+def scaled_into_(out: Tensors, values: Tensors, scale: float, foreach: bool) -> None:
+    """``out <- scale * values``."""
+    if not out:
+        return
+    if foreach:
+        torch._foreach_copy_(out, values)
+        torch._foreach_mul_(out, scale)
+    else:
+        for o, v in zip(out, values):
+            torch.mul(v, scale, out=o)
 
 
 def set_grads_(params: Sequence[torch.Tensor], values: Tensors, scale: float, foreach: bool) -> Tensors:
     """``p.grad <- scale * value`` for each parameter (reusing ``p.grad`` when it exists); returns the grads.
 
-    With ``values = m = <y> - x`` and ``scale = -1/gamma`` this is the Local Entropy
-    gradient ``(x - <y>) / gamma``.
+    ``values`` are real views of the parameters' shapes.  With ``values = m = <y> - x`` and
+    ``scale = -1/gamma`` this is the Local Entropy gradient ``(x - <y>) / gamma``.
     """
     for p in params:
         if p.grad is None:
             p.grad = torch.empty_like(p)
     grads = [p.grad for p in params]
-    if not grads:
-        return grads
-    if foreach:
-        torch._foreach_copy_(grads, values)
-        torch._foreach_mul_(grads, scale)
-    else:
-        for g, v in zip(grads, values):
-            torch.mul(v, scale, out=g)
+    scaled_into_(reals(grads), values, scale, foreach)
     return grads
 
 
-def elastic_add_(out: Tensors, replica: Tensors, master: Tensors, rho: float, foreach: bool) -> None:
-    """``out <- out + (x^a - x) / rho`` (nothing for ``rho = inf``)."""
-    if not out or math.isinf(rho):
-        return
-    if foreach:
-        diff = torch._foreach_sub(replica, master)
-        torch._foreach_add_(out, diff, alpha=1.0 / rho)
-    else:
-        for o, r, m in zip(out, replica, master):
-            o.add_(torch.sub(r, m), alpha=1.0 / rho)
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def finite_norm_sq(tensors: Sequence[torch.Tensor]) -> float | None:
+    """``sum |t|^2`` over all tensors, or ``None`` if any entry is NaN or infinite.
+
+    One fused reduction per device and dtype class: the Euclidean norms of all tensors come
+    from one ``torch._foreach_norm`` (NaN and inf propagate into them; half-precision
+    tensors are reduced in float32) and are moved to the host once.  A tensor whose norm
+    overflows its dtype (a float32 gradient with entries beyond ~1e19) counts as non-finite.
+    """
+    total = 0.0
+    groups: dict[tuple[torch.device, bool], list[torch.Tensor]] = {}
+    for t in tensors:
+        groups.setdefault((t.device, t.dtype in _LOW_PRECISION), []).append(t)
+    for (_, low), group in groups.items():
+        norms = torch._foreach_norm(group, 2, dtype=torch.float32) if low else torch._foreach_norm(group)
+        value = float(norms[0].double().square() if len(norms) == 1 else torch.stack(norms).double().square().sum())
+        if not math.isfinite(value):
+            return None
+        total += value
+    return total
+
+
+def all_finite(tensors: Sequence[torch.Tensor]) -> bool:
+    """Whether every entry of every tensor is finite (:func:`finite_norm_sq`)."""
+    return finite_norm_sq(tensors) is not None
 
 
 def global_norm(tensors: Sequence[torch.Tensor]) -> float:
-    """Euclidean norm of all entries of ``tensors`` together (one host sync)."""
-    if not tensors:
-        return 0.0
-    norms = [torch.linalg.vector_norm(t.detach().to(torch.float64)) for t in tensors]
-    devs = {n.device for n in norms}
-    if len(devs) > 1:
-        norms = [n.cpu() for n in norms]
-    return float(torch.linalg.vector_norm(torch.stack(norms)))
+    """Euclidean norm of all entries of ``tensors`` together (one fused norm and one host sync per device)."""
+    total = 0.0
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    for t in tensors:
+        by_device.setdefault(t.device, []).append(t)
+    for group in by_device.values():
+        total += float(torch.stack(torch._foreach_norm(group)).double().square().sum())
+    return total ** 0.5

@@ -12,9 +12,14 @@ from torch.optim import Optimizer
 from hjsmooth.optim import _foreach as F
 from hjsmooth.optim._base import SmoothingWrapper
 from hjsmooth.optim._checks import check_count, check_nonnegative_float
+from hjsmooth.optim.local_entropy import _sgd_foreach
 from hjsmooth.validation import check_positive
 
-__all__ = ["TrivializedSGD", "field_factor"]
+__all__ = ["TrivializedSGD", "field_factor", "TRIVIALIZED_DEFAULTS"]
+
+#: Defaults of Trivialized-SGD (thesis 2.3.3: ``J = 1e-3`` or ``1e-4``, ``tau0 = 500`` or 1000) and of its SGD base.
+TRIVIALIZED_DEFAULTS: dict[str, Any] = dict(coupling=1e-4, tau0=500.0)
+SGD_BASE: dict[str, Any] = dict(lr=0.1, momentum=0.9, nesterov=True)
 
 
 def field_factor(step: int, tau0: float, neurons: int, weights: int) -> float:
@@ -37,52 +42,58 @@ class TrivializedSGD(SmoothingWrapper):
               \qquad \tau_i = n\,(e^{-i/\tau_0} - 1/2),
 
     so the field starts strong (a trivial landscape with few critical points) and vanishes.
-    ``p.grad`` holds that perturbed gradient after the step.
 
     Parameters
     ----------
     params : iterable
         Parameters or param groups.
-    lr : float
-        Learning rate of the base optimizer.
+    base_optimizer : type
+        Default ``torch.optim.SGD`` (with ``lr=0.1, momentum=0.9, nesterov=True`` unless
+        given); ``torch.optim.Adam`` as in the thesis' MNIST runs.
     coupling : float
-        ``J`` (thesis: ``1e-3`` or ``1e-4``).
+        ``J`` (thesis: ``1e-3`` or ``1e-4``), per param group.
     tau0 : float
-        Annealing time ``tau_0`` in steps (thesis: 500 or 1000).
+        Annealing time ``tau_0`` in steps (thesis: 500 or 1000), per param group.
     layers : int, optional
         ``p`` (``>= 3``); default: the number of parameter tensors with two or more
         dimensions (weight matrices and kernels), at least 3.
     neurons, weights : int, optional
         ``n`` and ``N`` of Algorithm 1; default: both the number of weights (then the
         factor is ``sqrt(2) e^{-i/(2 tau0)}``).
-    base_optimizer : type
-        Default ``torch.optim.SGD``; ``torch.optim.Adam`` as in the thesis' MNIST runs.
     generator : torch.Generator, optional
-        Draws ``h`` (saved, with ``h`` itself, in ``state_dict``).
+        Draws ``h`` (``h`` is saved in ``state_dict``).
     **base_kwargs
-        ``momentum``, ``nesterov``, ``weight_decay``... for the base optimizer.
+        ``lr``, ``momentum``, ``nesterov``, ``weight_decay``... for the base optimizer.
 
-    ``step(closure=None)``: with a closure, it is called once (under ``enable_grad``);
-    without one, the gradients already in ``p.grad`` are used.
+    ``step(closure=None)``: with a closure, it is called once (under ``enable_grad``) and
+    its loss returned; without one, the gradients already in ``p.grad`` are used.  A NaN or
+    infinite gradient raises :class:`~hjsmooth.optim.NonFiniteError` before anything moves.
     """
+
+    hyperparameters = {"coupling": check_nonnegative_float, "tau0": check_positive}
 
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float,
-        coupling: float = 1e-3,
-        tau0: float = 500.0,
+        base_optimizer: type[Optimizer] = torch.optim.SGD,
+        coupling: float = TRIVIALIZED_DEFAULTS["coupling"],
+        tau0: float = TRIVIALIZED_DEFAULTS["tau0"],
         layers: int | None = None,
         neurons: int | None = None,
         weights: int | None = None,
-        base_optimizer: type[Optimizer] = torch.optim.SGD,
+        *,
         generator: torch.Generator | None = None,
         foreach: bool | None = None,
         **base_kwargs: Any,
     ) -> None:
-        defaults = dict(coupling=check_nonnegative_float(coupling, "coupling"), tau0=check_positive(tau0, "tau0"))
-        super().__init__(params, base_optimizer, defaults, generator=generator, foreach=foreach,
-                         lr=check_nonnegative_float(lr, "lr"), **base_kwargs)
+        base_foreach = foreach
+        if base_optimizer is torch.optim.SGD:
+            momentum = base_kwargs.get("momentum", SGD_BASE["momentum"])
+            base_kwargs = {**SGD_BASE, "nesterov": bool(momentum) and not base_kwargs.get("dampening", 0),
+                           **base_kwargs}
+            base_foreach = _sgd_foreach(foreach)
+        super().__init__(params, base_optimizer, dict(coupling=coupling, tau0=tau0), generator=generator,
+                         foreach=foreach, base_foreach=base_foreach, **base_kwargs)
         all_params = self._params()
         n_weights = sum(p.numel() for p in all_params)
         if layers is None:
@@ -90,25 +101,37 @@ class TrivializedSGD(SmoothingWrapper):
         self.layers = check_count(layers, "layers", minimum=3)
         self.neurons = check_count(neurons if neurons is not None else n_weights, "neurons")
         self.weights = check_count(weights if weights is not None else n_weights, "weights")
-        with torch.no_grad():
-            for group in self.param_groups:
-                scale = group["coupling"] * math.sqrt(self.layers * (self.layers - 2))
-                for p in group["params"]:
-                    h = torch.zeros_like(p)
-                    F.add_noise_([h], scale, self.generator_for(p.device))
-                    self.state[p]["field"] = h
+        for group in self.param_groups:
+            self._draw_fields(group)
+
+    def _attach_group(self, param_group: dict[str, Any]) -> None:
+        super()._attach_group(param_group)
+        if "layers" in self.__dict__:  # a group added after construction
+            self._draw_fields(self.param_groups[-1])
+
+    @torch.no_grad()
+    def _draw_fields(self, group: dict[str, Any]) -> None:
+        scale = group["coupling"] * math.sqrt(self.layers * (self.layers - 2))
+        for p in group["params"]:
+            h = torch.zeros_like(p)
+            F.add_noise_([F.real(h)], scale, self.generator_for(p.device))
+            self.state[p]["field"] = h
 
     def factor(self) -> list[float]:
         """The current annealing factor of each group."""
         return [field_factor(self.outer_step, g["tau0"], self.neurons, self.weights) for g in self.param_groups]
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> float | None:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         loss = None
+        k = self.outer_step
         if closure is not None:
-            loss = self._call(closure, lambda: f"step {self.outer_step}")
-        for group, c in zip(self.param_groups, self.factor()):
-            params = [p for p in group["params"] if p.grad is not None]
+            if not callable(closure):
+                raise TypeError(f"`closure` must be callable, got {type(closure).__name__}")
+            loss, _ = self._evaluate(closure, (), lambda: f"outer step {k}")
+        work = [(g, self._trainable(g), c) for g, c in zip(self.param_groups, self.factor())]
+        self._check_grads([F.real(p.grad) for _, params, _ in work for p in params], lambda: f"outer step {k}")
+        for group, params, c in work:
             if not params or c == 0.0:
                 continue
             fields = [self.state[p]["field"] for p in params]

@@ -71,7 +71,8 @@ class ReplicaBatches:
     model : torch.nn.Module
         The model whose parameters the optimizer holds (the master ``x``).  Parameters of
         the model that are not in the optimizer enter as constants (their current values);
-        parameters with ``requires_grad=False`` get gradient 0, as in the sequential path.
+        parameters with ``requires_grad=False`` get no gradient and are not moved, as in
+        the sequential path.
     loss_fn : callable
         ``loss_fn(output, target) -> scalar tensor`` for one replica's minibatch, e.g.
         ``torch.nn.functional.cross_entropy``.
@@ -205,10 +206,11 @@ class ReplicaBatches:
         -------
         losses : tensor of shape (n,)
             ``loss_fn(model(inputs[a]; stacked[.][a]), targets[a])``.
-        grads : dict of str to tensor
+        grads : dict of str to tensor or None
             The gradient of ``losses[a]`` with respect to ``stacked[name][a]``, stacked,
-            for every name of ``stacked`` (zeros where the loss does not depend on it or
-            the model's parameter has ``requires_grad=False``).
+            for every name of ``stacked``; ``None`` where the model's parameter has
+            ``requires_grad=False`` or (``method="autograd"``) the loss does not depend on
+            it, as a backward pass leaves ``.grad`` at ``None`` (``"vmap_grad"`` gives zeros).
         """
         if not stacked:
             raise ValueError("`stacked` is empty: there are no parameters to differentiate")
@@ -257,16 +259,13 @@ class ReplicaBatches:
                         found = torch.autograd.grad(losses.sum(), values, allow_unused=True)
                     else:
                         found = (None,) * len(values)
-                grads = {k: (g if g is not None else torch.zeros_like(v)) for (k, v), g in zip(leaves.items(), found)}
+                grads = dict(zip(leaves, found))
         except RuntimeError as exc:
             raise RuntimeError(
                 f"ReplicaBatches: the vmapped evaluation of {type(model).__name__} failed ({exc}). The model must be "
                 "a pure function of its parameters and buffers: no in-place updates of buffers (BatchNorm in "
                 "training mode), no random layers unless randomness='different'") from exc
-        out = {}
-        for k in stacked:
-            out[k] = grads[k] if k in grads else torch.zeros_like(stacked[k])
-        return losses.detach(), out
+        return losses.detach(), {k: grads.get(k) for k in stacked}
 
     # ------------------------------------------------------------------ the sequential equivalent
     def sequential_closure(self, optimizer: Any = None) -> Callable[[int], torch.Tensor]:
