@@ -70,9 +70,14 @@ def _plain_runner(model: Any, loss_fn: Callable[..., Any], draw: Draw, optimizer
     return Runner(optimizer, step, eval_model or (lambda: model))
 
 
+def _loss_value(loss: Any) -> float:
+    """The loss an optimizer's ``step`` returned, as a float (a tensor is detached first)."""
+    return float(loss.detach()) if hasattr(loss, "detach") else float(loss)
+
+
 def _smoothing_runner(model: Any, loss_fn: Callable[..., Any], draw: Draw, optimizer: Any) -> Runner:
     closure = _closure(model, loss_fn, draw, optimizer)
-    return Runner(optimizer, lambda: float(optimizer.step(closure)), lambda: model)
+    return Runner(optimizer, lambda: _loss_value(optimizer.step(closure)), lambda: model)
 
 
 def _replicated_runner(model: Any, loss_fn: Callable[..., Any], draw: Draw, optimizer: Any, n: int,
@@ -81,7 +86,7 @@ def _replicated_runner(model: Any, loss_fn: Callable[..., Any], draw: Draw, opti
         from hjsmooth.optim import ReplicaBatches
 
         batches = ReplicaBatches(model, loss_fn, lambda: draw(n))
-        return Runner(optimizer, lambda: float(optimizer.step(batches)), lambda: model)
+        return Runner(optimizer, lambda: _loss_value(optimizer.step(batches)), lambda: model)
     return _smoothing_runner(model, loss_fn, draw, optimizer)
 
 

@@ -141,6 +141,7 @@ def _plain(value: Any) -> Any:
 
 def write_json(record: Mapping[str, Any], path: Path) -> None:
     """Write ``record`` as JSON (NaN and inf become ``null``)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(_plain(record), indent=1) + "\n")
 
 
