@@ -188,3 +188,20 @@ def test_paired_comparison_matches_scipy_paired_t_test() -> None:
 def test_rank_correlation_is_spearman() -> None:
     rho, _ = stats.rank_correlation([1, 2, 3, 4], [10, 20, 30, 25])
     assert rho == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Entropy-SGD", "Elastic-SGD"])
+def test_a_diverging_run_is_marked_and_ranked_at_chance(name: str) -> None:
+    """A step size far past stability: the run stops, is marked diverged and counts as 90 % error.
+
+    torch.optim.SGD's loss turns NaN; the hjsmooth optimizers raise NonFiniteError (weights kept).
+    Either way the study goes on, so that a search can try such settings.
+    """
+    from hjsmooth.demos.study.loop import train_run
+
+    method = METHODS[name]
+    hp = {**method.documented, "lr": 1e12}
+    result = train_run(method, hp, load_split("digits"), "mlp", budget=20 * method.cost(hp), seed=0)
+    assert result.diverged
+    assert result.final_val_error == 90.0 and result.test_error == 90.0
+    assert result.gradient_evaluations <= 20 * method.cost(hp)

@@ -72,6 +72,8 @@ def train_run(method: Method, hp: dict[str, Any], split: Split, model_kind: str,
     import torch
     import torch.nn.functional as F
 
+    from hjsmooth.optim import NonFiniteError
+
     xt, yt = torch.as_tensor(split.x_train), torch.as_tensor(split.y_train)
     xv, yv = torch.as_tensor(split.x_val), torch.as_tensor(split.y_val)
     torch.manual_seed(seed)
@@ -98,9 +100,7 @@ def train_run(method: Method, hp: dict[str, Any], split: Split, model_kind: str,
         start = time.perf_counter()
         try:
             loss = runner.step()
-        except (FloatingPointError, RuntimeError) as exc:  # hjsmooth optimizers raise on NaN/inf, weights kept
-            if "nan" not in str(exc).lower() and "inf" not in str(exc).lower() and "finite" not in str(exc).lower():
-                raise
+        except NonFiniteError:  # an hjsmooth optimizer met a NaN/inf loss or gradient (its weights were kept)
             loss = math.nan
         spent += time.perf_counter() - start
         used += cost
