@@ -31,17 +31,10 @@ def plain_sgd(params: Any, generator: Any = None) -> Any:
 
 
 def entropy_sgd(params: Any, generator: Any = None) -> Any:
-    """Entropy-SGD with the settings of the original code, spelled out (not the library's defaults).
-
-    Outer step ``lr = 1`` with Nesterov momentum 0.9 (so ``x`` moves to ``<y>`` when ``lr = gamma``),
-    scope ``gamma = 1`` (a PDE time), ``L = 20`` inner Langevin steps of size 0.1 at temperature
-    ``noise = 1e-5``, running average weight ``alpha = 0.75``.  The library's inner momentum is heavy
-    ball, not the original's Nesterov, so it is left at 0.
-    """
+    """Entropy-SGD at the library's defaults (``EntropySGD(params)``: docs/optimizers.md)."""
     from hjsmooth.optim import EntropySGD
 
-    return EntropySGD(params, lr=1.0, gamma=1.0, L=20, inner_lr=0.1, noise=1e-5, alpha=0.75, momentum=0.9,
-                      nesterov=True, generator=generator)
+    return EntropySGD(params, generator=generator)
 
 
 #: name -> constructor ``(params, generator) -> optimizer``
