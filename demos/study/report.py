@@ -184,8 +184,8 @@ def draw(record: Mapping[str, Any], steps_per_epoch: Mapping[str, int]) -> Any:
         tops = np.asarray([v for e in (*per_method.values(), *parallel.values()) for v in e["hessian_top"]], float)
         if np.any(np.isfinite(tops) & (tops > 0)):
             ax_h.set_xscale("log")
-        ax_h.set(xlabel="top Hessian eigenvalue of the training loss at the final weights",
-                 ylabel="test error (%)", title=f"{task}: error against width (one point per run)")
+        ax_h.set(yscale="log", xlabel="top Hessian eigenvalue of the training loss at the final weights",
+                 ylabel="test error (%)", title=f"{task}: error against width (a point per run; x: parallel)")
         ax_e.legend(fontsize=7)
         ax_w.legend(fontsize=7)
     fig.tight_layout()
