@@ -71,9 +71,9 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from hjsmooth.demos._nets import train_net
-    from hjsmooth.demos.train import load_dataset
+    from hjsmooth.demos.study.tasks import load_split
 
-    data = load_dataset("mnist1d")
+    data = load_split("mnist1d").train_val()
     net = train_net("SGD", data, args.model, args.epochs, seed=0)
     x, y = net.data[0][: args.samples].clone(), net.data[1][: args.samples].clone()
     return {"state": net.model.state_dict(), "x": x, "y": y, "model": args.model, "n_features": x.shape[1]}
@@ -82,7 +82,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
 def load(problem: dict[str, Any], dtype: Any = None) -> tuple[Any, Any, Any]:
     import torch
 
-    from hjsmooth.demos.train import make_model
+    from hjsmooth.demos.study.tasks import make_model
 
     model = make_model(problem["model"], problem["n_features"])
     model.load_state_dict(problem["state"])

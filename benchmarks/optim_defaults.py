@@ -1,7 +1,8 @@
 """Test error of each hjsmooth optimizer against SGD with Nesterov momentum, at equal gradient evaluations.
 
-The tasks and the training loop of the training demo (``hjsmooth.demos.train``, the same
-data, models, initialisation and minibatch stream for a given seed): scikit-learn's digits
+The data and networks of the training study (``hjsmooth.demos.study.tasks.load_train_test``: its
+training and validation examples train, its test examples test), with a training loop of its
+own (a seed fixes the initialisation and the minibatch stream): scikit-learn's digits
 with an MLP 64-128-10 (20 effective epochs) and MNIST-1D (generated locally) with an MLP
 40-128-128-10 and a small 1D CNN (30 effective epochs each); minibatches of 128 drawn
 with replacement; the learning rate of every optimizer divided by 5 after 60 % and 80 %
@@ -33,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 import hjsmooth.optim as O
-from hjsmooth.demos.train import load_dataset, make_model
+from hjsmooth.demos.study.tasks import load_train_test, make_model
 
 BATCH = 128
 LR_DROPS = (0.6, 0.8)
@@ -62,7 +63,7 @@ _DATA: dict[str, tuple[torch.Tensor, ...]] = {}
 def dataset(name: str) -> tuple[torch.Tensor, ...]:
     """``(x_train, y_train, x_test, y_test)`` of a dataset, loaded once per process."""
     if name not in _DATA:
-        _DATA[name] = tuple(torch.as_tensor(a) for a in load_dataset(name))
+        _DATA[name] = tuple(torch.as_tensor(a) for a in load_train_test(name))
     return _DATA[name]
 
 

@@ -1,7 +1,7 @@
 """Small networks trained by SGD or Entropy-SGD, shared by the diagnostics demos (hessian, landscape, sgd_noise).
 
-The data and models are those of the ``train`` demo (:func:`hjsmooth.demos.train.load_dataset`,
-:func:`hjsmooth.demos.train.make_model`): MNIST-1D with an MLP ``40-128-128-10``, or, for quick runs,
+The data and models are those of the ``train`` study (:func:`hjsmooth.demos.study.tasks.load_split`,
+:func:`hjsmooth.demos.study.tasks.make_model`): MNIST-1D with an MLP ``40-128-128-10``, or, for quick runs,
 scikit-learn's digits with an MLP ``64-128-10``.  Budgets are in effective epochs (an outer step of
 Entropy-SGD costs ``L`` minibatch gradients), with the ``train`` demo's batch size and learning-rate drops.
 """
@@ -31,17 +31,10 @@ def plain_sgd(params: Any, generator: Any = None) -> Any:
 
 
 def entropy_sgd(params: Any, generator: Any = None) -> Any:
-    """Entropy-SGD with the settings of the original code, spelled out (not the library's defaults).
-
-    Outer step ``lr = 1`` with Nesterov momentum 0.9 (so ``x`` moves to ``<y>`` when ``lr = gamma``),
-    scope ``gamma = 1`` (a PDE time), ``L = 20`` inner Langevin steps of size 0.1 at temperature
-    ``noise = 1e-5``, running average weight ``alpha = 0.75``.  The library's inner momentum is heavy
-    ball, not the original's Nesterov, so it is left at 0.
-    """
+    """Entropy-SGD at the library's defaults (``EntropySGD(params)``: docs/optimizers.md)."""
     from hjsmooth.optim import EntropySGD
 
-    return EntropySGD(params, lr=1.0, gamma=1.0, L=20, inner_lr=0.1, noise=1e-5, alpha=0.75, momentum=0.9,
-                      nesterov=True, generator=generator)
+    return EntropySGD(params, generator=generator)
 
 
 #: name -> constructor ``(params, generator) -> optimizer``
@@ -75,7 +68,8 @@ def train_net(name: str, data: tuple[Any, ...], model_kind: str, epochs: float, 
     import torch
     import torch.nn.functional as F
 
-    from hjsmooth.demos.train import BATCH, LR_DROPS, LR_FACTOR, make_model
+    from hjsmooth.demos.study.loop import BATCH, LR_DROPS, LR_FACTOR
+    from hjsmooth.demos.study.tasks import make_model
 
     xt, yt, xv, yv = (torch.as_tensor(a) for a in data)
     torch.manual_seed(seed)

@@ -34,7 +34,7 @@ __all__ = ["run", "SETTINGS", "NEAR_ZERO"]
 SETTINGS: dict[str, dict[str, Any]] = {
     "quick": {"epochs": 20.0, "measured": 600, "steps": 20, "runs": 3, "samples": 20, "deflation": 10, "t": 1.0,
               "beta": 1000.0, "smoothing_samples": 20},
-    "full": {"epochs": 100.0, "measured": 4000, "steps": 80, "runs": 3, "samples": 100, "deflation": 20, "t": 1.0,
+    "full": {"epochs": 100.0, "measured": 3200, "steps": 80, "runs": 3, "samples": 100, "deflation": 20, "t": 1.0,
              "beta": 1000.0, "smoothing_samples": 100},
 }
 #: an eigenvalue counts as "near zero" when its magnitude is below this fraction of the largest one
@@ -89,7 +89,7 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
         The PNG to write; the summary goes to ``out.with_suffix(".txt")``.
     quick : bool
         Digits, 20 effective epochs, 600 training samples measured and shorter Lanczos runs (seconds),
-        instead of MNIST-1D, 100 epochs and the 4000 training samples.
+        instead of MNIST-1D, 100 epochs and its 3200 training samples.
     seed : int
         Seed of the initialisation (the same for both), the minibatches and every random vector.
 
@@ -104,11 +104,11 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
     import torch
 
     from hjsmooth.demos._nets import task, train_net
-    from hjsmooth.demos.train import load_dataset
+    from hjsmooth.demos.study.tasks import load_split
 
     cfg = SETTINGS["quick" if quick else "full"]
     dataset, kind = task(quick)
-    data = load_dataset(dataset)
+    data = load_split(dataset).train_val()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small models: one thread is fastest and does not fight other processes
     numbers: dict[str, Any] = {}

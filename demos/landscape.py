@@ -71,7 +71,7 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
 
     import hjsmooth as hs
     from hjsmooth.demos._nets import task, train_net
-    from hjsmooth.demos.train import load_dataset
+    from hjsmooth.demos.study.tasks import load_split
     from hjsmooth.diagnostics import loss_slice
 
     cfg = SETTINGS["quick" if quick else "full"]
@@ -79,7 +79,7 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        net = train_net("SGD", load_dataset(dataset), kind, cfg["epochs"], seed)
+        net = train_net("SGD", load_split(dataset).train_val(), kind, cfg["epochs"], seed)
         pad = 4 * np.sqrt(cfg["t"] / cfg["beta"])
         half = int(np.ceil((cfg["half_width"] + pad) / cfg["spacing"]))  # nodes on each side of the weights
         reach = half * cfg["spacing"]

@@ -66,12 +66,13 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
     import torch.nn.functional as F
 
     from hjsmooth.demos._nets import task, train_net
-    from hjsmooth.demos.train import BATCH, load_dataset
+    from hjsmooth.demos.study.loop import BATCH
+    from hjsmooth.demos.study.tasks import load_split
     from hjsmooth.diagnostics import TrajectoryRecorder, autocorrelation, gradient_noise_spectrum, white_noise_band
 
     cfg = SETTINGS["quick" if quick else "full"]
     dataset, kind = task(quick)
-    data = load_dataset(dataset)
+    data = load_split(dataset).train_val()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     snapshots: dict[str, Any] = {}

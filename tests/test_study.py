@@ -1,0 +1,207 @@
+"""The training study (``hjsmooth demo train``): its pipeline in quick mode, and the pieces it is made of.
+
+The quick study runs the full pipeline (search on validation data, final runs on fresh seeds with test
+error and width, both budget accountings, the JSON record) on the digits task in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("sklearn", reason="the study's digits task needs scikit-learn")
+
+from hjsmooth.demos import train  # noqa: E402
+from hjsmooth.demos.study import jobs, search, stats  # noqa: E402
+from hjsmooth.demos.study.methods import METHODS, NAMES  # noqa: E402
+from hjsmooth.demos.study.tasks import TASKS, Split, load_split  # noqa: E402
+
+ISSUE_NAMES = ("SGD", "Adam", "Entropy-SGD", "HJ", "HEAT", "Elastic-SGD", "Parle")
+RUN_FIELDS = ("test_error", "val_error", "hessian_top", "hessian_trace", "hyperparameters", "gradient_evaluations",
+              "wall_clock_s")
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, Any], Path]:
+    out = tmp_path_factory.mktemp("study") / "train.png"
+    numbers = train.run(out, quick=True, seed=0)
+    record = json.loads(out.with_suffix(".json").read_text())
+    return numbers, record, out
+
+
+# ----------------------------------------------------------------------------- the record
+def test_quick_study_writes_the_figure_the_tables_and_the_json_record(quick) -> None:
+    _, record, out = quick
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.with_suffix(".txt").read_text().startswith("train")
+    assert set(record) >= {"tasks", "parallel", "search", "comparison", "width_vs_error", "settings", "wall_time_s"}
+    assert list(record["tasks"]) == ["digits-mlp"]
+
+
+def test_every_method_has_every_field_for_every_seed(quick) -> None:
+    _, record, _ = quick
+    seeds = record["settings"]["seeds"]
+    assert len(seeds) >= 2
+    per_method = record["tasks"]["digits-mlp"]
+    assert set(per_method) == set(NAMES)
+    assert set(ISSUE_NAMES) <= set(per_method)
+    assert any("EMA" in name or "SWA" in name for name in per_method)     # the weight-averaged SGD
+    for name, entry in per_method.items():
+        for field in RUN_FIELDS:
+            assert field in entry, (name, field)
+        for field in ("test_error", "val_error", "hessian_top", "hessian_trace", "wall_clock_s"):
+            values = entry[field]
+            assert len(values) == len(seeds), (name, field)
+            assert all(v is not None and math.isfinite(v) for v in values), (name, field)
+        assert all(0.0 <= e <= 100.0 for e in entry["test_error"] + entry["val_error"])
+        assert all(w > 0.0 for w in entry["wall_clock_s"])
+        assert entry["hyperparameters"] == record["search"]["digits-mlp"][name]["configurations"][
+            record["search"]["digits-mlp"][name]["chosen"]]["hyperparameters"]
+
+
+def test_width_is_measured_at_the_final_weights(quick) -> None:
+    """The top eigenvalue is at most the trace plus its noise when the Hessian is near PSD, and both are > 0."""
+    _, record, _ = quick
+    for name, entry in record["tasks"]["digits-mlp"].items():
+        for top, trace in zip(entry["hessian_top"], entry["hessian_trace"]):
+            assert top > 0.0 and trace > 0.0, name
+
+
+def test_every_method_gets_the_same_budget_and_the_same_number_of_configurations(quick) -> None:
+    _, record, _ = quick
+    budget = record["settings"]["budgets"]["digits-mlp"]["gradient_evaluations"]
+    for name, entry in record["tasks"]["digits-mlp"].items():
+        assert entry["gradient_evaluations"] == budget, name
+        hp = entry["hyperparameters"]
+        assert entry["outer_steps"] * METHODS[name].cost(hp) == budget, name
+    counts = {len(rec["configurations"]) for rec in record["search"]["digits-mlp"].values()}
+    assert counts == {record["settings"]["configurations_per_method"]}
+    for name, entry in record["parallel"]["digits-mlp"].items():      # replicas in parallel: n x the budget
+        assert entry["gradient_evaluations"] == budget * entry["replicas"], name
+
+
+def test_the_documented_setting_is_the_first_configuration_of_every_search(quick) -> None:
+    _, record, _ = quick
+    for name, rec in record["search"]["digits-mlp"].items():
+        assert rec["configurations"][0]["hyperparameters"] == rec["documented"], name
+        assert rec["space"], name
+
+
+def test_paired_comparison_against_sgd_is_recorded(quick) -> None:
+    _, record, _ = quick
+    comparison = record["comparison"]["digits-mlp"]
+    assert set(comparison) == set(NAMES) - {"SGD"}
+    per_method = record["tasks"]["digits-mlp"]
+    for name, c in comparison.items():
+        diff = np.mean(np.subtract(per_method[name]["test_error"], per_method["SGD"]["test_error"]))
+        assert c["difference"] == pytest.approx(diff)
+        assert c["verdict"] in ("better", "worse", "same")
+
+
+# ----------------------------------------------------------------------------- the search reads validation only
+class PoisonedSplit(Split):
+    """A split whose test arrays fail the test when read."""
+
+    def test_arrays(self) -> Any:
+        raise AssertionError("the test data was read")
+
+
+def test_search_jobs_never_touch_the_test_arrays(monkeypatch: pytest.MonkeyPatch) -> None:
+    split = load_split("digits")
+    poisoned = PoisonedSplit(*split.train_val(), *split.test_arrays())
+    monkeypatch.setattr(jobs, "cached_split", lambda dataset, data_dir: poisoned)
+    hp = dict(METHODS["SGD"].documented)
+    job = jobs.Job("search", "digits-mlp", "digits", "mlp", "SGD", hp, seed=0, budget=20)
+    result = jobs.run_job(job)
+    assert result["test_error"] is None and 0.0 <= result["val_error"] <= 100.0
+    final = jobs.Job("final", "digits-mlp", "digits", "mlp", "SGD", hp, seed=0, budget=20)
+    with pytest.raises(AssertionError, match="test data was read"):   # the poison works: a final run reads it
+        jobs.run_job(final)
+
+
+def test_the_search_split_has_no_test_arrays() -> None:
+    split = load_split("digits")
+    assert split.has_test and not split.without_test().has_test
+    assert split.without_test().x_test is None and split.without_test().y_test is None
+
+
+# ----------------------------------------------------------------------------- the pieces
+def test_splits_are_disjoint_fixed_and_standardised_on_training_data() -> None:
+    a, b = load_split("digits"), load_split("digits")
+    np.testing.assert_array_equal(a.x_val, b.x_val)
+    n = len(a.y_train) + len(a.y_val) + len(a.y_test)
+    assert n == 1797
+    rows = {r.tobytes() for r in np.concatenate([a.x_train, a.x_val, a.x_test])}
+    assert len(rows) >= n - 5                                  # digits holds a few duplicate images
+    np.testing.assert_allclose(a.x_train.mean(0), 0.0, atol=1e-5)
+
+
+def test_budgets_are_a_multiple_of_every_documented_cost() -> None:
+    for task in TASKS:
+        for quick_mode in (True, False):
+            budget = train.budget_for(task, 3200, quick_mode)
+            for name in NAMES:
+                assert budget % METHODS[name].cost(METHODS[name].documented) == 0, (task.name, name)
+
+
+def test_draw_configurations_starts_with_the_documented_setting_and_stays_in_the_space() -> None:
+    rng = np.random.default_rng(0)
+    for name in NAMES:
+        method = METHODS[name]
+        configs = search.draw_configurations(method.documented, method.space, 6, rng)
+        assert len(configs) == 6 and configs[0] == dict(method.documented)
+        for hp in configs[1:]:
+            assert set(hp) == set(method.documented), name
+            for key, dim in method.space.items():
+                if isinstance(dim, search.LogUniform):
+                    assert dim.low <= hp[key] <= dim.high, (name, key)
+                else:
+                    assert hp[key] in dim.options, (name, key)
+
+
+def test_best_configuration_is_the_lowest_validation_error() -> None:
+    assert search.best_configuration([{}, {}, {}], [3.0, 1.0, 2.0]) == 1
+    with pytest.raises(ValueError, match="same nonzero length"):
+        search.best_configuration([{}], [1.0, 2.0])
+
+
+def test_paired_comparison_matches_scipy_paired_t_test() -> None:
+    from scipy import stats as sstats
+
+    a = [4.1, 3.9, 4.6, 4.4, 4.0]
+    b = [5.0, 5.4, 4.9, 5.6, 5.1]
+    p = stats.paired(a, b)
+    assert p.p_value == pytest.approx(sstats.ttest_rel(a, b).pvalue)
+    ci = sstats.ttest_rel(a, b).confidence_interval(0.95)
+    assert (p.low, p.high) == pytest.approx((ci.low, ci.high))
+    assert p.verdict() == "better"
+    assert stats.paired(b, a).verdict() == "worse"
+    assert stats.paired([1.0, 2.0, 3.0], [1.1, 1.9, 3.05]).verdict() == "same"
+
+
+def test_rank_correlation_is_spearman() -> None:
+    rho, _ = stats.rank_correlation([1, 2, 3, 4], [10, 20, 30, 25])
+    assert rho == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Entropy-SGD", "Elastic-SGD"])
+def test_a_diverging_run_is_marked_and_ranked_at_chance(name: str) -> None:
+    """A step size far past stability: the run stops, is marked diverged and counts as 90 % error.
+
+    torch.optim.SGD's loss turns NaN; the hjsmooth optimizers raise NonFiniteError (weights kept).
+    Either way the study goes on, so that a search can try such settings.
+    """
+    from hjsmooth.demos.study.loop import train_run
+
+    method = METHODS[name]
+    hp = {**method.documented, "lr": 1e12}
+    result = train_run(method, hp, load_split("digits"), "mlp", budget=20 * method.cost(hp), seed=0)
+    assert result.diverged
+    assert result.final_val_error == 90.0 and result.test_error == 90.0
+    assert result.gradient_evaluations <= 20 * method.cost(hp)
