@@ -54,6 +54,13 @@ def output_times(t: float, save_at: Sequence[float] | int | None) -> np.ndarray:
     return times if times[-1] == t else np.append(times, t)
 
 
+def _time_bar(t: float, desc: str | None, progress: bool | None) -> Any:
+    """A tqdm bar over the simulated time ``0..t`` (shown after 2 s; ``progress=None``: only on a terminal)."""
+    disable = None if progress is None else not progress
+    return tqdm(total=t, desc=desc or "time", unit="t", delay=2.0, disable=disable, leave=False,
+                bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}]")
+
+
 def march(
     state: Any,
     t: float,
@@ -89,9 +96,7 @@ def march(
     now = 0.0
     last_dt = math.nan
     min_dt = math.inf
-    disable = None if progress is None else not progress
-    bar = tqdm(total=t, desc=desc or "time", unit="t", delay=2.0, disable=disable, leave=False,
-               bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}]")
+    bar = _time_bar(t, desc, progress)
     try:
         for target in times:
             while now < target:
@@ -184,9 +189,7 @@ def march_adaptive(
     h = min(first_dt, max_dt)
     last_dt, min_dt, largest_dt = math.nan, math.inf, 0.0
     growth = max_growth
-    disable = None if progress is None else not progress
-    bar = tqdm(total=t, desc=desc or "time", unit="t", delay=2.0, disable=disable, leave=False,
-               bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}]")
+    bar = _time_bar(t, desc, progress)
     try:
         for target in times:
             while now < target:

@@ -33,6 +33,7 @@ __all__ = [
     "as_loss",
     "inner_step_limit",
     "warn_if_unstable",
+    "INNER_CHECKS",
 ]
 
 Check = Callable[[Any, str], Any]
@@ -177,3 +178,16 @@ def warn_if_unstable(inner_lr: float, gamma: float, momentum: float, nesterov: b
         "loop diverges. Lower inner_lr or raise gamma (gamma is the PDE time: the coupling is 1/gamma).",
         UserWarning, stacklevel=4)
     return True
+
+
+#: The checks of the inner loop's hyper-parameters (``LocalEntropy``, ``Parle``); each adds its scope check.
+INNER_CHECKS: dict[str, Check] = {
+    "L": check_count,
+    "inner_lr": check_scope,
+    "noise": check_nonnegative_float,
+    "alpha": check_alpha,
+    "inner_momentum": check_momentum,
+    "inner_nesterov": check_flag,
+    "coupling_in_momentum": check_flag,
+    "keep_inner_buffer": check_flag,
+}

@@ -46,13 +46,9 @@ import torch
 from hjsmooth.optim import _foreach as F
 from hjsmooth.optim._checks import (
     NonFiniteError,
-    check_alpha,
-    check_count,
     check_flag,
-    check_momentum,
-    check_nonnegative_float,
-    check_scope,
     check_scope_or_inf,
+    INNER_CHECKS,
     resolve,
     warn_if_unstable,
 )
@@ -75,14 +71,7 @@ _ELASTIC_CHECKS = {"rho": check_scope_or_inf, "nesterov": check_flag}
 _PARLE_CHECKS = {
     **_ELASTIC_CHECKS,
     "gamma": check_scope_or_inf,
-    "L": check_count,
-    "inner_lr": check_scope,
-    "noise": check_nonnegative_float,
-    "alpha": check_alpha,
-    "inner_momentum": check_momentum,
-    "inner_nesterov": check_flag,
-    "coupling_in_momentum": check_flag,
-    "keep_inner_buffer": check_flag,
+    **INNER_CHECKS,
 }
 
 

@@ -24,12 +24,10 @@ from torch.optim import Optimizer
 from hjsmooth.optim import _foreach as F
 from hjsmooth.optim._base import Closure, SmoothingWrapper
 from hjsmooth.optim._checks import (
-    check_alpha,
-    check_count,
     check_flag,
-    check_momentum,
     check_nonnegative_float,
     check_scope,
+    INNER_CHECKS,
     resolve,
     warn_if_unstable,
 )
@@ -50,18 +48,7 @@ HJ_DEFAULTS: dict[str, Any] = {**LOCAL_ENTROPY_DEFAULTS, "noise": 0.0, "alpha": 
 #: iterate (no averaging) killed the MNIST-1D CNN on one seed in three.
 HJ_OUTER: dict[str, Any] = dict(lr=1.0, momentum=0.0, nesterov=True, weight_decay=0.0)
 
-_CHECKS = {
-    "gamma": check_scope,
-    "L": check_count,
-    "inner_lr": check_scope,
-    "noise": check_nonnegative_float,
-    "alpha": check_alpha,
-    "inner_momentum": check_momentum,
-    "inner_nesterov": check_flag,
-    "coupling_in_momentum": check_flag,
-    "keep_inner_buffer": check_flag,
-    "scale_by_gamma": check_flag,
-}
+_CHECKS = {"gamma": check_scope, **INNER_CHECKS, "scale_by_gamma": check_flag}
 
 
 @dataclass
