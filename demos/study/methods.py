@@ -140,47 +140,47 @@ def _adam(model, loss_fn, draw, hp, generator, outer_steps, parallel):  # noqa: 
     return _plain_runner(model, loss_fn, draw, opt)
 
 
-def _library(cls: Any, hp: Mapping[str, Any], outer_steps: int, scoped: tuple[str, ...] = (),
+def _library(cls: Any, params: Any, hp: Mapping[str, Any], outer_steps: int, scoped: tuple[str, ...] = (),
              **extra: Any) -> Any:
-    """``cls(params, **hp)`` with the scopes in ``scoped`` turned into schedules; ``scoping`` is not an argument."""
+    """``cls(params, **hp, **extra)`` with the scopes in ``scoped`` turned into schedules (``scoping`` is no argument)."""
     kwargs = {k: v for k, v in hp.items() if k != "scoping"}
     for name in scoped:
         kwargs[name] = scope_schedule(hp[name], hp.get("scoping", "constant"), outer_steps)
-    return lambda params: cls(params, **kwargs, **extra)
+    return cls(params, **kwargs, **extra)
 
 
 def _entropy_sgd(model, loss_fn, draw, hp, generator, outer_steps, parallel):  # noqa: ANN001, ARG001
     import hjsmooth.optim as ho
 
-    opt = _library(ho.EntropySGD, hp, outer_steps, ("gamma",), generator=generator)(model.parameters())
+    opt = _library(ho.EntropySGD, model.parameters(), hp, outer_steps, ("gamma",), generator=generator)
     return _smoothing_runner(model, loss_fn, draw, opt)
 
 
 def _hj(model, loss_fn, draw, hp, generator, outer_steps, parallel):  # noqa: ANN001, ARG001
     import hjsmooth.optim as ho
 
-    opt = _library(ho.HJ, hp, outer_steps, ("gamma",))(model.parameters())
+    opt = _library(ho.HJ, model.parameters(), hp, outer_steps, ("gamma",))
     return _smoothing_runner(model, loss_fn, draw, opt)
 
 
 def _heat(model, loss_fn, draw, hp, generator, outer_steps, parallel):  # noqa: ANN001, ARG001
     import hjsmooth.optim as ho
 
-    opt = _library(ho.Heat, hp, outer_steps, generator=generator)(model.parameters())
+    opt = _library(ho.Heat, model.parameters(), hp, outer_steps, generator=generator)
     return _smoothing_runner(model, loss_fn, draw, opt)
 
 
 def _elastic(model, loss_fn, draw, hp, generator, outer_steps, parallel):  # noqa: ANN001, ARG001
     import hjsmooth.optim as ho
 
-    opt = _library(ho.ElasticSGD, hp, outer_steps, ("rho",))(model.parameters())
+    opt = _library(ho.ElasticSGD, model.parameters(), hp, outer_steps, ("rho",))
     return _replicated_runner(model, loss_fn, draw, opt, hp["n"], parallel)
 
 
 def _parle(model, loss_fn, draw, hp, generator, outer_steps, parallel):  # noqa: ANN001, ARG001
     import hjsmooth.optim as ho
 
-    opt = _library(ho.Parle, hp, outer_steps, ("gamma", "rho"), generator=generator)(model.parameters())
+    opt = _library(ho.Parle, model.parameters(), hp, outer_steps, ("gamma", "rho"), generator=generator)
     return _replicated_runner(model, loss_fn, draw, opt, hp["n"], parallel)
 
 

@@ -116,6 +116,12 @@ def _raw(dataset: str, data_dir: Path | None) -> tuple[np.ndarray, np.ndarray, n
     raise ValueError(f"unknown `dataset` {dataset!r}; valid values are 'digits', 'mnist1d', 'mnist', 'cifar10'")
 
 
+def _standardiser(fit: np.ndarray) -> Any:
+    """``a -> (a - mean) / std`` in float32, with the per-feature statistics of ``fit`` (std floored by 1e-6)."""
+    mean, std = fit.mean(axis=0), fit.std(axis=0) + 1e-6
+    return lambda a: ((a - mean) / std).astype(np.float32)
+
+
 def load_split(dataset: str, data_dir: Path | None = None) -> Split:
     """The fixed train / validation / test split of ``dataset``, standardised with the training statistics.
 
@@ -125,8 +131,7 @@ def load_split(dataset: str, data_dir: Path | None = None) -> Split:
     """
     xa, ya, x_test, y_test = _raw(dataset, data_dir)
     x_train, y_train, x_val, y_val = _carve(xa, ya, 0.1 if dataset in ("mnist", "cifar10") else 0.2)
-    mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
-    scale = lambda a: ((a - mean) / std).astype(np.float32)  # noqa: E731
+    scale = _standardiser(x_train)
     return Split(scale(x_train), y_train, scale(x_val), y_val, scale(x_test), y_test)
 
 
@@ -137,8 +142,7 @@ def load_train_test(dataset: str, data_dir: Path | None = None) -> tuple[np.ndar
     :func:`load_split`'s train and validation arrays train, its test arrays test.
     """
     xa, ya, x_test, y_test = _raw(dataset, data_dir)
-    mean, std = xa.mean(axis=0), xa.std(axis=0) + 1e-6
-    scale = lambda a: ((a - mean) / std).astype(np.float32)  # noqa: E731
+    scale = _standardiser(xa)
     return scale(xa), ya, scale(x_test), y_test
 
 
