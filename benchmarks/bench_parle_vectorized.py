@@ -80,7 +80,7 @@ def bench(label: str, make_model: Callable[[], torch.nn.Module], n: int, L: int,
     for vectorised in (False, True):
         model, opt, closure = setup(make_model, n, L, batch, device, vectorised, method)
         for _ in range(3):  # the three steps compared between the paths, and the warm-up
-            opt.step(closure)
+            opt.step_outer(closure)
         sync()
         finals[vectorised] = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
         runs.append((opt, closure))
@@ -88,7 +88,7 @@ def bench(label: str, make_model: Callable[[], torch.nn.Module], n: int, L: int,
     for _ in range(repeats):
         for i, (opt, closure) in enumerate(runs):
             t0 = time.perf_counter()
-            opt.step(closure)
+            opt.step_outer(closure)
             sync()
             times[i].append(time.perf_counter() - t0)
     rows = [Row(f"{label} n={n}: sequential closure(a)", Timing(tuple(times[0]), 0.0), note=f"{n * L} passes of B"),

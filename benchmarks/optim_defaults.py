@@ -98,8 +98,10 @@ def run(make: Callable[[Any], Any], task: str, seed: int, epochs: float | None =
         for g, lr in zip(opt.param_groups, base_lrs):
             g["lr"] = lr * drop
         before = calls
-        opt.step(closure)
+        getattr(opt, "step_outer", opt.step)(closure)
         cost = calls - before
+    if callable(getattr(opt, "eval", None)):
+        opt.eval()  # evaluate at the anchor x
     with torch.no_grad():
         return float((model(xv).argmax(1) != yv).float().mean()) * 100, calls
 

@@ -98,9 +98,11 @@ def train_net(name: str, data: tuple[Any, ...], model_kind: str, epochs: float, 
             loss = closure().item()
             opt.step()
         else:
-            loss = float(opt.step(closure))
+            loss = float(opt.step_outer(closure))
         if callback is not None:
             callback(k, outer, model)
+    if callable(getattr(opt, "eval", None)):
+        opt.eval()  # the trained network is the anchor x, the weights the optimizer descended
     with torch.no_grad():
         val_error = float((model(xv).argmax(1) != yv).float().mean()) * 100
     return TrainedNet(name=name, model=model, data=(xt, yt, xv, yv), val_error=val_error, train_loss=loss,

@@ -29,6 +29,7 @@ import pytest
 import torch
 
 import hjsmooth.optim as O
+from optim_helpers import at_anchor
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -117,6 +118,11 @@ class Closure:
         return out
 
 
+def _outer(opt: Any, closure: Any) -> Any:
+    """One outer step: ``step_outer`` of an hjsmooth optimizer, ``step`` of the torch.optim control."""
+    return opt.step_outer(closure) if hasattr(opt, "step_outer") else opt.step(closure)
+
+
 def _flat(model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
@@ -146,7 +152,7 @@ def test_copy_continues_exactly(cfg: Config, how: str) -> None:
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)  # patches opt.step: must not be copied
     closure = Closure(model, opt)
     for _ in range(2):
-        opt.step(closure)
+        _outer(opt, closure)
         sched.step()
     if how == "deepcopy":
         model2, opt2 = copy.deepcopy((model, opt))
@@ -156,8 +162,8 @@ def test_copy_continues_exactly(cfg: Config, how: str) -> None:
     closure2 = Closure(model2, opt2)
     closure2.calls = closure.calls
     for _ in range(2):
-        opt.step(closure)
-        opt2.step(closure2)
+        _outer(opt, closure)
+        _outer(opt2, closure2)
     assert torch.equal(_flat(model), _flat(model2))
     assert not torch.equal(_flat(model), _flat(_model()))
     if cfg.ours:
@@ -171,7 +177,7 @@ def test_add_param_group_works_and_validates(cfg: Config) -> None:
     head = torch.nn.Linear(3, 3).double()
     opt = cfg.make(model.parameters())
     closure = Closure(model, opt)
-    opt.step(closure)
+    _outer(opt, closure)
     before = [g.copy() for g in opt.param_groups]
     for key, value in cfg.bad.items():  # a bad group is refused and leaves the optimizer as it was
         with pytest.raises((ValueError, TypeError), match=key if cfg.ours else ""):
@@ -190,7 +196,7 @@ def test_add_param_group_works_and_validates(cfg: Config) -> None:
 
     w0 = head.weight.detach().clone()
     for _ in range(2):
-        opt.step(closure2)
+        _outer(opt, closure2)
     assert not torch.equal(head.weight.detach(), w0)
     assert torch.isfinite(_flat(model)).all() and torch.isfinite(head.weight).all()
 
@@ -216,10 +222,11 @@ def test_frozen_and_gradless_parameters_never_move(cfg: Config) -> None:
     opt = cfg.make([*model.parameters(), frozen, unused])
     closure = Closure(model, opt)
     for _ in range(3):
-        opt.step(closure)
-    assert torch.equal(frozen.detach(), f0) and torch.equal(unused.detach(), u0)
-    assert unused.grad is None
-    assert not torch.equal(_flat(model), _flat(_model()))
+        _outer(opt, closure)
+    with at_anchor(opt):
+        assert torch.equal(frozen.detach(), f0) and torch.equal(unused.detach(), u0)
+        assert unused.grad is None
+        assert not torch.equal(_flat(model), _flat(_model()))
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
@@ -241,7 +248,7 @@ def test_complex_parameter_is_its_real_view(cfg: Config) -> None:
             return loss
 
         for _ in range(3):
-            opt.step(closure)
+            _outer(opt, closure)
         return torch.view_as_real(p.detach()) if as_complex else p.detach()
 
     got, ref = run(True), run(False)
@@ -264,7 +271,7 @@ def test_sparse_gradient_is_a_clear_type_error(cfg: Config) -> None:
         return loss
 
     with pytest.raises(TypeError, match=r"parameter 2 of param group 0 \(shape \(10, 3\)\) has a sparse gradient"):
-        opt.step(closure)
+        _outer(opt, closure)
     assert torch.equal(emb.weight.detach(), w0)
 
 
@@ -282,13 +289,13 @@ def test_batchnorm_statistics_follow_only_the_first_call_when_frozen(cfg: Config
 
     closure = Closure(model, opt, after=after)
     for k in range(3):
-        opt.step(closure)
+        _outer(opt, closure)
         assert int(bn.num_batches_tracked) == k + 1
         assert torch.equal(bn.running_mean, seen[-1][0]) and torch.equal(bn.running_var, seen[-1][1])
     # without freezing (the default) every call updates them
     model2 = _model(bn=True)
     opt2 = cfg.make(model2.parameters())
-    opt2.step(Closure(model2, opt2))
+    _outer(opt2, Closure(model2, opt2))
     assert int(model2[2].num_batches_tracked) == cfg.calls
 
 
@@ -301,7 +308,7 @@ def test_step_returns_the_loss_at_x_and_runs_under_no_grad(cfg: Config) -> None:
     with torch.no_grad():
         x, y = _data(0)
         at_x = torch.nn.functional.cross_entropy(model(x), y)
-        loss = opt.step(closure)  # the closure still gets gradients
+        loss = _outer(opt, closure)  # the closure still gets gradients
     assert isinstance(loss, torch.Tensor)
     if cfg.returns_mean:  # Heat: the mean of the perturbed losses, the estimate of v(x, gamma)
         assert float(loss) == pytest.approx(float(torch.stack([v.detach() for v in closure.losses]).mean()),
@@ -313,30 +320,53 @@ def test_step_returns_the_loss_at_x_and_runs_under_no_grad(cfg: Config) -> None:
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
 def test_step_hooks_run_once_per_step(cfg: Config) -> None:
+    """Instance and global step hooks fire once per step() call (a gradient), never for an internal optimizer."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
     model = _model()
     opt = cfg.make(model.parameters())
     calls = {"pre": 0, "post": 0}
+    seen: list[str] = []
     opt.register_step_pre_hook(lambda *a: calls.__setitem__("pre", calls["pre"] + 1))
     opt.register_step_post_hook(lambda *a: calls.__setitem__("post", calls["post"] + 1))
-    closure = Closure(model, opt)
-    for _ in range(2):
-        opt.step(closure)
-    assert calls == {"pre": 2, "post": 2}
+    handles = [register_optimizer_step_pre_hook(lambda o, *a: seen.append(f"pre {type(o).__name__}")),
+               register_optimizer_step_post_hook(lambda o, *a: seen.append(f"post {type(o).__name__}"))]
+    try:
+        closure = Closure(model, opt)
+        for _ in range(2):
+            _outer(opt, closure)
+    finally:
+        for h in handles:
+            h.remove()
+    assert calls == {"pre": 2 * cfg.calls, "post": 2 * cfg.calls}
+    name = type(opt).__name__
+    assert seen == [f"pre {name}", f"post {name}"] * (2 * cfg.calls)
 
 
 @pytest.mark.parametrize("value,match", [
     (lambda call, loss: loss.expand(3), r"scalar loss; it returned a tensor of shape \(3,\)"),
     (lambda call, loss: "0.5", "returned str"),
-    (lambda call, loss: None, "returned None"),
-], ids=["vector", "string", "none"])
+], ids=["vector", "string"])
 @pytest.mark.parametrize("cfg", OURS, ids=[c.name for c in OURS])
 def test_closure_must_return_a_real_scalar(cfg: Config, value: Any, match: str) -> None:
     model = _model()
     opt = cfg.make(model.parameters())
     w0 = _flat(model)
     with pytest.raises(TypeError, match=match):
-        opt.step(Closure(model, opt, value=value))
+        _outer(opt, Closure(model, opt, value=value))
     assert torch.equal(_flat(model), w0)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
+def test_closure_returning_none_is_returned(cfg: Config) -> None:
+    """As torch.optim does: step(closure) returns what the closure returned, None included, and steps."""
+    model = _model()
+    opt = cfg.make(model.parameters())
+    closure = Closure(model, opt, value=lambda call, loss: None)
+    for _ in range(cfg.calls):
+        assert opt.step(closure) is None
+    with at_anchor(opt):
+        assert not torch.equal(_flat(model), _flat(_model()))
 
 
 # ----------------------------------------------------------------------------- no lost weights
@@ -351,7 +381,7 @@ def test_non_finite_loss_or_gradient_loses_nothing(cfg: Config, kind: str, where
     opt = cfg.make(model.parameters())
     closure = Closure(model, opt)
     for _ in range(2):
-        opt.step(closure)
+        _outer(opt, closure)
     w0, s0 = _flat(model), _snapshot(opt)
     at = closure.calls + (1 if where == "first" else cfg.calls)
     if kind.endswith("loss"):
@@ -367,7 +397,7 @@ def test_non_finite_loss_or_gradient_loses_nothing(cfg: Config, kind: str, where
         closure.after = after
     calls0 = closure.calls
     with pytest.raises(O.NonFiniteError, match=r"outer step 2") as info:
-        opt.step(closure)
+        _outer(opt, closure)
     assert isinstance(info.value, ValueError)
     if cfg.calls > 1 and cfg.name != "elastic":
         n = cfg.calls if cfg.name != "parle" else 3
@@ -378,12 +408,12 @@ def test_non_finite_loss_or_gradient_loses_nothing(cfg: Config, kind: str, where
     assert _same_state(_snapshot(opt), s0)
     # continuing from here is the run in which the bad call never happened
     closure.value, closure.after, closure.calls = None, None, calls0
-    opt.step(closure)
+    _outer(opt, closure)
     model_b = _model()
     opt_b = cfg.make(model_b.parameters())
     closure_b = Closure(model_b, opt_b)
     for _ in range(3):
-        opt_b.step(closure_b)
+        _outer(opt_b, closure_b)
     assert torch.equal(_flat(model), _flat(model_b))
 
 
@@ -392,12 +422,12 @@ def test_checkpoint_of_a_failed_step_is_the_one_before_it() -> None:
     model = _model()
     opt = O.Parle(model.parameters(), n=2, L=3, noise=1e-3, generator=[_gen(1), _gen(2)])
     closure = Closure(model, opt)
-    opt.step(closure)
+    _outer(opt, closure)
     buf = io.BytesIO()
     torch.save(opt.state_dict(), buf)
     closure.value = lambda call, loss: loss * NAN if call == 6 + 5 else loss  # replica 1, its second inner step
     with pytest.raises(O.NonFiniteError, match=r"inner step 2 of 3 of replica 1 \(outer step 1\)"):
-        opt.step(closure)
+        _outer(opt, closure)
     buf2 = io.BytesIO()
     torch.save(opt.state_dict(), buf2)
     buf.seek(0)

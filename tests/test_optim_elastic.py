@@ -58,8 +58,8 @@ def test_parle_n1_rho_inf_is_entropy_sgd(noise: float) -> None:
     c1 = _replica_closure(m1, parle, {})
     c2 = _replica_closure(m2, esgd, {})
     for _ in range(5):
-        parle.step(c1)
-        esgd.step(lambda: c2(0))
+        parle.step_outer(c1)
+        esgd.step_outer(lambda: c2(0))
         assert torch.equal(_flat(m1), _flat(m2))
 
 
@@ -73,8 +73,8 @@ def test_parle_l1_gamma_inf_is_elastic_sgd() -> None:
     c1 = _replica_closure(m1, parle, {})
     c2 = _replica_closure(m2, elastic, {})
     for _ in range(6):
-        parle.step(c1)
-        elastic.step(c2)
+        parle.step_outer(c1)
+        elastic.step_outer(c2)
         assert torch.equal(_flat(m1), _flat(m2))
         for p1, p2 in zip(m1.parameters(), m2.parameters()):
             assert torch.equal(parle.state[p1]["replicas"], elastic.state[p2]["replicas"])
@@ -96,14 +96,17 @@ def test_elastic_sgd_matches_equations_5_4() -> None:
 
     xs, master = torch.zeros(2, 2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
     for _ in range(10):
-        opt.step(closure)
+        opt.step_outer(closure)
         xs = xs - lr * ((xs - centres) + (xs - master) / rho)
         master = xs.mean(0)
-        assert torch.allclose(x.detach(), master, rtol=0, atol=1e-14)
+        assert torch.allclose(x.detach(), xs[0], rtol=0, atol=1e-14)  # replica 0's point: the next gradient's
+        with opt.at_anchor():
+            assert torch.allclose(x.detach(), master, rtol=0, atol=1e-14)
     # the fixed point: the master sits at the mean of the centres, the replicas pulled towards it
     for _ in range(500):
-        opt.step(closure)
-    assert torch.allclose(x.detach(), centres.mean(0), atol=1e-8)
+        opt.step_outer(closure)
+    with opt.at_anchor():
+        assert torch.allclose(x.detach(), centres.mean(0), atol=1e-8)
 
 
 def test_parle_state_dict_lockstep_with_schedules() -> None:
@@ -118,13 +121,13 @@ def test_parle_state_dict_lockstep_with_schedules() -> None:
     oa = make(ma)
     ca = _replica_closure(ma, oa, {})
     for _ in range(6):
-        oa.step(ca)
+        oa.step_outer(ca)
     mb = _model()
     ob = make(mb)
     calls_b: dict[int, int] = {}
     cb = _replica_closure(mb, ob, calls_b)
     for _ in range(3):
-        ob.step(cb)
+        ob.step_outer(cb)
     buf = io.BytesIO()
     torch.save({"m": mb.state_dict(), "o": ob.state_dict(), "calls": dict(calls_b)}, buf)
     buf.seek(0)
@@ -135,7 +138,7 @@ def test_parle_state_dict_lockstep_with_schedules() -> None:
     oc.load_state_dict(ck["o"])
     cc = _replica_closure(mc, oc, dict(ck["calls"]))
     for _ in range(3):
-        oc.step(cc)
+        oc.step_outer(cc)
     assert torch.equal(_flat(ma), _flat(mc))
     for pa, pc in zip(ma.parameters(), mc.parameters()):
         assert torch.equal(oa.state[pa]["replicas"], oc.state[pc]["replicas"])
@@ -158,7 +161,7 @@ def test_parle_missing_closure_and_nan() -> None:
     x = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
     opt = O.Parle([x], lr=0.1, gamma=1.0, rho=1.0, n=2, L=3)
     with pytest.raises(TypeError, match="needs a closure"):
-        opt.step()
+        opt.step_outer(None)
 
     def closure(a: int) -> torch.Tensor:
         opt.zero_grad()
@@ -167,7 +170,7 @@ def test_parle_missing_closure_and_nan() -> None:
         return loss
 
     with pytest.raises(ValueError, match="inner step 1 of 3 of replica 1"):
-        opt.step(closure)
+        opt.step_outer(closure)
     assert torch.equal(x.detach(), torch.ones(2, dtype=torch.float64))
 
 
@@ -194,12 +197,14 @@ def _dist_worker(rank: int, world: int, port: int, out: str, mode: str) -> None:
     closure = _replica_closure(model, opt, calls)
     if mode in ("train", "first_half", "resume"):
         for _ in range(4 if mode == "train" else 2):
-            opt.step(closure)
+            opt.step_outer(closure)
         if mode == "first_half":
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "calls": calls},
                        f"{out}/ckpt{rank}.pt")
         else:
-            torch.save({"params": _flat(model), "replica": [opt.state[p]["replicas"] for p in model.parameters()]},
+            with opt.at_anchor():
+                master = _flat(model)
+            torch.save({"params": master, "replica": [opt.state[p]["replicas"] for p in model.parameters()]},
                        f"{out}/rank{rank}.pt")
         dist.destroy_process_group()
         return
@@ -208,7 +213,7 @@ def _dist_worker(rank: int, world: int, port: int, out: str, mode: str) -> None:
         os._exit(0)
     start = time.monotonic()
     try:
-        opt.step(closure)
+        opt.step_outer(closure)
         msg = "no error"
     except RuntimeError as exc:
         msg = str(exc)
@@ -227,14 +232,16 @@ def _one_process_parle_run(steps: int) -> tuple[torch.nn.Module, O.Parle]:
                   generator=[torch.Generator().manual_seed(40), torch.Generator().manual_seed(41)])
     closure = _replica_closure(model, opt, {})
     for _ in range(steps):
-        opt.step(closure)
+        opt.step_outer(closure)
     return model, opt
 
 
 def _assert_ranks_equal_one_process_run(out: Path, model: torch.nn.Module, opt: O.Parle) -> None:
+    with opt.at_anchor():
+        master = _flat(model)
     for rank in range(2):
         got = torch.load(out / f"rank{rank}.pt")
-        assert torch.equal(got["params"], _flat(model))
+        assert torch.equal(got["params"], master)
         for r_got, p in zip(got["replica"], model.parameters()):
             assert torch.equal(r_got[0], opt.state[p]["replicas"][rank])
 

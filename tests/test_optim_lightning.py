@@ -1,16 +1,17 @@
-"""PyTorch Lightning drives ElasticSGD, Parle and EntropySGD through manual optimization (docs/optimizers.md).
+"""PyTorch Lightning drives every hjsmooth optimizer through automatic optimization, one batch per call.
 
-Lightning's optimizer wrapper calls the closure without arguments, and its automatic optimization
-re-runs ``training_step`` on one batch for every closure call.  The documented pattern is manual
-optimization with a closure that draws a fresh minibatch per call and, for the replicated
-optimizers, reads the replica being evaluated from ``optimizer.replica``.  The test checks that
-a Lightning run is the plain-loop run, bit for bit.
+Lightning calls ``optimizer.step(closure)`` once per training batch and the closure runs
+``training_step`` once: one gradient per call, as in a plain loop.  The tests check that a
+Lightning run is the plain-loop run over the same batches, bit for bit, with every batch used once
+per epoch, and that :class:`hjsmooth.integrations.lightning.AnchorCallback` validates and checkpoints
+at the anchor ``x`` and resumes exactly.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,11 +19,26 @@ import torch
 
 import hjsmooth.optim as hso
 
-L = pytest.importorskip("lightning", reason="the Lightning pattern is tested when lightning is installed")
+L = pytest.importorskip("lightning", reason="the Lightning integration is tested when lightning is installed")
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
-              pytest.mark.filterwarnings("ignore:.*LeafSpec.*")]  # lightning's own use of a torch API
-STEPS = 3
+              pytest.mark.filterwarnings("ignore:.*LeafSpec.*"),  # lightning's own use of a torch API
+              pytest.mark.filterwarnings("ignore:.*does not have many workers.*"),
+              pytest.mark.filterwarnings("ignore:.*smaller than the logging interval.*")]
+
+N, BATCH = 96, 16
+MAKERS: dict[str, Callable[[Any], Any]] = {
+    "entropy_sgd": lambda p: hso.EntropySGD(p, L=3),
+    "hj": lambda p: hso.HJ(p, L=3),
+    "heat": lambda p: hso.Heat(p, L=2, generator=torch.Generator().manual_seed(3)),
+    "elastic": lambda p: hso.ElasticSGD(p, n=2),
+    "parle": lambda p: hso.Parle(p, n=2, L=2),
+}
+
+
+def _data() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(N, 4, generator=g), torch.randint(0, 3, (N,), generator=g)
 
 
 def _net() -> torch.nn.Module:
@@ -30,95 +46,140 @@ def _net() -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
 
 
-def _shard(a: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Replica ``a``'s endless stream of minibatches (its own shard of the data)."""
-    g = torch.Generator().manual_seed(10 + a)
-    while True:
-        yield torch.randn(16, 4, generator=g) + a, torch.randint(0, 3, (16,), generator=g)
+class EpochSampler(torch.utils.data.Sampler[int]):
+    """A permutation per epoch, fixed by the epoch's number (Lightning calls ``set_epoch``), so a resumed run
+    sees the batches an uninterrupted one does."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Any:
+        return iter(torch.randperm(N, generator=torch.Generator().manual_seed(5 + self.epoch)).tolist())
+
+    def __len__(self) -> int:
+        return N
+
+
+def _loader() -> torch.utils.data.DataLoader:
+    x, y = _data()
+    data = torch.utils.data.TensorDataset(torch.arange(N), x, y)
+    return torch.utils.data.DataLoader(data, batch_size=BATCH, sampler=EpochSampler())
 
 
 class Module(L.LightningModule):
-    """Manual optimization: one ``training_step`` is one outer step of the hjsmooth optimizer."""
+    """Automatic optimization, written as for torch.optim.SGD: nothing hjsmooth-specific but the optimizer."""
 
-    def __init__(self, make: Callable[[Any], Any], replicas: int) -> None:
+    def __init__(self, make: Callable[[Any], Any]) -> None:
         super().__init__()
-        self.automatic_optimization = False
         self.net = _net()
         self.make = make
-        self.shards = [_shard(a) for a in range(replicas)]
-        self.seen: list[int] = []
+        self.seen: list[list[int]] = []
+        self.val_losses: list[float] = []
 
     def configure_optimizers(self) -> Any:
         return self.make(self.parameters())
 
-    def training_step(self, batch: Any, batch_idx: int) -> None:
-        opt = self.optimizers()          # Lightning's wrapper around the hjsmooth optimizer
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        idx, x, y = batch
+        self.seen.append(idx.tolist())
+        return torch.nn.functional.cross_entropy(self.net(x), y)
 
-        def closure() -> torch.Tensor:   # no argument: Lightning calls it as closure()
-            a = getattr(opt.optimizer, "replica", None) or 0  # the replica being evaluated
-            self.seen.append(a)
-            x, y = next(self.shards[a])
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(self.net(x), y)
-            self.manual_backward(loss)
-            return loss
-
-        loss = opt.step(closure=closure)
-        self.log("loss", loss)
-
-    def train_dataloader(self) -> Any:   # only counts the steps: the closure draws its own minibatches
-        return torch.utils.data.DataLoader(torch.arange(STEPS), batch_size=1)
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        _, x, y = batch
+        self.val_losses.append(float(torch.nn.functional.cross_entropy(self.net(x), y)))
 
 
-def _plain_run(make: Callable[[Any], Any], replicas: int) -> torch.Tensor:
+def _fit(module: Module, epochs: int, callbacks: list[Any] | None = None, root: Path | None = None,
+         val: bool = False, ckpt_path: str | None = None) -> Any:
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=callbacks or [], default_root_dir=root, num_sanity_val_steps=0,
+                        limit_val_batches=1.0 if val else 0)
+    trainer.fit(module, train_dataloaders=_loader(),
+                val_dataloaders=torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.arange(N), *_data()),
+                                                            batch_size=N) if val else None,
+                ckpt_path=ckpt_path)
+    return trainer
+
+
+def _plain_run(make: Callable[[Any], Any], epochs: int) -> tuple[torch.nn.Module, Any]:
     net = _net()
     opt = make(net.parameters())
-    shards = [_shard(a) for a in range(replicas)]
+    loader = _loader()
+    for epoch in range(epochs):
+        loader.sampler.set_epoch(epoch)
+        for _, x, y in loader:
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+    return net, opt
 
-    def closure(a: int = 0) -> torch.Tensor:
-        x, y = next(shards[a])
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(net(x), y)
-        loss.backward()
-        return loss
 
-    for _ in range(STEPS):
-        opt.step(closure)
+def _flat(net: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in net.parameters()])
 
 
-@pytest.mark.parametrize("name", ["elastic", "parle", "entropy_sgd"])
-def test_lightning_manual_optimization_is_the_plain_run(name: str) -> None:
-    make, replicas = {
-        "elastic": (lambda p: hso.ElasticSGD(p, n=3), 3),
-        "parle": (lambda p: hso.Parle(p, n=3, L=2), 3),
-        "entropy_sgd": (lambda p: hso.EntropySGD(p, L=3), 1),
-    }[name]
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    module = Module(make, replicas)
-    trainer = L.Trainer(max_steps=STEPS, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(module)
+@pytest.mark.parametrize("name", list(MAKERS))
+def test_automatic_optimization_is_the_plain_loop(name: str) -> None:
+    """Each batch is one call; every batch is seen once per epoch; the weights equal the plain loop's bit for bit."""
+    make = MAKERS[name]
+    module = Module(make)
+    _fit(module, epochs=2)
+    per_epoch = N // BATCH
+    for epoch in range(2):
+        seen = sorted(i for batch in module.seen[epoch * per_epoch:(epoch + 1) * per_epoch] for i in batch)
+        assert seen == list(range(N))
+    net, opt = _plain_run(make, 2)
+    mine = module.optimizers().optimizer
+    assert (mine.outer_step, mine.position) == (opt.outer_step, opt.position)
+    assert torch.equal(_flat(module.net), _flat(net))
+
+
+def test_anchor_callback_validates_and_checkpoints_at_x(tmp_path: Path) -> None:
+    """Validation sees x; a checkpoint holds x as the weights, and resuming from it continues exactly."""
+    from hjsmooth.integrations.lightning import AnchorCallback
+
+    make = MAKERS["entropy_sgd"]
+    module = Module(make)
+    trainer = _fit(module, epochs=1, callbacks=[AnchorCallback()], root=tmp_path, val=True)
     opt = module.optimizers().optimizer
-    assert opt.outer_step == STEPS
-    calls = {"elastic": 3, "parle": 6, "entropy_sgd": 3}[name]
-    per_step = module.seen[:calls]
-    assert len(module.seen) == STEPS * calls
-    assert per_step == ([0, 1, 2] if name == "elastic" else [0, 0, 1, 1, 2, 2] if name == "parle" else [0, 0, 0])
-    got = torch.cat([p.detach().reshape(-1) for p in module.net.parameters()])
-    assert torch.equal(got, _plain_run(make, replicas))
+    assert opt.mode == "eval"                     # fit leaves the model at x
+    x, y = _data()
+    with torch.no_grad():
+        at_x = float(torch.nn.functional.cross_entropy(module.net(x), y))
+    assert module.val_losses[-1] == pytest.approx(at_x, rel=1e-6)
+    path = tmp_path / "mid.ckpt"
+    trainer.save_checkpoint(path)
+    ckpt = torch.load(path, weights_only=False)
+    assert ckpt["optimizer_states"][0]["mode"] == "eval"
+    weights = torch.cat([v.reshape(-1) for v in ckpt["state_dict"].values()])
+    assert torch.equal(weights, _flat(module.net))  # x
+
+    straight = Module(make)
+    _fit(straight, epochs=2, callbacks=[AnchorCallback()], root=tmp_path, val=True)
+    resumed = Module(make)
+    _fit(resumed, epochs=2, callbacks=[AnchorCallback()], root=tmp_path, val=True, ckpt_path=str(path))
+    assert torch.equal(_flat(resumed.net), _flat(straight.net))
 
 
-def test_the_documented_lightning_pattern_runs() -> None:
-    """The ``python lightning`` code block of docs/optimizers.md, run as written."""
-    import re
-    from pathlib import Path
+def test_anchor_callback_resumes_in_the_middle_of_an_outer_step(tmp_path: Path) -> None:
+    """EntropySGD with L = 4 over 6 batches per epoch: the checkpoint after epoch 1 is at call 2 of 4."""
+    from hjsmooth.integrations.lightning import AnchorCallback
 
-    page = Path(__file__).resolve().parent.parent / "docs" / "optimizers.md"
-    blocks = re.findall(r"^```python lightning\n(.*?)^```\s*$", page.read_text(), re.DOTALL | re.MULTILINE)
-    assert len(blocks) == 1
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    namespace: dict[str, Any] = {"__name__": "docs_optimizers_lightning"}
-    exec(compile(blocks[0], f"{page}:lightning", "exec"), namespace)  # noqa: S102 - the docs' own example
-    module = namespace["Module"]
-    assert issubclass(module, L.LightningModule)
+    def make(p: Any) -> Any:
+        return hso.EntropySGD(p, L=4)
+
+    first = Module(make)
+    trainer = _fit(first, epochs=1, callbacks=[AnchorCallback()], root=tmp_path)
+    assert first.optimizers().optimizer.position in (0, 2)
+    path = tmp_path / "epoch1.ckpt"
+    trainer.save_checkpoint(path)
+    straight = Module(make)
+    _fit(straight, epochs=3, callbacks=[AnchorCallback()], root=tmp_path)
+    resumed = Module(make)
+    _fit(resumed, epochs=3, callbacks=[AnchorCallback()], root=tmp_path, ckpt_path=str(path))
+    assert torch.equal(_flat(resumed.net), _flat(straight.net))

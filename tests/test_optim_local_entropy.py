@@ -56,7 +56,7 @@ def test_hj_closed_form_lemma_4_4(form: str) -> None:
         loss.backward()
         return loss
 
-    opt.step(closure)
+    opt.step_outer(closure)
     eye = torch.eye(len(x0), dtype=torch.float64)
     scope, factor = (gamma, 1.0) if in_momentum or mu == 0 else (gamma / (1 - mu), 1 / (1 - mu))
     expected = x0 - lr * factor * torch.linalg.solve(scope * q + eye, q @ x0)
@@ -142,7 +142,7 @@ def test_entropy_sgd_matches_algorithm_2(form: str) -> None:
         return loss
 
     for _ in range(6):
-        opt.step(closure)
+        opt.step_outer(closure)
     ref = _reference_entropy_sgd(x0, grad_f, 6, seed=4, **kw)
     assert torch.allclose(x.detach(), ref, rtol=0, atol=1e-12)
     assert opt.outer_step == 6 and set(opt.stats) == {"loss", "inner_loss", "grad_norm", "gamma"}
@@ -227,7 +227,7 @@ def _run(opt_factory: Any, f: Any, x0: torch.Tensor, steps: int) -> torch.Tensor
         return loss
 
     for _ in range(steps):
-        opt.step(closure)
+        opt.step_outer(closure)
     return x.detach()
 
 
@@ -278,7 +278,7 @@ def test_alpha_zero_keeps_last_iterate_and_scale_by_gamma_gives_x_equals_z() -> 
         loss.backward()
         return loss
 
-    opt.step(closure)
+    opt.step_outer(closure)
     y = x0.clone()
     for _ in range(4):
         y = y - 0.1 * (q @ y + (y - x0) / 0.5)
@@ -309,7 +309,7 @@ def test_foreach_and_loop_paths_agree(cls: str) -> None:
             return loss
 
         for _ in range(3):
-            opt.step(closure)
+            opt.step_outer(closure)
         results.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
     assert torch.allclose(results[0], results[1], rtol=0, atol=1e-14)
 
@@ -331,11 +331,20 @@ def test_heat_matches_reference_average_of_perturbed_gradients() -> None:
         loss.backward()
         return loss
 
-    opt.step(closure)
+    for _ in range(3):
+        opt.step_outer(closure)
+    # the first gradient of the run is taken at x0 itself; every later one at a perturbation drawn after the
+    # previous call, in the order of the calls
     g = torch.Generator().manual_seed(8)
-    eps = [math.sqrt(gamma * noise) * torch.randn(3, generator=g, dtype=torch.float64) for _ in range(L)]
-    expected = x0 - lr * sum(grad_f(x0 + e) for e in eps) / L
-    assert torch.allclose(x.detach(), expected, rtol=0, atol=1e-14)
+    expected = x0.clone()
+    for k in range(3):
+        eps = [torch.zeros(3, dtype=torch.float64) if k == j == 0 else
+               math.sqrt(gamma * noise) * torch.randn(3, generator=g, dtype=torch.float64) for j in range(L)]
+        expected = expected - lr * sum(grad_f(expected + e) for e in eps) / L
+    with opt.at_anchor():
+        assert torch.allclose(x.detach(), expected, rtol=0, atol=1e-14)
+    next_eps = math.sqrt(gamma * noise) * torch.randn(3, generator=g, dtype=torch.float64)
+    assert torch.allclose(x.detach(), expected + next_eps, rtol=0, atol=1e-14)  # the next evaluation point
 
 
 def test_heat_perturbation_variance_is_gamma_over_beta() -> None:
@@ -351,7 +360,7 @@ def test_heat_perturbation_variance_is_gamma_over_beta() -> None:
         loss.backward()
         return loss
 
-    opt.step(closure)
+    opt.step_outer(closure)
     eps = -x.detach()  # x_new = 0 - 1 * (0 + eps)
     var, target = float(eps.var()), gamma * noise
     se = target * math.sqrt(2 / (d - 1))
@@ -371,7 +380,7 @@ def test_inner_noise_variance() -> None:
         loss.backward()
         return loss
 
-    opt.step(closure)
+    opt.step_outer(closure)
     step = x.detach()  # = -g = (<y> - x)/gamma
     target = 2 * eta * noise / gamma**2
     assert abs(float(step.var()) - target) < 4 * target * math.sqrt(2 / (d - 1))
@@ -395,7 +404,7 @@ def test_wrapper_shares_param_groups_after_load_state_dict() -> None:
         loss.backward()
         return loss
 
-    opt2.step(closure)
+    opt2.step_outer(closure)
     sched.step()
     assert opt2.base_optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
 
@@ -413,7 +422,7 @@ def test_gamma_schedule_is_used_per_outer_step() -> None:
 
     seen = []
     for _ in range(4):
-        opt.step(closure)
+        opt.step_outer(closure)
         seen.append(opt.stats["gamma"])
     assert seen == [1.0, 0.5, 0.25, 0.125]
 
@@ -436,7 +445,7 @@ def test_freeze_bn_keeps_statistics_of_the_first_evaluation() -> None:
     reference = torch.nn.BatchNorm1d(4).double()
     with torch.no_grad():
         reference(model[0](data[0]))  # running stats after the first batch only, at x
-    opt.step(closure)
+    opt.step_outer(closure)
     assert torch.allclose(bn.running_mean, reference.running_mean, rtol=0, atol=1e-14)
     assert torch.allclose(bn.running_var, reference.running_var, rtol=0, atol=1e-14)
     assert int(bn.num_batches_tracked) == 1
@@ -457,7 +466,7 @@ def test_trivialized_matches_algorithm_1() -> None:
             loss.backward()
             return loss
 
-        opt.step(closure)
+        opt.step_outer(closure)
         c = math.sqrt(1 + 2 * 3 * (math.exp(-i / 3.0) - 0.5) / 3)
         ref = ref - 0.1 * (4 * ref**3 + c * h)
     assert torch.allclose(x.detach(), ref, rtol=0, atol=1e-14)
@@ -496,8 +505,11 @@ def test_bad_base_optimizer_and_freeze_bn() -> None:
     lambda p: O.EntropySGD(p, lr=0.1, gamma=1.0), lambda p: O.HJ(p, lr=0.1, gamma=1.0),
     lambda p: O.Heat(p, lr=0.1, gamma=1.0)], ids=["entropy_sgd", "hj", "heat"])
 def test_missing_closure_is_a_clear_error(make: Any) -> None:
+    """step() consumes the gradient in p.grad (none here: a no-op, as for torch.optim.SGD); step_outer needs one."""
+    opt = make(_p())
+    assert opt.step() is None and opt.position == 0 and opt.outer_step == 0
     with pytest.raises(TypeError, match="needs a closure"):
-        make(_p()).step()
+        opt.step_outer(None)
 
 
 def test_nan_loss_names_the_inner_step_and_restores_x() -> None:
@@ -512,33 +524,19 @@ def test_nan_loss_names_the_inner_step_and_restores_x() -> None:
         loss.backward()
         return loss
 
-    with pytest.raises(ValueError, match=r"inner step 3 of 5 \(outer step 0\)"):
-        opt.step(closure)
+    with pytest.raises(ValueError, match=r"call 3 of 5 of outer step 0"):
+        opt.step_outer(closure)
     assert torch.equal(x.detach(), torch.tensor([1.0, 2.0], dtype=torch.float64))
+    assert opt.position == 0 and opt.outer_step == 0
 
 
-def test_closure_must_return_the_loss() -> None:
+def test_closure_returns_what_it_returned() -> None:
+    """As torch.optim: step returns what the closure returned, None included; a string is no loss."""
     x = torch.nn.Parameter(torch.ones(2))
     opt = O.HJ([x], lr=0.1, gamma=1.0)
+    assert opt.step(lambda: None) is None
     with pytest.raises(TypeError, match="must return the loss"):
-        opt.step(lambda: None)
-
-
-def test_grad_scaler_is_refused_clearly() -> None:
-    """GradScaler cannot drive a closure-based optimizer: torch refuses it with a clear message."""
-    x = torch.nn.Parameter(torch.ones(2))
-    opt = O.EntropySGD([x], lr=0.1, gamma=1.0, L=2)
-    scaler = torch.amp.GradScaler("cpu", enabled=True)
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = (x**2).sum()
-        scaler.scale(loss).backward()
-        return loss
-
-    scaler.scale((x**2).sum())  # a training loop has scaled a loss before its first scaler.step
-    with pytest.raises(RuntimeError, match="Closure use is not currently supported if GradScaler is enabled"):
-        scaler.step(opt, closure=closure)
+        opt.step(lambda: "loss")
 
 
 def test_schedules() -> None:
@@ -583,7 +581,7 @@ def test_unstable_coupling_step_warns_and_diverges(kwargs: dict, limit: float) -
             loss.backward()
             return loss
 
-        opt.step(closure)
+        opt.step_outer(closure)
         return float(x.detach().abs().max())  # |<y> - x| after L steps (x was 0, lr 1: x <- <y>)
 
     with warnings.catch_warnings():
@@ -608,7 +606,7 @@ def test_keep_inner_buffer_is_state_and_reset_is_not() -> None:
             loss.backward()
             return loss
 
-        opt.step(closure)
+        opt.step_outer(closure)
         sd = opt.state_dict()
         assert ("inner_buffer" in sd["state"].get(0, {})) is keep
         if keep:
@@ -624,7 +622,7 @@ def test_keep_inner_buffer_is_state_and_reset_is_not() -> None:
             loss.backward()
             return loss
 
-        opt.step(closure)
+        opt.step_outer(closure)
     assert torch.allclose(x.detach(), ref, rtol=0, atol=1e-13)
 
 
@@ -646,7 +644,7 @@ def test_one_fused_finiteness_reduction_per_evaluation(monkeypatch: pytest.Monke
         return loss
 
     monkeypatch.setattr(torch, "_foreach_norm", counting)
-    opt.step(closure)
+    opt.step_outer(closure)
     assert calls["n"] == 4 + 1  # one per evaluation, one for stats["grad_norm"]
 
 
@@ -668,11 +666,14 @@ def test_heat_filter_perturbation_is_relative_to_each_filter() -> None:
         return loss
 
     w0 = w.detach().clone()
-    opt.step(closure)
+    opt.step_outer(closure)  # the first gradient of a run is taken at x itself
+    assert torch.equal(seen["eps"], torch.zeros_like(w0))
+    opt.step_outer(closure)
     std = seen["eps"].std(dim=1)
     target = math.sqrt(gamma) * rms
     assert torch.all((std / target - 1).abs() < 4 / math.sqrt(2 * (cols - 1)))
-    assert torch.equal(w.detach(), w0)  # f = 0: the average gradient is 0, x stays
+    with opt.at_anchor():
+        assert torch.equal(w.detach(), w0)  # f = 0: the average gradient is 0, x stays
 
 
 def _gen(seed: int) -> torch.Generator:

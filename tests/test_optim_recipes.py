@@ -52,7 +52,7 @@ def _train(recipe_factory: Any, steps: int, seed: int = 0) -> tuple[Any, list[fl
     lrs = []
     for _ in range(steps):
         lrs.append(opt.param_groups[0]["lr"])
-        opt.step(closure)
+        opt.step_outer(closure)
         recipe.scheduler.step()
     with torch.no_grad():
         after = float(torch.nn.functional.cross_entropy(model(x), y))
@@ -104,7 +104,7 @@ def test_chapter3_scope_read_as_a_coupling_diverges() -> None:
 
     with pytest.warns(UserWarning, match=r"inner_lr / gamma = 1000 \(inner_lr = 0.1, gamma = 0.0001\) is >= 2"):
         with pytest.raises(O.NonFiniteError, match=r"outer step 0"):
-            opt.step(closure)
+            opt.step_outer(closure)
     assert torch.equal(torch.cat([p.detach().reshape(-1) for p in model.parameters()]), w0)
 
 

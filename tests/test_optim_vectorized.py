@@ -95,8 +95,8 @@ def test_parle_vmap_equals_sequential(generator: str) -> None:
     rb2 = ReplicaBatches(m2, _mse, _Stacked(list(range(N))))
     seq = rb1.sequential_closure(o1)
     for _ in range(5):
-        l1 = o1.step(seq)
-        l2 = o2.step(rb2)
+        l1 = o1.step_outer(seq)
+        l2 = o2.step_outer(rb2)
         assert float(l1) == pytest.approx(float(l2), rel=0, abs=TOL)
         _assert_same(o1, m1, o2, m2)
     assert rb1.batches.calls == rb2.batches.calls == 5 * 4  # L = max over the groups = 4 per outer step
@@ -111,7 +111,7 @@ def test_parle_vmap_equals_sequential(generator: str) -> None:
         g["noise"] = 0.0
     rb3 = ReplicaBatches(m3, _mse, _Stacked(list(range(N))))
     for _ in range(5):
-        o3.step(rb3)
+        o3.step_outer(rb3)
     assert (_flat(m3) - _flat(m2)).abs().max() > 1e-4
 
 
@@ -131,8 +131,8 @@ def test_sequential_closure_is_the_per_replica_closure() -> None:
 
     seq = ReplicaBatches(m2, _mse, _Stacked(list(range(N)))).sequential_closure(o2)
     for _ in range(3):
-        o1.step(closure)
-        o2.step(seq)
+        o1.step_outer(closure)
+        o2.step_outer(seq)
         assert torch.equal(_flat(m1), _flat(m2))
 
 
@@ -143,8 +143,8 @@ def test_elastic_sgd_vmap_equals_sequential() -> None:
     seq = ReplicaBatches(m1, _mse, _Stacked(list(range(N)))).sequential_closure(o1)
     rb = ReplicaBatches(m2, _mse, _Stacked(list(range(N))))
     for _ in range(8):
-        o1.step(seq)
-        o2.step(rb)
+        o1.step_outer(seq)
+        o2.step_outer(rb)
         _assert_same(o1, m1, o2, m2)
     assert o2.stats["replica_spread"] > 1e-3
 
@@ -155,12 +155,12 @@ def test_parle_vmap_state_dict_round_trip() -> None:
     oa = _parle(ma, "per_replica")
     rba = ReplicaBatches(ma, _mse, _Stacked(list(range(N))))
     for _ in range(6):
-        oa.step(rba)
+        oa.step_outer(rba)
     mb = _model()
     ob = _parle(mb, "per_replica")
     rbb = ReplicaBatches(mb, _mse, _Stacked(list(range(N))))
     for _ in range(3):
-        ob.step(rbb)
+        ob.step_outer(rbb)
     buf = io.BytesIO()
     torch.save({"m": mb.state_dict(), "o": ob.state_dict(), "calls": rbb.batches.calls}, buf)
     buf.seek(0)
@@ -171,7 +171,7 @@ def test_parle_vmap_state_dict_round_trip() -> None:
     oc.load_state_dict(ck["o"])
     rbc = ReplicaBatches(mc, _mse, _Stacked(list(range(N)), ck["calls"]))
     for _ in range(3):
-        oc.step(rbc)
+        oc.step_outer(rbc)
     assert torch.equal(_flat(ma), _flat(mc))  # the same path twice: bit for bit
     for pa, pc in zip(ma.parameters(), mc.parameters()):
         assert torch.equal(oa.state[pa]["replicas"], oc.state[pc]["replicas"])
@@ -191,8 +191,8 @@ def test_frozen_parameters_and_batchnorm_in_eval_mode() -> None:
     rb = ReplicaBatches(m2, _mse, _Stacked(list(range(N))))
     before = m2[3].bias.detach().clone()
     for _ in range(4):
-        o1.step(seq)
-        o2.step(rb)
+        o1.step_outer(seq)
+        o2.step_outer(rb)
         _assert_same(o1, m1, o2, m2)
     assert torch.equal(m2[3].bias.detach(), before)
 
@@ -233,11 +233,11 @@ def test_nan_names_inner_step_and_replica_and_keeps_the_master() -> None:
     before = _flat(model)
     with pytest.raises(ValueError, match=r"non-finite loss \(nan\) at inner step 1 of 3 of replica 1 "
                                          r"\(outer step 0\)"):
-        opt.step(ReplicaBatches(model, _mse, poisoned))
+        opt.step_outer(ReplicaBatches(model, _mse, poisoned))
     assert torch.equal(_flat(model), before)
     elastic = O.ElasticSGD(model.parameters(), lr=0.1, rho=1.0, n=N)
     with pytest.raises(ValueError, match=r"non-finite loss \(nan\) at replica 1 \(outer step 0\)"):
-        elastic.step(ReplicaBatches(model, _mse, poisoned))
+        elastic.step_outer(ReplicaBatches(model, _mse, poisoned))
 
 
 def test_batchnorm_in_training_mode_is_refused() -> None:
@@ -245,9 +245,9 @@ def test_batchnorm_in_training_mode_is_refused() -> None:
     opt = O.Parle(model.parameters(), lr=0.1, gamma=1.0, rho=1.0, n=N, L=2)
     rb = ReplicaBatches(model, _mse, _Stacked(list(range(N))))
     with pytest.raises(ValueError, match=r"layer '2' \(BatchNorm1d\) is in training mode.*model.eval\(\)"):
-        opt.step(rb)
+        opt.step_outer(rb)
     model.eval()
-    opt.step(rb)
+    opt.step_outer(rb)
     assert torch.isfinite(_flat(model)).all()
 
 
@@ -256,8 +256,8 @@ def test_dropout_needs_randomness() -> None:
     model = torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.Dropout(0.5), torch.nn.Linear(6, 1)).double()
     opt = O.ElasticSGD(model.parameters(), lr=0.1, rho=1.0, n=N)
     with pytest.raises(RuntimeError, match="randomness='different'"):
-        opt.step(ReplicaBatches(model, _mse, _Stacked(list(range(N)))))
-    opt.step(ReplicaBatches(model, _mse, _Stacked(list(range(N))), randomness="different"))
+        opt.step_outer(ReplicaBatches(model, _mse, _Stacked(list(range(N)))))
+    opt.step_outer(ReplicaBatches(model, _mse, _Stacked(list(range(N))), randomness="different"))
 
 
 @pytest.mark.parametrize("batches,exc,match", [
@@ -272,7 +272,7 @@ def test_bad_batches(batches: Callable[[], Any], exc: type, match: str) -> None:
     model = _model()
     opt = O.Parle(model.parameters(), lr=0.1, gamma=1.0, rho=1.0, n=N, L=2)
     with pytest.raises(exc, match=match):
-        opt.step(ReplicaBatches(model, _mse, batches))
+        opt.step_outer(ReplicaBatches(model, _mse, batches))
 
 
 def test_bad_arguments() -> None:
@@ -288,12 +288,14 @@ def test_bad_arguments() -> None:
     other = _model(1)
     opt = O.Parle(other.parameters(), lr=0.1, gamma=1.0, rho=1.0, n=N, L=2)
     with pytest.raises(ValueError, match=r"parameter 0 of the optimizer \(shape \(6, 3\)\) is not a parameter"):
-        opt.step(ReplicaBatches(model, _mse, _Stacked(list(range(N)))))
+        opt.step_outer(ReplicaBatches(model, _mse, _Stacked(list(range(N)))))
     opt = O.ElasticSGD(model.parameters(), lr=0.1, rho=1.0, n=N)
     with pytest.raises(ValueError, match=r"`loss_fn` must return a scalar tensor .* got \(8, 1\)"):
-        opt.step(ReplicaBatches(model, lambda out, t: (out - t) ** 2, _Stacked(list(range(N)))))
-    with pytest.raises(TypeError, match="must be callable or a ReplicaBatches, got int"):
-        opt.step(3)  # type: ignore[arg-type]
+        opt.step_outer(ReplicaBatches(model, lambda out, t: (out - t) ** 2, _Stacked(list(range(N)))))
+    with pytest.raises(TypeError, match="needs a closure .* got int"):
+        opt.step_outer(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="pass it to step_outer"):
+        opt.step(ReplicaBatches(model, _mse, _Stacked(list(range(N)))))
     with pytest.raises(ValueError, match="replica 5 is not local"):
         ReplicaBatches(model, _mse, _Stacked(list(range(N)))).sequential_closure(opt)(5)
 
@@ -312,11 +314,11 @@ def test_distributed_world_of_one_vmap_equals_sequential(tmp_path: Path) -> None
         seq = ReplicaBatches(m1, _mse, _Stacked([0])).sequential_closure(o1)
         rb = ReplicaBatches(m2, _mse, _Stacked([0]))
         for _ in range(3):
-            o1.step(seq)
-            o2.step(rb)
+            o1.step_outer(seq)
+            o2.step_outer(rb)
             _assert_same(o1, m1, o2, m2)
         with pytest.raises(ValueError, match=r"leading dimension 1\); its inputs has shape \(2, 8, 3\)"):
-            o2.step(ReplicaBatches(m2, _mse, _Stacked([0, 1])))
+            o2.step_outer(ReplicaBatches(m2, _mse, _Stacked([0, 1])))
     finally:
         dist.destroy_process_group()
 
@@ -334,7 +336,7 @@ def _dist_worker(rank: int, world: int, port: int, out: str) -> None:
                   generator=torch.Generator().manual_seed(40 + rank))
     rb = ReplicaBatches(model, _mse, _Stacked([rank]))  # one local replica: leading dimension 1, this rank's shard
     for _ in range(3):
-        opt.step(rb)
+        opt.step_outer(rb)
     torch.save({"params": _flat(model), "replica": [opt.state[p]["replicas"] for p in model.parameters()]},
                f"{out}/rank{rank}.pt")
     dist.destroy_process_group()
@@ -348,7 +350,7 @@ def test_distributed_vmap_equals_one_process_sequential(tmp_path: Path) -> None:
                   generator=[torch.Generator().manual_seed(40), torch.Generator().manual_seed(41)])
     seq = ReplicaBatches(model, _mse, _Stacked([0, 1])).sequential_closure(opt)
     for _ in range(3):
-        opt.step(seq)
+        opt.step_outer(seq)
     for rank in range(2):
         got = torch.load(tmp_path / f"rank{rank}.pt")
         assert torch.allclose(got["params"], _flat(model), rtol=0, atol=TOL)

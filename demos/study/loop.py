@@ -72,7 +72,7 @@ def train_run(method: Method, hp: dict[str, Any], split: Split, model_kind: str,
     import torch
     import torch.nn.functional as F
 
-    from hjsmooth.optim import NonFiniteError
+    from hjsmooth.optim import NonFiniteError, at_anchor
 
     xt, yt = torch.as_tensor(split.x_train), torch.as_tensor(split.y_train)
     xv, yv = torch.as_tensor(split.x_val), torch.as_tensor(split.y_val)
@@ -90,8 +90,13 @@ def train_run(method: Method, hp: dict[str, Any], split: Split, model_kind: str,
     runner = method.build(model, F.cross_entropy, draw, hp, torch.Generator().manual_seed(seed + 1000), outer,
                           parallel)
     base_lrs = [g["lr"] for g in runner.optimizer.param_groups]
+
+    def error_at_anchor(x: Any, y: Any) -> float:  # the weights an hjsmooth optimizer descends, x
+        with at_anchor(runner.optimizer):
+            return error_rate(runner.eval_model(), x, y)
+
     marks = set(np.linspace(0, outer, checkpoints + 1).round().astype(int)[1:].tolist())
-    evaluations, val_error, wall = [0], [error_rate(runner.eval_model(), xv, yv)], [0.0]
+    evaluations, val_error, wall = [0], [error_at_anchor(xv, yv)], [0.0]
     used, spent, loss, diverged = 0, 0.0, math.nan, False
     for k in range(outer):
         drop = LR_FACTOR ** sum(used / budget >= d for d in LR_DROPS)
@@ -109,7 +114,7 @@ def train_run(method: Method, hp: dict[str, Any], split: Split, model_kind: str,
             break
         if k + 1 in marks:
             evaluations.append(used)
-            val_error.append(error_rate(runner.eval_model(), xv, yv))
+            val_error.append(error_at_anchor(xv, yv))
             wall.append(spent)
     if diverged:
         evaluations.append(used)
@@ -119,8 +124,10 @@ def train_run(method: Method, hp: dict[str, Any], split: Split, model_kind: str,
     test = None
     if split.has_test and not diverged:
         x_test, y_test = split.test_arrays()
-        test = error_rate(runner.eval_model(), torch.as_tensor(x_test), torch.as_tensor(y_test))
+        test = error_at_anchor(torch.as_tensor(x_test), torch.as_tensor(y_test))
     elif split.has_test:
         test = 90.0
+    if callable(getattr(runner.optimizer, "eval", None)):
+        runner.optimizer.eval()  # the model returned is the anchor x
     return RunResult(evaluations, val_error, wall, final_val, test, float(loss), used, k + 1 if outer else 0,
                      diverged, runner.eval_model())

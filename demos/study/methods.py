@@ -77,7 +77,7 @@ def _loss_value(loss: Any) -> float:
 
 def _smoothing_runner(model: Any, loss_fn: Callable[..., Any], draw: Draw, optimizer: Any) -> Runner:
     closure = _closure(model, loss_fn, draw, optimizer)
-    return Runner(optimizer, lambda: _loss_value(optimizer.step(closure)), lambda: model)
+    return Runner(optimizer, lambda: _loss_value(optimizer.step_outer(closure)), lambda: model)
 
 
 def _replicated_runner(model: Any, loss_fn: Callable[..., Any], draw: Draw, optimizer: Any, n: int,
@@ -86,7 +86,7 @@ def _replicated_runner(model: Any, loss_fn: Callable[..., Any], draw: Draw, opti
         from hjsmooth.optim import ReplicaBatches
 
         batches = ReplicaBatches(model, loss_fn, lambda: draw(n))
-        return Runner(optimizer, lambda: _loss_value(optimizer.step(batches)), lambda: model)
+        return Runner(optimizer, lambda: _loss_value(optimizer.step_outer(batches)), lambda: model)
     return _smoothing_runner(model, loss_fn, draw, optimizer)
 
 

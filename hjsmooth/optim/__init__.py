@@ -14,21 +14,27 @@
                           evaluate all replicas at once with ``torch.func.vmap``
 :class:`TrivializedSGD`   gradient plus an annealed fixed random field (Algorithm 1)
 :class:`NonFiniteError`   raised on a NaN/inf loss or gradient (weights and state kept)
+:func:`at_anchor`         ``with at_anchor(opt):`` the model holds the anchor ``x`` (any optimizer)
 :mod:`.schedules`         scoping schedules for ``gamma`` and ``rho``
 :mod:`.recipes`           the thesis' experiments as named, ready-made optimizers
 ========================  ==================================================================
 
 Every hyper-parameter has a default (``EntropySGD(model.parameters())`` trains a small
 network about as well as SGD with Nesterov momentum for the same number of gradient
-evaluations).  All take ``step(closure)``: the closure draws a fresh minibatch, zeroes the
-gradients, runs forward and backward and returns the loss (``closure(a)`` for replica
-``a`` in ``ElasticSGD`` and ``Parle``).  See ``docs/optimizers.md``.
+evaluations).  The calling convention is torch's: ``loss.backward(); opt.step()`` (or
+``opt.step(closure)``, the closure called once) consumes one minibatch gradient; every
+``opt.calls_per_outer_step``-th call completes an outer step.  Between calls the model holds
+the point where the next gradient is to be taken; ``with opt.at_anchor():`` (or
+:func:`at_anchor` for any optimizer) evaluates or saves at the anchor ``x``.
+``opt.step_outer(closure)`` makes all the calls of one outer step (``closure(a)`` for replica
+``a`` of ``ElasticSGD`` and ``Parle``).  See ``docs/optimizers.md`` and ``docs/training_loops.md``.
 """
 
 from __future__ import annotations
 
 from hjsmooth.optim import recipes, schedules
 from hjsmooth.optim._checks import NonFiniteError
+from hjsmooth.optim.anchor import at_anchor
 from hjsmooth.optim.elastic import ElasticSGD, Parle
 from hjsmooth.optim.heat import Heat, HeatWrapper
 from hjsmooth.optim.local_entropy import HJ, EntropySGD, LocalEntropy
@@ -46,6 +52,7 @@ __all__ = [
     "ReplicaBatches",
     "TrivializedSGD",
     "NonFiniteError",
+    "at_anchor",
     "schedules",
     "recipes",
 ]

@@ -1,58 +1,102 @@
-"""What every hjsmooth optimizer shares: closures, validation, random generators, checkpoints, no lost weights.
+"""What every hjsmooth optimizer shares: one gradient per ``step()``, the anchor, checkpoints, no lost weights.
 
-:class:`ClosureOptimizer` is the base of the wrappers (:class:`SmoothingWrapper`: Local
-Entropy, HJ, Heat, Trivialized-SGD) and of the replicated optimizers (Elastic-SGD, Parle).
-Its contract for a subclass:
+The calling convention is torch's
+---------------------------------
+``opt.step()`` after ``loss.backward()`` (or ``opt.step(closure)``, the closure called once,
+as ``torch.optim.SGD`` does) consumes the one gradient now in ``p.grad``: a *call*.  An
+optimizer's outer step is a fixed cycle of calls (``L`` inner steps of Entropy-SGD, ``L``
+perturbations of HEAT, one call per replica of Elastic-SGD...); :attr:`~SmoothingOptimizer.position`
+counts the calls made in the current one.  Between calls the model's parameters hold the
+point where the next gradient must be taken (the inner iterate ``y``, HEAT's perturbed
+point ``x + eps``, the next replica's point); the point the optimizer descends, the *anchor*
+``x``, is kept by the optimizer.  :meth:`~SmoothingOptimizer.eval` /
+:meth:`~SmoothingOptimizer.train` (the schedule-free optimizers' convention, which the
+transformers ``Trainer`` and Accelerate call themselves) and the context manager
+:meth:`~SmoothingOptimizer.at_anchor` put ``x`` into the parameters for evaluation or export
+and the evaluation point back afterwards.
 
+:meth:`~SmoothingOptimizer.step_outer` runs the calls of one whole outer step with a closure
+that draws a fresh minibatch per call (``closure(a)`` for replica ``a`` of Elastic-SGD and
+Parle): the same calls, so the same trajectory as ``step()`` on the same minibatches.
+
+Subclass contract
+-----------------
 * ``hyperparameters``: a table ``name -> check`` (:mod:`._checks`); every param group is
-  validated once, in :meth:`~ClosureOptimizer.add_param_group`, and
-  :meth:`~ClosureOptimizer._check_group` may warn about settings known to diverge;
-* ``_attach_group(group)``: store a validated group (the default appends it as
-  ``torch.optim.Optimizer`` does);
-* ``_outer_step(closure)``: one outer step.  It runs inside :meth:`~ClosureOptimizer._transaction`,
-  which, when the step raises, puts back the random generators, the BatchNorm statistics
-  and whatever :meth:`~ClosureOptimizer._persistent_tensors` lists (buffers kept across
-  outer steps); the subclass itself puts the weights back at the point where the step began.
-  ``outer_step`` advances only when the step succeeds.
-
-The closure is evaluated with :meth:`~ClosureOptimizer._evaluate` (its loss checked: a
-real scalar, finite) and the gradients it produced with :meth:`~ClosureOptimizer._check_grads`
-(one fused reduction per evaluation).
+  validated once, in :meth:`~SmoothingOptimizer.add_param_group`;
+  ``_check_group(group, index)`` may warn about settings known to diverge;
+* ``_calls_per_outer()``: the number of calls of the outer step about to begin;
+* ``_begin()``: at the first call of an outer step (the gradient at ``x`` in ``p.grad``),
+  set up the step; return ``False`` when no parameter takes part (the call is then a no-op);
+* ``_consume(position)``: use the gradient of call ``position`` and place the next
+  evaluation point; return ``True`` when the outer step is complete (the model then holds
+  the first evaluation point of the next one);
+* ``_abort()``: put the parameters back at the anchor after a failed call and drop the step;
+* ``_anchor_pairs()``: ``(parameter, anchor)`` for every parameter that does not hold its
+  anchor now;
+* ``_live_scratch()``: the per-parameter tensors the current outer step needs to continue
+  (saved in ``state_dict`` and restored by ``load_state_dict``);
+  ``_persistent_tensors()``: tensors kept across outer steps that a failed step must restore.
 
 State and checkpoints
 ---------------------
-``state_dict()`` holds what ``torch.optim`` keeps (per-parameter state, ``param_groups``)
-plus ``"outer_step"`` and the state of the random generators (``"generators"``);
-``load_state_dict`` restores all of them.  Scratch tensors (anchors, inner iterates) live
-outside ``state`` and are not saved.  ``copy.deepcopy`` and ``pickle`` give an optimizer
-that continues exactly as the original would (deep-copy it together with its model).
+``state_dict()`` holds what ``torch.optim`` keeps (per-parameter state, ``param_groups``) plus
+``outer_step``, ``position``, the mode (``"train"``/``"eval"``), the random generators and,
+in the middle of an outer step, the tensors needed to continue it.  ``model.state_dict()``
+and ``opt.state_dict()`` taken together, at any call, resume exactly in fresh objects
+(in any order of loading).  ``copy.deepcopy`` and ``pickle`` continue exactly too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+import math
+import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch.optim import Optimizer
 
-from hjsmooth.optim import _foreach as F
+from hjsmooth.optim import _foreach as ops
 from hjsmooth.optim._checks import NonFiniteError, as_loss, validate_group
 
 Closure = Callable[..., Any]
 Where = Callable[[], str]
 
 _BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
-#: attributes torch.optim and its schedulers attach to an optimizer instance; never copied or pickled
-_TRANSIENT = ("step", "_opt_called", "_scratch", "_warned")
+#: attributes torch.optim and its schedulers attach to an optimizer instance, and per-step caches: never
+#: copied or pickled
+_TRANSIENT = ("step", "_opt_called", "_warned")
+#: the key under which the evaluation point of a parameter is saved while the optimizer is in eval mode
+EVAL_POINT = "eval_point"
+_MODES = ("train", "eval")
 
 
 def default_generator(device: torch.device) -> torch.Generator:
-    """A generator on ``device`` seeded from torch's default generator (so ``torch.manual_seed`` fixes it)."""
+    """A generator on ``device`` seeded from torch's default generator (so ``torch.manual_seed`` fixes it).
+
+    When ``torch.distributed`` is initialised with more than one process, the seed is rank 0's
+    (one small broadcast): under ``DistributedDataParallel`` every rank then draws the same
+    noise and the ranks' weights stay equal even when each rank seeded torch differently.
+    """
     seed = int(torch.randint(0, 2**62, (1,)).item())
-    return torch.Generator(device=device).manual_seed(seed)
+    return torch.Generator(device=device).manual_seed(agreed_seed(seed, device))
+
+
+def agreed_seed(seed: int, device: torch.device) -> int:
+    """``seed`` of rank 0 of the default process group, or ``seed`` itself outside ``torch.distributed``."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return seed
+    backend = dist.get_backend()
+    where = device if backend == "nccl" else torch.device("cpu")
+    t = torch.tensor([seed], dtype=torch.int64, device=where)
+    dist.broadcast(t, src=0)
+    return int(t.item())
 
 
 def check_freeze_bn(freeze_bn: Any) -> torch.nn.Module | None:
@@ -90,7 +134,38 @@ class BatchNormFreeze:
             buf.copy_(value)
 
 
-class ClosureOptimizer(Optimizer):
+@dataclass
+class _Snapshot:
+    """What a failed call puts back: generators, kept buffers, BatchNorm statistics of the first call."""
+
+    generators: list[torch.Tensor] = field(default_factory=list)
+    kept: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    bn: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+
+
+def under_grad_scaler() -> bool:
+    """Whether the caller is ``torch.amp.GradScaler.step`` (which has unscaled the gradients already)."""
+    frame = sys._getframe(1)
+    for _ in range(8):
+        frame = frame.f_back  # type: ignore[assignment]
+        if frame is None:
+            return False
+        if frame.f_code.co_name in ("_maybe_opt_step", "step") and "grad_scaler" in frame.f_code.co_filename:
+            return True
+    return False
+
+
+def unhooked_step(optimizer: Optimizer) -> Any:
+    """``optimizer.step()`` without the global and per-instance step hooks (an internal optimizer's step).
+
+    ``torch.optim.Optimizer`` wraps ``step`` so that the hooks registered with
+    ``register_optimizer_step_pre_hook`` fire; the wrapper optimizer's own step fires them once.
+    """
+    step = type(optimizer).step
+    return getattr(step, "__wrapped__", step)(optimizer)
+
+
+class SmoothingOptimizer(Optimizer):
     """Base class of the hjsmooth optimizers (see the module docstring for the subclass contract).
 
     Parameters
@@ -102,18 +177,20 @@ class ClosureOptimizer(Optimizer):
     generator : torch.Generator or sequence of them, optional
         Source of the random numbers (one, or one per local replica).  By default they
         are created when first needed, on the parameters' device, seeded from torch's
-        default generator.
+        default generator (rank 0's under ``torch.distributed``).
     n_generators : int
         How many generators to create when none is given.
     foreach : bool, optional
         Use the ``torch._foreach_*`` kernels (default: when every parameter is on CUDA).
     freeze_bn : torch.nn.Module, optional
-        The model whose BatchNorm running statistics only the first closure call of each
-        outer step may update.
+        The model whose BatchNorm running statistics only the first call of each outer
+        step may update.
     """
 
     #: ``name -> check`` of the hyper-parameters of a param group
     hyperparameters: ClassVar[Mapping[str, Callable[[Any, str], Any]]] = {}
+    #: whether step(closure) passes the replica index to a closure that takes one
+    _replica_closures: ClassVar[bool] = False
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *,
                  generator: torch.Generator | Sequence[torch.Generator] | None = None, n_generators: int = 1,
@@ -122,10 +199,19 @@ class ClosureOptimizer(Optimizer):
         self._n_generators = n_generators
         self._foreach = foreach
         self._bn = BatchNormFreeze(check_freeze_bn(freeze_bn))
+        #: completed outer steps (the argument of the schedules)
         self.outer_step = 0
+        #: calls (gradients) consumed in the current outer step; 0 between outer steps
+        self.position = 0
         self.stats: dict[str, float] = {}
         self._scratch: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
-        self._warned: set[int] = set()
+        self._warned: set[Any] = set()
+        self._mode = "train"
+        self._stash: dict[torch.Tensor, torch.Tensor] = {}
+        self._snapshot: _Snapshot | None = None
+        self._losses: list[float] = []
+        self._work: Any = None
+        self._initial_momentum: dict[int, float] = {}
         super().__init__(params, defaults)
 
     # ------------------------------------------------------------------ param groups
@@ -138,13 +224,261 @@ class ClosureOptimizer(Optimizer):
         validate_group(filled, self.hyperparameters, index)
         self._check_group(filled, index)
         param_group.update({k: v for k, v in filled.items() if k in self.hyperparameters or k in param_group})
+        _refuse_dtensors(param_group, index)
         self._attach_group(param_group)
+        self._initial_momentum[index] = float(self.param_groups[-1].get("momentum", 0.0))
 
     def _attach_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
 
     def _check_group(self, group: dict[str, Any], index: int) -> None:
         """Warn about settings known to diverge (nothing by default)."""
+
+    # ------------------------------------------------------------------ the calling convention
+    @property
+    def calls_per_outer_step(self) -> int:
+        """The number of calls (gradients) of the current (or next) outer step."""
+        return self._calls_per_outer()
+
+    def step(self, closure: Closure | None = None) -> Any:  # type: ignore[override]
+        """Consume one gradient: the one in ``p.grad``, or the one ``closure`` computes (called once).
+
+        Every :attr:`calls_per_outer_step`-th call completes an outer step.  Afterwards the
+        parameters hold the point where the next gradient must be taken; :meth:`at_anchor`
+        (or :meth:`eval`) puts the anchor ``x`` into them.
+
+        Parameters
+        ----------
+        closure : callable, optional
+            Zeroes the gradients, runs forward and backward on a minibatch and returns the
+            loss, as for any ``torch.optim`` optimizer.  Called once, with gradients enabled.
+
+        Returns
+        -------
+        What the closure returned (``None`` without a closure).
+
+        Raises
+        ------
+        NonFiniteError
+            On a NaN or infinite loss or gradient: the parameters are back at the anchor
+            ``x`` of the outer step, and the optimizer's state is as it was before it.
+        """
+        if self._mode != "train":
+            raise RuntimeError(f"{type(self).__name__}.step was called in eval mode: the parameters hold the anchor "
+                               "x, not the evaluation point; call opt.train() before the forward pass (or evaluate "
+                               "inside `with opt.at_anchor():`)")
+        loss = value = None
+        if closure is not None:
+            if not callable(closure):
+                raise TypeError(f"`closure` must be callable, got {type(closure).__name__}")
+            if under_grad_scaler():
+                raise RuntimeError(
+                    "GradScaler.step(opt, closure): the closure would compute scaled gradients after the scaler "
+                    "unscaled the old ones; compute the loss, call scaler.scale(loss).backward(), then "
+                    "scaler.step(opt) without a closure")
+            loss, value = self._evaluate(closure)
+        with torch.no_grad():
+            self._call(value)
+        return loss
+
+    def step_outer(self, closure: Any) -> Any:
+        """Complete one outer step, calling ``closure`` once per call (a fresh minibatch each time).
+
+        The same calls as :meth:`step` after ``closure()``: given the same minibatches the two
+        conventions follow the same trajectory.  Started in the middle of an outer step, it
+        completes that one.
+
+        Returns
+        -------
+        The loss of the first call, as the closure returned it (see the subclass for what
+        it reports).
+        """
+        if not callable(closure):
+            raise TypeError(f"{type(self).__name__}.step_outer needs a closure that draws a fresh minibatch, zeroes "
+                            "the gradients, runs forward and backward and returns the loss; got "
+                            f"{type(closure).__name__}")
+        start = self.outer_step
+        losses = []
+        while self.outer_step == start:
+            losses.append(self.step(closure))
+            if self.position == 0 and self.outer_step == start:
+                break  # no parameter had a gradient: nothing to do, as for torch.optim.SGD
+        return self._outer_loss(losses)
+
+    def _outer_loss(self, losses: list[Any]) -> Any:
+        """What :meth:`step_outer` returns (the first loss, at the anchor ``x``, by default)."""
+        return losses[0]
+
+    def _evaluate(self, closure: Closure) -> tuple[Any, float | None]:
+        """Call the closure once with gradients enabled; return its value and the checked float loss."""
+        args = self._closure_args(closure)
+        with torch.enable_grad():
+            raw = closure(*args)
+        try:
+            value = as_loss(raw, self._where)
+        except NonFiniteError:
+            with torch.no_grad():
+                self._fail()
+            raise
+        return raw, value
+
+    def _closure_args(self, closure: Closure) -> tuple[Any, ...]:
+        return ()
+
+    def _where(self) -> str:
+        """The call being made, for error messages."""
+        return (f"call {self.position + 1} of {self._calls_per_outer()} of outer step {self.outer_step} of "
+                f"{type(self).__name__}")
+
+    def _call(self, loss: float | None) -> None:
+        """One gradient: begin an outer step at position 0, consume, complete it at its last call."""
+        if self.position == 0:
+            self._warn_about_changed_momentum()
+            self._snapshot = self._take_snapshot()
+            if not self._begin():
+                self._snapshot = None
+                return
+            self._snapshot.bn = self._bn.snapshot()
+            self._losses = []
+        elif self._snapshot is not None:
+            self._bn.restore(self._snapshot.bn)  # only the first call of the outer step updates them
+        if loss is not None:
+            self._losses.append(loss)
+        try:
+            done = self._consume(self.position)
+        except BaseException:
+            self._fail()
+            raise
+        if done:
+            self.position = 0
+            self.outer_step += 1
+            self._snapshot = None
+        else:
+            self.position += 1
+
+    def _fail(self) -> None:
+        """Put back the parameters (at x), generators, kept buffers and statistics; start the outer step afresh."""
+        snap = self._snapshot
+        if self.position > 0 or self._work is not None:
+            self._abort()
+        if snap is not None:
+            for g, s in zip(self._generators or [], snap.generators):
+                g.set_state(s)
+            for t, saved in snap.kept:
+                t.copy_(saved)
+            self._bn.restore(snap.bn)
+        self.position = 0
+        self._snapshot = None
+        self._work = None
+
+    def _take_snapshot(self) -> _Snapshot:
+        if self._generators is None and self._needs_generator():
+            params = self._params()
+            self.generator_for(params[0].device if params else torch.device("cpu"))
+        gens = [g.get_state() for g in self._generators] if self._generators else []
+        return _Snapshot(generators=gens, kept=[(t, t.clone()) for t in self._persistent_tensors()])
+
+    def _warn_about_changed_momentum(self) -> None:
+        """A ``UserWarning`` when something (a scheduler) raised a group's momentum far past its construction value.
+
+        ``OneCycleLR(cycle_momentum=True)`` writes momenta of 0.85-0.95 into every group; an
+        optimizer built without momentum (``HJ``: ``x <- y_L``) then takes steps
+        ``1/(1 - momentum)`` = up to 20 times larger than it was built for.
+        """
+        for index, group in enumerate(self.param_groups):
+            if ("momentum", index) in self._warned or "momentum" not in group:
+                continue
+            old = self._initial_momentum.setdefault(index, float(group["momentum"]))
+            new = float(group["momentum"])
+            if new < 1.0 and (1.0 - old) > 2.0 * (1.0 - new):
+                self._warned.add(("momentum", index))
+                warnings.warn(
+                    f"{type(self).__name__} param group {index}: momentum is {new:g}, set after construction (by a "
+                    f"scheduler such as OneCycleLR with cycle_momentum=True?); the optimizer was built with "
+                    f"momentum {old:g}, so its outer steps are now {(1 - old) / (1 - new):.3g} times larger. "
+                    "Pass cycle_momentum=False to the scheduler, or build the optimizer with the momentum you want.",
+                    UserWarning, stacklevel=4)
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _calls_per_outer(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _begin(self) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _consume(self, position: int) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _abort(self) -> None:
+        """Put the parameters back at the anchor and drop the outer step (nothing to do by default)."""
+
+    def _anchor_pairs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(parameter, anchor)`` for the parameters not holding their anchor now (none by default)."""
+        return []
+
+    def _live_scratch(self) -> dict[torch.Tensor, dict[str, torch.Tensor]]:
+        """The scratch tensors the current outer step needs to continue (none by default)."""
+        return {}
+
+    def _after_load(self) -> None:
+        """Rebuild what the loaded scratch implies (nothing by default)."""
+
+    def _persistent_tensors(self) -> list[torch.Tensor]:
+        """Tensors changed in place during a step that must be put back if it fails (none by default)."""
+        return []
+
+    def _needs_generator(self) -> bool:
+        """Whether the next step draws random numbers (its generators are then created before it)."""
+        return False
+
+    # ------------------------------------------------------------------ the anchor
+    @torch.no_grad()
+    def eval(self) -> None:
+        """Put the anchor ``x`` into the parameters (for evaluation or export); :meth:`train` undoes it.
+
+        The evaluation point the parameters held is kept (and saved by :meth:`state_dict`).
+        :meth:`step` refuses to run in eval mode.  Calling it twice is harmless.
+        """
+        if self._mode == "eval":
+            return
+        self._stash = {}
+        for p, x in self._anchor_pairs():
+            self._stash[p] = p.detach().clone()
+            p.copy_(x)
+        self._mode = "eval"
+
+    @torch.no_grad()
+    def train(self) -> None:
+        """Put the evaluation point back into the parameters after :meth:`eval` (harmless in train mode)."""
+        if self._mode == "train":
+            return
+        for p, y in self._stash.items():
+            p.copy_(y)
+        self._stash = {}
+        self._mode = "train"
+
+    @property
+    def mode(self) -> str:
+        """``"train"`` (the parameters hold the next evaluation point) or ``"eval"`` (they hold the anchor ``x``)."""
+        return self._mode
+
+    @contextlib.contextmanager
+    def at_anchor(self) -> Iterator[None]:
+        """``with opt.at_anchor():`` the parameters hold the anchor ``x``; afterwards the evaluation point again.
+
+        Evaluate, checkpoint or export the weights the optimizer descends, at any call::
+
+            with opt.at_anchor():
+                val_loss = evaluate(model)
+                torch.save(model.state_dict(), "weights_at_x.pt")
+        """
+        was_training = self._mode == "train"
+        self.eval()
+        try:
+            yield
+        finally:
+            if was_training:
+                self.train()
 
     # ------------------------------------------------------------------ pieces for subclasses
     def _use_foreach(self, tensors: Sequence[torch.Tensor]) -> bool:
@@ -158,16 +492,15 @@ class ClosureOptimizer(Optimizer):
     def generator_for(self, device: torch.device, index: int = 0) -> torch.Generator:
         """The random generator (of local replica ``index``), created on ``device`` on first use."""
         if self._generators is None:
-            self._generators = [default_generator(device) for _ in range(self._n_generators)]
+            self._generators = self._default_generators(device)
         return self._generators[index if len(self._generators) > 1 else 0]
 
-    def _needs_generator(self) -> bool:
-        """Whether the next step draws random numbers (its generators are then created before it)."""
-        return False
+    def _default_generators(self, device: torch.device) -> list[torch.Generator]:
+        return [default_generator(device) for _ in range(self._n_generators)]
 
     def _scratch_for(self, p: torch.Tensor, keys: Sequence[str], like: torch.Tensor | None = None
                      ) -> dict[str, torch.Tensor]:
-        """Per-parameter scratch tensors (not saved in ``state_dict``), shaped as ``like`` (default ``p``)."""
+        """Per-parameter scratch tensors (saved in ``state_dict`` only while live), shaped as ``like`` (default ``p``)."""
         like = p if like is None else like
         st = self._scratch.get(p)
         if st is None:
@@ -178,33 +511,18 @@ class ClosureOptimizer(Optimizer):
                 st[key] = torch.zeros_like(like, memory_format=torch.contiguous_format)
         return st
 
-    def _require_closure(self, closure: Any, how: str) -> None:
-        if closure is None:
-            raise TypeError(f"{type(self).__name__}.step needs a closure ({how}): pass `closure`, a function "
-                            "that draws a fresh minibatch, zeroes the gradients, runs forward and backward and "
-                            "returns the loss")
-        if not callable(closure):
-            raise TypeError(f"`closure` must be callable, got {type(closure).__name__}")
-
-    def _evaluate(self, closure: Closure, args: tuple[Any, ...], where: Where) -> tuple[Any, float]:
-        """Call ``closure(*args)`` with gradients enabled; return its value and the checked float loss."""
-        with torch.enable_grad():
-            raw = closure(*args)
-        return raw, as_loss(raw, where)
-
-    @staticmethod
-    def _check_grads(grads: Sequence[torch.Tensor], where: Where) -> float:
+    def _check_grads(self, grads: Sequence[torch.Tensor], where: Where | None = None) -> float:
         """:class:`NonFiniteError` if any gradient holds NaN or inf (one fused reduction); else ``sum |g|^2``."""
-        norm_sq = F.finite_norm_sq(grads)
+        norm_sq = ops.finite_norm_sq(grads)
         if norm_sq is None:
-            raise NonFiniteError(f"a gradient holds NaN or inf at {where()} (the loss was finite); the weights "
-                                 "were put back where the step began")
+            raise NonFiniteError(f"a gradient holds NaN or inf at {(where or self._where)()}; the weights were put "
+                                 "back at the anchor x of the outer step")
         return norm_sq
 
     def _trainable(self, group: dict[str, Any]) -> list[torch.Tensor]:
         """The parameters of ``group`` that take part in this outer step: ``requires_grad`` and a gradient.
 
-        Called after the first closure call; a dense gradient is required.
+        Called at the first call of an outer step; a dense gradient is required.
         """
         out = []
         for i, p in enumerate(group["params"]):
@@ -223,61 +541,70 @@ class ClosureOptimizer(Optimizer):
 
     @staticmethod
     def _grads(params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Real views of the gradients of ``params``; a parameter without one counts as gradient 0."""
-        return [F.real(p.grad) if p.grad is not None else torch.zeros_like(F.real(p)) for p in params]
-
-    def _persistent_tensors(self) -> list[torch.Tensor]:
-        """Tensors changed in place during a step that must be put back if it fails (none by default)."""
-        return []
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
-        """Run a step; if it raises, put back the generators, BatchNorm statistics and persistent tensors.
-
-        Yields a list that the step fills with the BatchNorm snapshot to restore on success
-        (taken after its first closure call).
-        """
-        if self._generators is None and self._needs_generator():
-            params = self._params()
-            self.generator_for(params[0].device if params else torch.device("cpu"))
-        gens = [g.get_state() for g in self._generators] if self._generators else []
-        bn_before = self._bn.snapshot()
-        kept = [(t, t.clone()) for t in self._persistent_tensors()]
-        bn_after: list[tuple[torch.Tensor, torch.Tensor]] = []
-        try:
-            yield bn_after
-        except BaseException:
-            for g, s in zip(self._generators or [], gens):
-                g.set_state(s)
-            for t, saved in kept:
-                t.copy_(saved)
-            self._bn.restore(bn_before)
-            raise
-        self._bn.restore(bn_after)
+        """Real views of the gradients of ``params`` (read only); a parameter without one counts as gradient 0."""
+        return [ops.real(p.grad) if p.grad is not None else torch.zeros_like(ops.real(p)) for p in params]
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
         sd["outer_step"] = self.outer_step
+        sd["position"] = self.position
+        sd["mode"] = self._mode
         if self._generators is not None:
             sd["generators"] = [{"device": str(g.device), "state": g.get_state()} for g in self._generators]
+        index = {id(p): i for i, p in enumerate(self._params())}
+        extra: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
+        for p, tensors in self._live_scratch().items():
+            extra.setdefault(p, {}).update(tensors)
+        for p, y in self._stash.items():
+            extra.setdefault(p, {})[EVAL_POINT] = y
+        state = dict(sd["state"])
+        for p, tensors in extra.items():
+            i = index[id(p)]
+            state[i] = {**state.get(i, {}), **{f"scratch:{k}": v for k, v in tensors.items()}}
+        sd["state"] = state
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
         outer_step = state_dict.pop("outer_step", None)
+        position = state_dict.pop("position", 0)
+        mode = state_dict.pop("mode", "train")
+        if mode not in _MODES:
+            raise ValueError(f"`state_dict` has mode {mode!r}; expected one of {_MODES}")
         gens = state_dict.pop("generators", None)
         extra = self._pop_extra_state(state_dict)
         super().load_state_dict(state_dict)
+        for group in self.param_groups:  # a state dict from before a hyper-parameter existed: its default
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
         self._load_extra_state(extra)
+        self._scratch, self._stash = {}, {}
+        for p, st in list(self.state.items()):
+            for key in [k for k in st if isinstance(k, str) and k.startswith("scratch:")]:
+                value = st.pop(key)
+                name = key[len("scratch:"):]
+                if name == EVAL_POINT:
+                    self._stash[p] = value.clone()
+                else:
+                    self._scratch.setdefault(p, {})[name] = value.clone()
+            if not st:
+                del self.state[p]
         self.outer_step = int(outer_step or 0)
-        self._scratch = {}
+        self.position = int(position)
+        self._mode = mode
+        self._work = None
+        self._snapshot = None
+        self._losses = []
         if gens is not None:
             params = self._params()
             device = params[0].device if params else torch.device(gens[0]["device"])
             self._generators = [torch.Generator(device=device) for _ in gens]
             for g, saved in zip(self._generators, gens):
                 g.set_state(saved["state"])
+        if self.position > 0:
+            self._snapshot = self._take_snapshot()
+        self._after_load()
 
     def _pop_extra_state(self, state_dict: dict[str, Any]) -> Any:
         """Remove and return the subclass's own entries of ``state_dict`` (before torch loads the rest)."""
@@ -292,8 +619,17 @@ class ClosureOptimizer(Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        self._scratch = {}
+        self.__dict__.setdefault("_scratch", {})
+        self.__dict__.setdefault("_stash", {})
+        self.__dict__.setdefault("_losses", [])
+        self.__dict__.setdefault("_initial_momentum", {})
+        self.__dict__.setdefault("_work", None)
+        self.__dict__.setdefault("_snapshot", None)
         self._warned = set()
+
+
+#: kept for code written against the first versions of the library
+ClosureOptimizer = SmoothingOptimizer
 
 
 def _as_generators(generator: Any) -> list[torch.Generator] | None:
@@ -306,20 +642,35 @@ def _as_generators(generator: Any) -> list[torch.Generator] | None:
     return gens
 
 
-class SmoothingWrapper(ClosureOptimizer):
+def _refuse_dtensors(group: dict[str, Any], index: int) -> None:
+    """FSDP2 (``fully_shard``) parameters are DTensors: refused, naming the parameter."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # pragma: no cover - torch without distributed
+        return
+    params = group["params"]
+    params = [params] if isinstance(params, torch.Tensor) else list(params)
+    for i, p in enumerate(params):
+        if isinstance(p, DTensor):
+            raise TypeError(f"parameter {i} of param group {index} is a DTensor (the model is sharded by FSDP2's "
+                            "fully_shard): hjsmooth optimizers need whole parameters on every rank; wrap the model in "
+                            "DistributedDataParallel instead, or use ElasticSGD/Parle with distributed=True")
+
+
+class SmoothingWrapper(SmoothingOptimizer):
     """A base optimizer (any ``torch.optim.Optimizer`` class) applied to a smoothed gradient, as SAM is built.
 
     The base optimizer is built over the same ``param_groups`` dictionaries, so a
     learning-rate scheduler attached to the wrapper drives it, and every hyper-parameter
     of a group (``lr``, ``gamma``, ...) lives in one dictionary.  ``load_state_dict``
-    restores the base optimizer's state (``state_dict()["base"]``) and shares the groups
-    again (``torch.optim.Optimizer.load_state_dict`` builds new dictionaries; a wrapper that
-    forgot would let the scheduler drive a stale copy: SAM's issue 34).
+    restores the base optimizer's state (``state_dict()["base"]``), shares the groups again
+    (``torch.optim.Optimizer.load_state_dict`` builds new dictionaries; a wrapper that forgot
+    would let the scheduler drive a stale copy: SAM's issue 34) and fills in the flags a later
+    torch added to the base optimizer (``fused``, ``differentiable``...).
 
-    Subclass contract: ``_smoothed_gradient(closure)`` calls the closure as often as it
-    needs, leaves the parameters where they were and writes the gradient the base
-    optimizer must apply into ``p.grad`` (``None`` for parameters that take no part);
-    it returns the loss to report.
+    :meth:`_apply_base` hands the base optimizer the smoothed gradient through ``p.grad`` and
+    puts the user's gradient tensors back afterwards, untouched; the base optimizer's step
+    does not fire the global step hooks (the wrapper's own step does, once).
     """
 
     def __init__(self, params: Iterable[Any], base_optimizer: type[Optimizer], defaults: dict[str, Any], *,
@@ -345,30 +696,25 @@ class SmoothingWrapper(ClosureOptimizer):
         else:
             self.base_optimizer.add_param_group(param_group)
 
-    def _smoothed_gradient(self, closure: Closure, bn_after: list[Any]) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _apply_base(self, params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) -> None:
+        """One step of the base optimizer with ``grads`` as the gradients of ``params`` (others: none).
 
-    @torch.no_grad()
-    def step(self, closure: Closure | None = None) -> Any:  # type: ignore[override]
-        """One outer step: compute the smoothed gradient with ``closure``, then step the base optimizer.
-
-        Parameters
-        ----------
-        closure : callable
-            Draws a fresh minibatch, zeroes the gradients, runs forward and backward
-            and returns the loss.  Required.
-
-        Returns
-        -------
-        The loss of the first closure call, at the current weights ``x``, as the closure
-        returned it (``Heat``: the mean of its perturbed losses).
+        ``grads`` are tensors of the parameters' shapes and dtypes; the base optimizer may
+        overwrite them.  Every parameter's ``.grad`` is what it was before, afterwards.
         """
-        self._require_closure(closure, "it evaluates the loss several times per step")
-        with self._transaction() as bn_after:
-            loss = self._smoothed_gradient(closure, bn_after)
-        self.base_optimizer.step()
-        self.outer_step += 1
-        return loss
+        taking = {id(p) for p in params}
+        saved = []
+        for p in self._params():
+            saved.append((p, p.grad))
+            if id(p) not in taking:
+                p.grad = None
+        for p, g in zip(params, grads):
+            p.grad = g
+        try:
+            unhooked_step(self.base_optimizer)
+        finally:
+            for p, g in saved:
+                p.grad = g
 
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
@@ -382,5 +728,24 @@ class SmoothingWrapper(ClosureOptimizer):
 
     def _load_extra_state(self, extra: Any) -> None:
         self.base_optimizer.load_state_dict(extra)
-        # torch rebuilt both lists of group dictionaries: share them again (SAM issue 34).
+        # torch rebuilt both lists of group dictionaries: share them again (SAM issue 34), keeping the flags the
+        # base optimizer's __setstate__ filled in for a state dict saved before they existed
+        for mine, base in zip(self.param_groups, self.base_optimizer.param_groups):
+            for key, value in base.items():
+                mine.setdefault(key, value)
         self.base_optimizer.param_groups = self.param_groups
+
+
+def mean_loss(losses: Sequence[Any]) -> Any:
+    """The mean of the closure's losses: a detached tensor if they are tensors, else a float (``None`` if unknown)."""
+    known = [v for v in losses if v is not None]
+    if not known:
+        return None
+    if isinstance(known[0], torch.Tensor):
+        return torch.stack([v.detach().reshape(()) for v in known]).mean()
+    return sum(float(v) for v in known) / len(known)
+
+
+def finite_mean(values: Sequence[float]) -> float:
+    """The mean of ``values``, NaN for none."""
+    return sum(values) / len(values) if values else math.nan

@@ -17,7 +17,14 @@ from typing import Any
 
 import torch
 
-from hjsmooth.validation import check_alpha, check_count, check_nonnegative_real, check_positive, check_real
+from hjsmooth.validation import (
+    check_alpha,
+    check_choice,
+    check_count,
+    check_nonnegative_real,
+    check_positive,
+    check_real,
+)
 
 __all__ = [
     "NonFiniteError",
@@ -27,7 +34,8 @@ __all__ = [
     "check_momentum",
     "check_flag",
     "check_nonnegative_float",
-    "check_choice",
+    "choice_check",
+    "check_lr",
     "validate_group",
     "resolve",
     "as_loss",
@@ -80,20 +88,34 @@ def check_flag(value: Any, name: str) -> bool:
     raise TypeError(f"`{name}` must be True or False, got {value!r}")
 
 
-def check_choice(choices: tuple[str, ...]) -> Check:
-    """A check accepting one of ``choices``."""
+def choice_check(choices: tuple[str, ...]) -> Check:
+    """A check (for a table of hyper-parameters) accepting one of ``choices``."""
 
     def check(value: Any, name: str) -> str:
-        if value not in choices:
-            raise ValueError(f"unknown `{name}` {value!r}; valid values are {', '.join(map(repr, choices))}")
-        return value
+        return check_choice(value, name, choices)
 
     return check
 
 
+def check_lr(value: Any, name: str) -> float | torch.Tensor:
+    """A learning rate: a real number ``>= 0``, or a one-element tensor (kept as a tensor, as torch.optim does).
+
+    A tensor learning rate serves ``torch.compile`` and capturable steps; its value is checked
+    (finite, ``>= 0``) once, here.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"Tensor lr must be 1-element: `{name}` has shape {tuple(value.shape)}")
+        if value.is_complex() or not value.dtype.is_floating_point:
+            raise TypeError(f"`{name}` must be a real floating-point tensor, got dtype {value.dtype}")
+        check_nonnegative_real(float(value.detach()), name)
+        return value
+    return check_nonnegative_real(value, name)
+
+
 #: checks of the keyword arguments of the base optimizers, applied when a group has them
 BASE_CHECKS: dict[str, Check] = {
-    "lr": check_nonnegative_float,
+    "lr": check_lr,
     "momentum": check_nonnegative_float,
     "weight_decay": check_nonnegative_float,
 }
@@ -109,8 +131,6 @@ def validate_group(group: dict[str, Any], checks: Mapping[str, Check], index: in
     for key, check in {**BASE_CHECKS, **checks}.items():
         if key not in group:
             continue
-        if key in BASE_CHECKS and key not in checks and isinstance(group[key], torch.Tensor):
-            continue  # a tensor learning rate is the base optimizer's business
         name = key if index == 0 else f"param_groups[{index}]['{key}']"
         group[key] = check(group[key], name)
 
@@ -123,14 +143,14 @@ def resolve(value: Any, step: int, name: str, *, allow_inf: bool = False) -> flo
     return float(value)
 
 
-def as_loss(loss: Any, where: Callable[[], str]) -> float:
-    """The closure's loss as a float.
+def as_loss(loss: Any, where: Callable[[], str]) -> float | None:
+    """The closure's loss as a float, or ``None`` when the closure returned ``None``.
 
-    ``TypeError`` unless it is a real number or a one-element real tensor;
+    ``TypeError`` unless it is ``None``, a real number or a one-element real tensor;
     :class:`NonFiniteError` (naming ``where()``) if it is NaN or infinite.
     """
     if loss is None:
-        raise TypeError("the closure must return the loss; it returned None")
+        return None
     if isinstance(loss, torch.Tensor):
         if loss.numel() != 1:
             raise TypeError(f"the closure must return a scalar loss; it returned a tensor of shape "

@@ -62,6 +62,28 @@ def add_into_(out: Tensors, a: Tensors, b: Tensors, foreach: bool) -> None:
             torch.add(u, v, out=o)
 
 
+def add_(out: Tensors, other: Tensors, alpha: float, foreach: bool) -> None:
+    """``out <- out + alpha other``."""
+    if not out:
+        return
+    if foreach:
+        torch._foreach_add_(out, other, alpha=alpha)
+    else:
+        for o, t in zip(out, other):
+            o.add_(t, alpha=alpha)
+
+
+def scale_(tensors: Tensors, factor: float, foreach: bool) -> None:
+    """``t <- factor t``."""
+    if not tensors:
+        return
+    if foreach:
+        torch._foreach_mul_(tensors, factor)
+    else:
+        for t in tensors:
+            t.mul_(factor)
+
+
 def zero_(tensors: Tensors, foreach: bool) -> None:
     """``t <- 0``."""
     if not tensors:
@@ -152,11 +174,6 @@ def finite_norm_sq(tensors: Sequence[torch.Tensor]) -> float | None:
             return None
         total += value
     return total
-
-
-def all_finite(tensors: Sequence[torch.Tensor]) -> bool:
-    """Whether every entry of every tensor is finite (:func:`finite_norm_sq`)."""
-    return finite_norm_sq(tensors) is not None
 
 
 def global_norm(tensors: Sequence[torch.Tensor]) -> float:

@@ -61,23 +61,29 @@ class InnerSettings:
 class InnerLoop:
     """Displacement ``d = y - x``, running average ``m = <y> - x`` and momentum buffer of one inner loop.
 
+    The gradients handed to :meth:`update` are only read: an optimizer never writes into the
+    gradient tensors it is given (the direction ``g + mu b`` is never formed; its two terms are
+    added to ``d`` one after the other).
+
     Parameters
     ----------
     disp, avg : list of tensors
-        Storage for ``d`` and ``m`` (real tensors; overwritten by :meth:`reset`).
+        Storage for ``d`` and ``m`` (real tensors; overwritten by the first :meth:`update`).
     buf : list of tensors or None
         The momentum buffer (``None`` when ``settings.momentum == 0``).
     settings : InnerSettings
     foreach : bool
         Use the ``torch._foreach_*`` kernels.
+    fresh : bool
+        Whether the next :meth:`update` is the first of the outer step (``y = <y> = x``).
     """
 
     def __init__(self, disp: Tensors, avg: Tensors, buf: Tensors | None, settings: InnerSettings,
-                 foreach: bool) -> None:
+                 foreach: bool, fresh: bool = True) -> None:
         self.disp, self.avg, self.buf = disp, avg, buf
         self.settings = settings
         self.foreach = foreach
-        self._fresh = True
+        self._fresh = fresh
 
     def reset(self, keep_buffer: bool) -> None:
         """Start a new outer step: ``y = <y> = x``; the buffer is zeroed unless ``keep_buffer``.
@@ -90,66 +96,60 @@ class InnerLoop:
             F.zero_(self.buf, self.foreach)
 
     def update(self, grads: Tensors, noise: Noise | None) -> None:
-        """One inner step with the gradients ``grads`` at ``y`` (real tensors, used as scratch space).
+        """One inner step with the gradients ``grads`` at ``y`` (real tensors, read only).
 
-        ``noise(d, scale)`` adds ``scale N(0, I)`` to ``d``; it is called only when the
-        noise is on.
+        With ``b' = mu b + g`` (``+ d/gamma`` when the coupling goes into the buffer) and
+        ``c = 1/gamma`` (0 at the first step, where ``d = 0``)::
+
+            no momentum:            d <- (1 - eta c) d - eta g
+            Nesterov:               d <- (1 - eta c) d - eta g - eta mu b'
+            heavy ball:             d <- (1 - eta c) d - eta b'     (c = 0 if the coupling is in b')
+
+        then ``d <- d + sqrt(2 eta noise) xi`` and ``m <- alpha m + (1 - alpha) d``.
+        ``noise(d, scale)`` adds ``scale N(0, I)`` to ``d``; it is called only when the noise is on.
         """
         s = self.settings
-        d = self.disp
+        d, b, fe = self.disp, self.buf, self.foreach
         fresh = self._fresh
         inv_gamma = 0.0 if math.isinf(s.gamma) or fresh else 1.0 / s.gamma  # y = x: no coupling yet
-        if s.coupling_in_momentum and inv_gamma and self.buf is not None:
-            self._add_(grads, d, inv_gamma)  # g <- g + d/gamma: the buffer sees the coupling
-            inv_gamma = 0.0
-        if self.buf is not None:
-            v = self._momentum(grads)
+        if b is not None:
+            self._buffer(grads, inv_gamma if s.coupling_in_momentum else 0.0)
+        heavy = b is not None and not s.nesterov
+        shrink = 1.0 if heavy and s.coupling_in_momentum else 1.0 - s.lr * inv_gamma
+        first = b if heavy else grads  # the term with coefficient -eta
+        if fresh:
+            F.scaled_into_(d, first, -s.lr, fe)
+        elif fe:
+            if shrink != 1.0:
+                torch._foreach_mul_(d, shrink)
+            torch._foreach_add_(d, first, alpha=-s.lr)
         else:
-            v = grads
-        if fresh:  # d = 0 - eta v
-            F.scaled_into_(d, v, -s.lr, self.foreach)
-        else:
-            shrink = 1.0 - s.lr * inv_gamma  # y - x <- (1 - eta/gamma)(y - x) - eta v
-            if self.foreach:
+            for di, t in zip(d, first):
                 if shrink != 1.0:
-                    torch._foreach_mul_(d, shrink)
-                torch._foreach_add_(d, v, alpha=-s.lr)
-            else:
-                for di, vi in zip(d, v):
-                    if shrink != 1.0:
-                        di.mul_(shrink)
-                    di.add_(vi, alpha=-s.lr)
+                    di.mul_(shrink)
+                di.add_(t, alpha=-s.lr)
+        if b is not None and s.nesterov:
+            F.add_(d, b, -s.lr * s.momentum, fe)
         if noise is not None and s.noise > 0:
             noise(d, s.noise_scale)
         if fresh:  # <y> - x = alpha 0 + (1 - alpha) d
-            F.scaled_into_(self.avg, d, 1.0 - s.alpha, self.foreach)
+            F.scaled_into_(self.avg, d, 1.0 - s.alpha, fe)
         else:
-            F.running_average_(self.avg, d, s.alpha, self.foreach)
+            F.running_average_(self.avg, d, s.alpha, fe)
         self._fresh = False
 
-    def _momentum(self, grads: Tensors) -> Tensors:
-        """``b <- mu b + g`` and the direction: ``g + mu b`` (Nesterov, written into ``g``) or ``b``."""
+    def _buffer(self, grads: Tensors, coupling: float) -> None:
+        """``b <- mu b + g`` (``+ coupling d``)."""
         s, b = self.settings, self.buf
         assert b is not None
         if self.foreach:
             torch._foreach_mul_(b, s.momentum)
             torch._foreach_add_(b, grads)
-            if not s.nesterov:
-                return b
-            torch._foreach_add_(grads, b, alpha=s.momentum)
-            return grads
-        for bi, gi in zip(b, grads):
-            torch.add(gi, bi, alpha=s.momentum, out=bi)
-            if s.nesterov:
-                gi.add_(bi, alpha=s.momentum)
-        return grads if s.nesterov else b
-
-    def _add_(self, out: Tensors, other: Tensors, alpha: float) -> None:
-        if self.foreach:
-            torch._foreach_add_(out, other, alpha=alpha)
         else:
-            for o, t in zip(out, other):
-                o.add_(t, alpha=alpha)
+            for bi, gi in zip(b, grads):
+                torch.add(gi, bi, alpha=s.momentum, out=bi)
+        if coupling:
+            F.add_(b, self.disp, coupling, self.foreach)
 
     def place(self, out: Tensors, anchors: Tensors, done: bool) -> None:
         """Write the next evaluation point into ``out``: ``x + d``, or ``x`` itself when the loop is ``done``."""

@@ -1,35 +1,48 @@
-"""Replica storage and communication for Elastic-SGD and Parle (thesis chapter 5).
+"""Replica storage, the per-call cycle and communication for Elastic-SGD and Parle (thesis chapter 5).
 
 :class:`ReplicatedOptimizer` keeps, for every parameter ``p`` of the model, a stack of
-replicas ``x^a`` (``state[p]["replicas"]``, shape ``(n_local, *p.shape)``) and leaves the
-*master* ``x`` in the model's parameters after each step, so that evaluating the model
-evaluates the master.  A subclass computes each replica's update direction ``G^a`` (into
-the stack's ``.grad``); this base then adds the elastic term ``(x^a - x)/rho``, steps every
-replica with SGD (momentum, Nesterov, weight decay: ``replica_optimizer``) and moves the
-master to the replicas' mean (the normalisation ``eta^(3) = rho/n`` of section 5.3.2).
+replicas ``x^a`` (``state[p]["replicas"]``, shape ``(n_local, *p.shape)``) and the *master*
+``x`` (``state[p]["master"]``).  One outer step is a cycle of calls: the calls of local
+replica 0 (one for Elastic-SGD, ``L`` for Parle), then replica 1's, ...; between calls the
+model's parameters hold the point where the next gradient is to be taken (replica ``a``'s
+``x^a``, or its inner iterate), and :attr:`~ReplicatedOptimizer.replica` names ``a`` (a
+closure or a data loader can draw from that replica's shard).  ``with opt.at_anchor():``
+puts the master into the parameters.  A subclass forms each replica's update direction
+``G^a`` (into the stack's ``.grad``); at the last call this base adds the elastic term
+``(x^a - x)/rho``, steps every replica with SGD (momentum, Nesterov, weight decay:
+``replica_optimizer``), moves the master to the replicas' mean (the normalisation
+``eta^(3) = rho/n`` of section 5.3.2) and places replica 0's new point.
 
 Communication: in one process the mean is a float64 sum in replica order, rounded once.
-With ``distributed=True`` there is one replica per rank of the process group; per outer
-step one small ``all_reduce`` agrees on the outcome (a non-finite loss or gradient on any
-rank stops every rank with the weights and state unchanged; the parameters that took
-part), one ``all_reduce`` (float64 sum) forms the master and one more the spread.  A peer
-that dies makes the reduction fail within ``timeout`` seconds with ``RuntimeError``.
+With ``distributed=True`` there is one replica per rank of the process group: the plain
+training loop runs unchanged on every rank (each drawing its own minibatches) and the ranks
+communicate at the last call of each outer step: one small ``all_reduce`` agrees on the
+outcome (a non-finite loss or gradient on any rank stops every rank, at that same call, with
+the weights and state as they were when the outer step began; the parameters that took part),
+one ``all_reduce`` (float64 sum) forms the master and one more the spread.  A peer that dies
+makes the reduction fail within ``timeout`` seconds with ``RuntimeError``.  At the first call
+the ranks compare their gradients: bitwise equal gradients on every rank mean that every
+replica sees the same data (the model wrapped in ``DistributedDataParallel``, which averages
+them, or one data stream for all ranks) and are refused.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import torch
 
-from hjsmooth.optim import _foreach as F
-from hjsmooth.optim._base import ClosureOptimizer
+from hjsmooth.optim import _foreach as ops
+from hjsmooth.optim._base import SmoothingOptimizer, agreed_seed, finite_mean, mean_loss, unhooked_step
 from hjsmooth.optim._checks import (
     NonFiniteError,
+    as_loss,
     check_count,
     check_flag,
     check_nonnegative_float,
@@ -62,14 +75,14 @@ def takes_replica(closure: Callable[..., Any]) -> bool:
     return any(p.kind in kinds for p in sig.parameters.values())
 
 
-class ReplicatedOptimizer(ClosureOptimizer):
+class ReplicatedOptimizer(SmoothingOptimizer):
     """Replica storage, the replicas' SGD, the master reduction, checkpoints (module docstring).
 
-    Subclass contract: ``_replica_gradients(closure, work, bn_after)`` (closure path) and
-    ``_replica_gradients_stacked(batches, work)`` (vectorised path) write ``G^a`` into
-    ``r.grad`` of the stacks of the parameters that take part (listed in ``w["taking"]``)
-    and return ``(first losses, all losses)`` of the local replicas, leaving the model's
-    parameters at the master.
+    Subclass contract: ``_calls_per_replica()``; ``_replica_call(work, local, step, grads)``
+    uses the gradient of call ``step`` of local replica ``local`` (and places its next point),
+    ``_replica_done(work, local)`` writes its ``G^a`` into slice ``local`` of ``r.grad`` of the
+    stacks of the parameters that take part; ``_replica_gradients_stacked(batches, work)``
+    does all of it for the vectorised path and returns ``(first losses, all losses)``.
     """
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], n: int | None, *, distributed: bool,
@@ -93,9 +106,8 @@ class ReplicatedOptimizer(ClosureOptimizer):
             self.n = check_count(N_REPLICAS if n is None else n, "n")
             self.rank = 0
             self.replica_ids = list(range(self.n))
-        #: the replica being evaluated (for closures that take no argument)
-        self.replica: int | None = None
-        self._pass_replica = True
+        self._pending: NonFiniteError | None = None
+        self._checked_ranks = False
         super().__init__(params, defaults, generator=generator, n_generators=len(self.replica_ids), foreach=foreach,
                          freeze_bn=freeze_bn)
         if self._generators is not None and len(self._generators) not in (1, len(self.replica_ids)):
@@ -117,6 +129,7 @@ class ReplicatedOptimizer(ClosureOptimizer):
             n_local = len(self.replica_ids)
             for p in group["params"]:
                 self.state[p]["replicas"] = p.detach().unsqueeze(0).repeat(n_local, *([1] * p.dim())).contiguous()
+                self.state[p]["master"] = p.detach().clone(memory_format=torch.contiguous_format)
         if "replica_optimizer" in self.__dict__:  # a group added after construction
             self.replica_optimizer.add_param_group(self._replica_group(group))
 
@@ -140,12 +153,17 @@ class ReplicatedOptimizer(ClosureOptimizer):
         if callable(rho) or math.isinf(rho):
             return
         limit = inner_step_limit(group["momentum"], group["nesterov"], True)
-        if lr / rho >= limit:
-            import warnings
+        if float(lr) / rho >= limit:
+            warnings.warn(f"{type(self).__name__} param group {index}: lr / rho = {float(lr) / rho:g} is >= "
+                          f"{limit:g}; the elastic term (x^a - x)/rho then makes the replicas oscillate away from the "
+                          "master. Lower lr or raise rho.", UserWarning, stacklevel=4)
 
-            warnings.warn(f"{type(self).__name__} param group {index}: lr / rho = {lr / rho:g} is >= {limit:g}; the "
-                          "elastic term (x^a - x)/rho then makes the replicas oscillate away from the master. Lower "
-                          "lr or raise rho.", UserWarning, stacklevel=4)
+    def _default_generators(self, device: torch.device) -> list[torch.Generator]:
+        """One generator per local replica; distributed: seeded from rank 0's seed and the replica's index."""
+        if not self.distributed:
+            return super()._default_generators(device)
+        base = agreed_seed(int(torch.randint(0, 2**62, (1,)).item()), device, self.process_group)
+        return [torch.Generator(device=device).manual_seed(replica_seed(base, a)) for a in self.replica_ids]
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -168,11 +186,19 @@ class ReplicatedOptimizer(ClosureOptimizer):
     def _load_extra_state(self, extra: Any) -> None:
         for group in self.param_groups:  # own the tensors: never share them with the dictionary given
             for p in group["params"]:
-                for key, value in self.state[p].items():
+                st = self.state[p]
+                for key, value in st.items():
                     if isinstance(value, torch.Tensor):
-                        self.state[p][key] = value.clone()
+                        st[key] = value.clone()
+                if "master" not in st:
+                    st["master"] = p.detach().clone()
         self._build_replica_sgd()
         self.replica_optimizer.load_state_dict(extra)
+
+    def _after_load(self) -> None:
+        for p, st in self._scratch.items():
+            if "replica_grad" in st:
+                self.state[p]["replicas"].grad = st.pop("replica_grad")
 
     def __getstate__(self) -> dict[str, Any]:
         if self.distributed:
@@ -181,12 +207,13 @@ class ReplicatedOptimizer(ClosureOptimizer):
         return super().__getstate__()
 
     # ------------------------------------------------------------------ communication
-    def _all_reduce(self, tensor: torch.Tensor, what: str) -> None:
-        """Sum ``tensor`` over the ranks; a dead or silent peer raises ``RuntimeError`` within ``timeout``."""
+    def _all_reduce(self, tensor: torch.Tensor, what: str, op: Any = None) -> None:
+        """Reduce ``tensor`` over the ranks (sum); a dead or silent peer raises ``RuntimeError`` within ``timeout``."""
         import torch.distributed as dist
 
         try:
-            work = dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=self.process_group, async_op=True)
+            work = dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op is None else op, group=self.process_group,
+                                   async_op=True)
             ok = work.wait(timeout=timedelta(seconds=self.timeout))
         except (RuntimeError, dist.DistBackendError) as exc:
             raise RuntimeError(
@@ -198,163 +225,338 @@ class ReplicatedOptimizer(ClosureOptimizer):
                 f"{type(self).__name__}: all_reduce of {what} did not complete within {self.timeout:g} s at outer "
                 f"step {self.outer_step} on rank {self.rank} of {self.n}; a peer process has probably died")
 
-    def _agree(self, work: list[dict[str, Any]], error: NonFiniteError | None) -> NonFiniteError | None:
+    def _agree(self, work: list[ReplicaGroup], error: NonFiniteError | None) -> NonFiniteError | None:
         """Distributed: every rank learns whether any rank failed, and which parameters took part anywhere."""
         if not self.distributed:
             return error
-        flags = [float(error is not None)] + [float(t) for w in work for t in w["taking_mask"]]
-        device = work[0]["params"][0].device if work else torch.device("cpu")
+        flags = [float(error is not None)] + [float(i in w.taking) for w in work for i in range(len(w.params))]
+        device = work[0].params[0].device if work else torch.device("cpu")
         counts = torch.tensor(flags, dtype=torch.float64, device=device)
         self._all_reduce(counts, "the step's outcome")
-        counts = counts.tolist()
-        if error is None and counts[0] > 0:
-            error = NonFiniteError(f"{int(counts[0])} rank(s) of {self.n} met a non-finite loss or gradient at "
-                                   f"outer step {self.outer_step}; the weights were put back where the step began")
+        values = counts.tolist()
+        if error is None and values[0] > 0:
+            error = NonFiniteError(f"{int(values[0])} rank(s) of {self.n} met a non-finite loss or gradient in "
+                                   f"outer step {self.outer_step}; the weights were put back where it began")
         i = 1
         for w in work:
-            m = len(w["taking_mask"])
-            w["taking_mask"] = [c > 0 for c in counts[i:i + m]]
+            m = len(w.params)
+            w.taking = [j for j, c in enumerate(values[i:i + m]) if c > 0]
             i += m
         return error
 
-    def _reduce_master(self, params: list[torch.Tensor], replicas: list[torch.Tensor]) -> float:
-        """Write the replicas' mean into ``params`` (real views); return the replicas' RMS distance to it.
+    def _refuse_equal_gradients(self, grads: list[torch.Tensor]) -> None:
+        """Distributed, first call: bitwise equal gradients on every rank mean that every replica sees the same data."""
+        if not self.distributed or self.n == 1 or self._checked_ranks:
+            return
+        self._checked_ranks = True
+        import torch.distributed as dist
+
+        device = grads[0].device if grads else torch.device("cpu")
+        digest = torch.zeros(2, dtype=torch.float64, device=device)
+        for g in grads:
+            g64 = g.detach().to(torch.float64)
+            digest[0] += g64.sum()
+            digest[1] += g64.square().sum()
+        if float(digest[1]) == 0.0:
+            return
+        high, low = digest.clone(), digest.clone()
+        self._all_reduce(high, "the gradient digest", dist.ReduceOp.MAX)
+        self._all_reduce(low, "the gradient digest", dist.ReduceOp.MIN)
+        if torch.equal(high, low):
+            raise RuntimeError(
+                f"{type(self).__name__}(distributed=True): the first gradient is bitwise the same on all {self.n} "
+                "ranks, so every replica sees the same data. Either the model is wrapped in "
+                "DistributedDataParallel (which averages the gradients of the ranks: pass the unwrapped model's "
+                "parameters, the optimizer does the communication) or every rank draws the same minibatches (give "
+                "each rank its own shard, e.g. with torch.utils.data.DistributedSampler)")
+
+    def _reduce_master(self, replicas: list[torch.Tensor], masters: list[torch.Tensor]) -> float:
+        """Write the replicas' mean into ``masters`` (real views); return the replicas' RMS distance to it.
 
         The mean is the float64 sum over the replicas, rounded once (across processes, an
         ``all_reduce`` of the ranks' float64 sums).  For two replicas in one process it is
         ``(x^0 + x^1) / 2`` in the parameters' own dtype, the same number: the sum of two
         floats is rounded once and halving it is exact.
         """
-        params, replicas = F.reals(params), F.reals(replicas)
-        if not params:
+        replicas, masters = ops.reals(replicas), ops.reals(masters)
+        if not masters:
             return 0.0
         if not self.distributed:
-            for p, r in zip(params, replicas):
+            for m, r in zip(masters, replicas):
                 if r.shape[0] == 2:
-                    torch.add(r[0], r[1], out=p).mul_(0.5)
+                    torch.add(r[0], r[1], out=m).mul_(0.5)
                 else:
                     acc = r[0].to(torch.float64, copy=True)  # float64 sum in replica order, rounded once
                     for i in range(1, r.shape[0]):
                         acc += r[i]
-                    p.copy_(acc.div_(self.n))
-            return math.sqrt(self._spread(params, replicas) / self.n)
+                    m.copy_(acc.div_(self.n))
+            return math.sqrt(self._spread(masters, replicas) / self.n)
         flat = torch.cat([r.sum(0, dtype=torch.float64).reshape(-1) for r in replicas])
         self._all_reduce(flat, "the master (sum of the replicas)")
         flat /= self.n
         offset = 0
-        for p in params:
-            k = p.numel()
-            p.copy_(flat[offset:offset + k].view_as(p))
+        for m in masters:
+            k = m.numel()
+            m.copy_(flat[offset:offset + k].view_as(m))
             offset += k
-        local_sq = torch.tensor([self._spread(params, replicas)], dtype=torch.float64, device=flat.device)
+        local_sq = torch.tensor([self._spread(masters, replicas)], dtype=torch.float64, device=flat.device)
         self._all_reduce(local_sq, "the replica spread")
         return math.sqrt(float(local_sq) / self.n)
 
     @staticmethod
-    def _spread(params: list[torch.Tensor], replicas: list[torch.Tensor]) -> float:
+    def _spread(masters: list[torch.Tensor], replicas: list[torch.Tensor]) -> float:
         """``sum_a |x^a - x|^2`` over the local replicas (one pass and one fused norm)."""
-        diffs = [torch.sub(r, p.unsqueeze(0)) for p, r in zip(params, replicas)]
+        diffs = [torch.sub(r, m.unsqueeze(0)) for m, r in zip(masters, replicas)]
         norms = torch._foreach_norm(diffs)
         return float(torch.stack([n.double() for n in norms]).square().sum())
 
-    # ------------------------------------------------------------------ the step
-    def _evaluate_replica(self, closure: ReplicaClosure, local: int, where: Callable[[], str]) -> tuple[Any, float]:
-        """Evaluate replica ``replica_ids[local]`` (its point already in the parameters)."""
-        a = self.replica_ids[local]
-        self.replica = a
-        try:
-            return self._evaluate(closure, (a,) if self._pass_replica else (), where)
-        finally:
-            self.replica = None
+    # ------------------------------------------------------------------ the cycle of calls
+    @property
+    def replica(self) -> int:
+        """The replica whose gradient the next call consumes (its point is in the parameters)."""
+        return self.replica_ids[min(self.position // self._calls_per_replica(), len(self.replica_ids) - 1)]
 
-    def _replica_gradients(self, closure: ReplicaClosure, work: list[dict[str, Any]], bn_after: list[Any]
-                           ) -> tuple[list[Any], list[float]]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _calls_per_replica(self) -> int:
+        """Calls each local replica makes in an outer step (1 for Elastic-SGD, ``L`` for Parle)."""
+        return 1
 
-    def _replica_gradients_stacked(self, batches: ReplicaBatches, work: list[dict[str, Any]]
-                                   ) -> tuple[list[Any], list[float]]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _calls_per_outer(self) -> int:
+        return len(self.replica_ids) * self._calls_per_replica()
 
-    def _prepare(self) -> list[dict[str, Any]]:
+    def _closure_args(self, closure: Any) -> tuple[Any, ...]:
+        return (self.replica,) if takes_replica(closure) else ()
+
+    def _where(self) -> str:
+        per = self._calls_per_replica()
+        inner = f"inner step {self.position % per + 1} of {per} of " if per > 1 else ""
+        return f"{inner}replica {self.replica} (outer step {self.outer_step})"
+
+    def _replica_groups(self) -> list[ReplicaGroup]:
+        """The groups of the outer step about to begin (the parameters with ``requires_grad``)."""
         work = []
         for group in self.param_groups:
             params = [p for p in group["params"] if p.requires_grad]
-            if not params:
-                continue
-            rho = resolve(group["rho"], self.outer_step, "rho", allow_inf=True)
-            master = [self._scratch_for(p, ("master",))["master"] for p in params]
-            foreach = self._use_foreach(params)
-            F.copy_(F.reals(master), F.reals(params), foreach)
-            work.append(dict(group=group, params=params, foreach=foreach, master=master, rho=rho,
-                             replicas=[self.state[p]["replicas"] for p in params]))
+            if params:
+                work.append(ReplicaGroup(
+                    group=group, params=params, replicas=[self.state[p]["replicas"] for p in params],
+                    masters=[self.state[p]["master"] for p in params],
+                    rho=resolve(group["rho"], self.outer_step, "rho", allow_inf=True),
+                    foreach=self._use_foreach(params)))
         return work
 
-    def _restore_master(self, work: list[dict[str, Any]]) -> None:
-        for w in work:
-            F.copy_(F.reals(w["params"]), F.reals(w["master"]), w["foreach"])
-
-    @torch.no_grad()
-    def step(self, closure: ReplicaClosure | ReplicaBatches | None = None) -> Any:  # type: ignore[override]
-        """One outer step of every local replica, then the master.
-
-        ``closure`` is either ``closure(a)`` (called for one replica at a time, the model's
-        parameters holding that replica's evaluation point; a closure without parameters
-        reads the index from ``optimizer.replica``) or a
-        :class:`~hjsmooth.optim.ReplicaBatches` (all local replicas evaluated at once with
-        ``torch.func.vmap``).  Returns the mean over the local replicas of their first
-        loss (at ``x^a``), a tensor if the closure returned tensors.
-        """
-        if closure is not None and not callable(closure) and not isinstance(closure, ReplicaBatches):
-            raise TypeError(f"`closure` must be callable or a ReplicaBatches, got {type(closure).__name__}")
-        if not isinstance(closure, ReplicaBatches):
-            self._require_closure(closure, "`closure(a)` draws a minibatch for replica `a`; or pass a "
-                                           "ReplicaBatches, which evaluates all replicas at once")
+    def _begin(self) -> bool:
         self._sync_replica_hyperparameters()
-        self._pass_replica = not isinstance(closure, ReplicaBatches) and takes_replica(closure)
-        with self._transaction() as bn_after:
-            work = self._prepare()
-            error: NonFiniteError | None = None
-            first: list[Any] = []
-            inner: list[float] = []
+        work = self._replica_groups()
+        for w in work:
+            trainable = {id(p) for p in self._trainable(w.group)}
+            w.taking = [i for i, p in enumerate(w.params) if id(p) in trainable]
+            for i in w.taking:
+                r = w.replicas[i]
+                if r.grad is None or r.grad.shape != r.shape:
+                    r.grad = torch.zeros_like(r)
+        if not any(w.taking for w in work):
+            return False
+        self._work = ReplicaWork(groups=work)
+        self._prepare_inner(self._work)
+        return True
+
+    def _prepare_inner(self, work: ReplicaWork) -> None:
+        """Set up the subclass's per-step state (nothing by default)."""
+
+    def _current_work(self) -> ReplicaWork:
+        if self._work is None:  # after a load in the middle of an outer step
+            groups = self._replica_groups()
+            for w in groups:
+                w.taking = [i for i, r in enumerate(w.replicas) if r.grad is not None]
+            self._work = ReplicaWork(groups=groups)
+            self._prepare_inner(self._work)
+        return self._work
+
+    def _evaluate(self, closure: Any) -> tuple[Any, float | None]:
+        if not self.distributed:
+            return super()._evaluate(closure)
+        with torch.enable_grad():
+            raw = closure(*self._closure_args(closure))
+        try:
+            return raw, as_loss(raw, self._where)
+        except NonFiniteError as exc:  # the other ranks learn of it at the last call of the outer step
+            self._pending = exc
+            return raw, None
+
+    def _consume(self, position: int) -> bool:
+        work = self._current_work()
+        per = self._calls_per_replica()
+        local, step = divmod(position, per)
+        if self._pending is None:
             try:
-                if isinstance(closure, ReplicaBatches):
-                    first, inner = self._replica_gradients_stacked(closure, work)
-                else:
-                    first, inner = self._replica_gradients(closure, work, bn_after)
+                grads = [self._grads([w.params[i] for i in w.taking]) for w in work.groups]
+                flat = [g for gs in grads for g in gs]
+                if position == 0 and self.outer_step == 0:
+                    self._refuse_equal_gradients(flat)
+                self._check_grads(flat)
+                self._replica_call(work, local, step, grads)
             except NonFiniteError as exc:
-                error = exc
+                if not self.distributed:
+                    raise
+                self._pending = exc  # every rank must reach the all_reduce of the last call
+        last = position == self._calls_per_outer() - 1
+        if step == per - 1 and self._pending is None:
+            self._replica_done(work, local)
+            if not last:
+                self._place_replica(work, local + 1)
+        if not last:
+            return False
+        self._finish(work)
+        return True
+
+    def _replica_call(self, work: ReplicaWork, local: int, step: int, grads: list[list[torch.Tensor]]) -> None:
+        raise NotImplementedError
+
+    def _replica_done(self, work: ReplicaWork, local: int) -> None:
+        """Replica ``local`` made its last call of the outer step (nothing by default)."""
+
+    def _place_replica(self, work: ReplicaWork, local: int) -> None:
+        """Put replica ``local``'s point ``x^a`` into the parameters that take part."""
+        for w in work.groups:
+            params = [w.params[i] for i in w.taking]
+            ops.copy_(ops.reals(params), ops.reals([w.replicas[i][local] for i in w.taking]), w.foreach)
+
+    def _finish(self, work: ReplicaWork) -> None:
+        """Agree, add the elastic term, step the replicas, reduce the master, place replica 0's point."""
+        error = self._agree(work.groups, self._pending)
+        if error is not None:
+            raise error
+        taking_ids = {id(w.params[i]) for w in work.groups for i in w.taking}
+        for p in self._params():  # the stacks of parameters that took no part are never stepped
+            if id(p) not in taking_ids:
+                self.state[p]["replicas"].grad = None
+        replicas, masters = [], []
+        for w in work.groups:
+            for i in w.taking:
+                r, m = w.replicas[i], w.masters[i]
+                if r.grad is None:
+                    r.grad = torch.zeros_like(r)
+                if not math.isinf(w.rho):  # the elastic term, with the master of the start of the step
+                    r.grad.add_(r, alpha=1.0 / w.rho).sub_(m.unsqueeze(0), alpha=1.0 / w.rho)
+                replicas.append(r)
+                masters.append(m)
+        unhooked_step(self.replica_optimizer)
+        spread = self._reduce_master(replicas, masters)
+        self._place_replica(work, 0)
+        self._work = None
+        if self.n > 1 and spread == 0.0 and not self._noisy() and "spread" not in self._warned:
+            self._warned.add("spread")
+            warnings.warn(
+                f"{type(self).__name__}: all {self.n} replicas ended outer step {self.outer_step} at the same point "
+                "(spread exactly 0): they saw the same minibatches, so the step costs n times SGD's and does what "
+                "SGD does. Give every call its own minibatch (in the plain loop: one batch per step() call; with "
+                "step_outer: a closure that draws a fresh one, from replica `a`'s shard).", UserWarning, stacklevel=5)
+        losses = self._losses
+        per = self._calls_per_replica()
+        firsts = losses[::per] if len(losses) == self._calls_per_outer() else []
+        self.stats = {"loss": finite_mean(firsts), "inner_loss": finite_mean(losses), "replica_spread": spread}
+
+    def _noisy(self) -> bool:
+        return False
+
+    def _abort(self) -> None:
+        work = self._work
+        if work is None and self.position > 0:
+            work = self._current_work()
+        if work is not None:
+            self._place_replica(work, 0)
+        self._work = None
+        self._pending = None
+
+    def _anchor_pairs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(p, self.state[p]["master"]) for p in self._params() if p.requires_grad]
+
+    def _live_scratch(self) -> dict[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.position == 0:
+            return {}
+        out: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
+        for w in self._current_work().groups:
+            for i in w.taking:
+                p = w.params[i]
+                out[p] = {"replica_grad": w.replicas[i].grad, **self._inner_scratch(p)}
+        return out
+
+    def _inner_scratch(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The subclass's per-parameter scratch tensors of the current outer step (none by default)."""
+        return {}
+
+    def _outer_loss(self, losses: list[Any]) -> Any:
+        per = self._calls_per_replica()
+        return mean_loss(losses[::per])
+
+    # ------------------------------------------------------------------ the vectorised path
+    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+        if isinstance(closure, ReplicaBatches):
+            raise TypeError(f"{type(self).__name__}.step takes a closure, not a ReplicaBatches: pass it to "
+                            "step_outer(batches), which evaluates all replicas at once")
+        return super().step(closure)
+
+    def step_outer(self, closure: Any) -> Any:
+        """One outer step: ``closure(a)`` once per call (see :class:`SmoothingOptimizer`), or a :class:`ReplicaBatches`.
+
+        Given a :class:`~hjsmooth.optim.ReplicaBatches`, every call evaluates all local
+        replicas at once with ``torch.func.vmap`` (``L`` vmapped calls per outer step of Parle
+        instead of ``n L``; the same trajectory up to the rounding of batched kernels); the
+        parameters are not touched until the master is written, and hold replica 0's point
+        afterwards.  Returns the mean over the local replicas of their first loss (at ``x^a``).
+        """
+        if not isinstance(closure, ReplicaBatches):
+            return super().step_outer(closure)
+        if self._mode != "train":
+            raise RuntimeError(f"{type(self).__name__}.step_outer was called in eval mode; call opt.train() first")
+        if self.position != 0:
+            raise RuntimeError(f"{type(self).__name__}.step_outer(ReplicaBatches) must start an outer step; "
+                               f"{self.position} of its {self._calls_per_outer()} calls were made already: finish "
+                               "it with step() or step_outer(closure)")
+        with torch.no_grad():
+            self._warn_about_changed_momentum()
+            self._sync_replica_hyperparameters()
+            self._snapshot = self._take_snapshot()
+            try:
+                work = ReplicaWork(groups=self._replica_groups())
+                self._work = work
+                self._pending = None
+                first, self._losses = self._replica_gradients_stacked(closure, work)
+                self._finish(work)
             except BaseException:
-                self._restore_master(work)
+                self._fail()
                 raise
-            for w in work:
-                w.setdefault("taking_mask", [False] * len(w["params"]))
-            error = self._agree(work, error)
-            if error is not None:
-                self._restore_master(work)
-                raise error
-            taking_params, taking_replicas = [], []
-            for w in work:
-                for p, r, m, taking in zip(w["params"], w["replicas"], w["master"], w["taking_mask"]):
-                    if not taking:
-                        r.grad = None
-                        continue
-                    if r.grad is None:
-                        r.grad = torch.zeros_like(r)
-                    if not math.isinf(w["rho"]):  # the elastic term, with the master of the start of the step
-                        r.grad.add_(r, alpha=1.0 / w["rho"]).sub_(m.unsqueeze(0), alpha=1.0 / w["rho"])
-                    taking_params.append(p)
-                    taking_replicas.append(r)
-            self.replica_optimizer.step()
-            spread = self._reduce_master(taking_params, taking_replicas)
-        self.outer_step += 1
-        losses = [float(v) for v in (first or [])]
-        self.stats = {"loss": sum(losses) / max(len(losses), 1), "inner_loss": sum(inner) / max(len(inner), 1),
-                      "replica_spread": spread}
-        return _mean(first, self.stats["loss"])
+            self.outer_step += 1
+            self._snapshot = None
+        return mean_loss(first)
+
+    def _replica_gradients_stacked(self, batches: ReplicaBatches, work: ReplicaWork
+                                   ) -> tuple[list[Any], list[float]]:  # pragma: no cover - abstract
+        raise NotImplementedError
 
 
-def _mean(values: list[Any], mean: float) -> Any:
-    """The mean of the replicas' first losses: a detached tensor if they are tensors."""
-    if values and isinstance(values[0], torch.Tensor):
-        return torch.stack([v.detach().reshape(()) for v in values]).mean()
-    return mean
+def replica_seed(base: int, replica: int) -> int:
+    """The seed of replica ``replica``'s generator, from the seed ``base`` all ranks agreed on."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([base, replica]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+@dataclass
+class ReplicaGroup:
+    """One param group's part of an outer step of a replicated optimizer."""
+
+    group: dict[str, Any]
+    params: list[torch.Tensor]    # requires_grad
+    replicas: list[torch.Tensor]  # their stacks (n_local, *p.shape)
+    masters: list[torch.Tensor]   # the master x (state)
+    rho: float
+    foreach: bool
+    taking: list[int] = field(default_factory=list)  # indices of the parameters taking part
+    inner: Any = None             # the subclass's per-group state
+
+
+@dataclass
+class ReplicaWork:
+    groups: list[ReplicaGroup]
+    loops: dict[int, Any] = field(default_factory=dict)  # the subclass's per-replica state

@@ -39,11 +39,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from hjsmooth.optim import _foreach as F
+from hjsmooth.optim import _foreach as ops
 from hjsmooth.optim._checks import (
     NonFiniteError,
     check_flag,
@@ -53,7 +54,7 @@ from hjsmooth.optim._checks import (
     warn_if_unstable,
 )
 from hjsmooth.optim._inner import InnerLoop, InnerLoopGroups, InnerSettings
-from hjsmooth.optim._replicas import ReplicaClosure, ReplicatedOptimizer
+from hjsmooth.optim._replicas import ReplicaGroup, ReplicatedOptimizer, ReplicaWork
 from hjsmooth.optim.local_entropy import _sgd_kwargs
 from hjsmooth.optim.vectorized import ReplicaBatches
 
@@ -177,89 +178,67 @@ class Parle(InnerLoopGroups, ReplicatedOptimizer):
                              momentum=group["inner_momentum"], nesterov=group["inner_nesterov"],
                              coupling_in_momentum=group["coupling_in_momentum"])
 
-    def _stacks(self, w: dict[str, Any]) -> None:
-        """The stacked inner state of the parameters taking part: ``w["disp"]``, ``["avg"]``, ``["buf"]`` (real)."""
-        group = w["group"]
-        w["settings"] = s = self._settings(group)
-        keep = group["keep_inner_buffer"]
-        w["taking"] = [i for i, t in enumerate(w["taking_mask"]) if t]
-        disp, avg, buf = [], [], []
-        for i in w["taking"]:
-            p, r = w["params"][i], w["replicas"][i]
-            st = self._scratch_for(p, ("displacement", "average"), like=r)
-            disp.append(F.real(st["displacement"]))
-            avg.append(F.real(st["average"]))
-            if s.momentum > 0:
-                home = self.state[p] if keep else self._scratch[p]
-                if "inner_buffer" not in home or home["inner_buffer"].shape != r.shape:
-                    home["inner_buffer"] = torch.zeros_like(r)
-                buf.append(F.real(home["inner_buffer"]))
-        w["disp"], w["avg"], w["buf"] = disp, avg, (buf if s.momentum > 0 else None)
+    def _calls_per_replica(self) -> int:
+        return max((g["L"] for g in self.param_groups), default=1)
 
-    def _inner_loop(self, w: dict[str, Any], local: int | None) -> InnerLoop:
-        """The inner loop of replica slice ``local`` (``None``: all local replicas stacked), reset."""
+    def _noisy(self) -> bool:
+        return any(g["noise"] > 0 for g in self.param_groups)
+
+    def _prepare_inner(self, work: ReplicaWork) -> None:
+        """The stacked inner state ``d``, ``m``, ``b`` of the parameters taking part, per group (real views)."""
+        for w in work.groups:
+            s = self._settings(w.group)
+            keep = w.group["keep_inner_buffer"]
+            disp, avg, buf = [], [], []
+            for i in w.taking:
+                p, r = w.params[i], w.replicas[i]
+                st = self._scratch_for(p, ("displacement", "average"), like=r)
+                disp.append(ops.real(st["displacement"]))
+                avg.append(ops.real(st["average"]))
+                if s.momentum > 0:
+                    home = self.state[p] if keep else self._scratch[p]
+                    if "inner_buffer" not in home or home["inner_buffer"].shape != r.shape:
+                        home["inner_buffer"] = torch.zeros_like(r)
+                    buf.append(ops.real(home["inner_buffer"]))
+            w.inner = _ParleGroup(settings=s, disp=disp, avg=avg, buf=buf if s.momentum > 0 else None,
+                                  settings_L=w.group["L"])
+
+    def _loop(self, w: ReplicaGroup, local: int | None, fresh: bool) -> InnerLoop:
+        """The inner loop of replica slice ``local`` (``None``: all local replicas stacked)."""
         def pick(ts: list[torch.Tensor]) -> list[torch.Tensor]:
             return ts if local is None else [t[local] for t in ts]
 
-        loop = InnerLoop(pick(w["disp"]), pick(w["avg"]), None if w["buf"] is None else pick(w["buf"]),
-                         w["settings"], w["foreach"])
-        loop.reset(keep_buffer=w["group"]["keep_inner_buffer"])
+        g = w.inner
+        loop = InnerLoop(pick(g.disp), pick(g.avg), None if g.buf is None else pick(g.buf), g.settings, w.foreach,
+                         fresh=fresh)
+        if fresh:
+            loop.reset(keep_buffer=w.group["keep_inner_buffer"])
         return loop
 
-    def _replica_gradients(self, closure: ReplicaClosure, work: list[dict[str, Any]], bn_after: list[Any]
-                           ) -> tuple[list[Any], list[float]]:
-        n_inner = max((w["group"]["L"] for w in work), default=1)
-        outer = self.outer_step
-        first: list[Any] = []
-        losses: list[float] = []
-        try:
-            for local, a in enumerate(self.replica_ids):
-                for w in work:
-                    F.copy_(F.reals(w["params"]), F.reals([r[local] for r in w["replicas"]]), w["foreach"])
-                loops: list[tuple[dict[str, Any], InnerLoop, list[torch.Tensor], list[torch.Tensor]]] = []
-                for step in range(n_inner):
-                    raw, value = self._evaluate_replica(
-                        closure, local, lambda: (f"inner step {step + 1} of {n_inner} of replica {a} "
-                                                 f"(outer step {outer})"))
-                    losses.append(value)
-                    if step == 0:
-                        first.append(raw)
-                        if local == 0:
-                            bn_after.extend(self._bn.snapshot())
-                            for w in work:
-                                taking = set(map(id, self._trainable(w["group"])))
-                                w["taking_mask"] = [id(p) in taking for p in w["params"]]
-                                self._stacks(w)
-                        for w in work:
-                            params = [w["params"][i] for i in w["taking"]]
-                            loops.append((w, self._inner_loop(w, local), F.reals(params),
-                                          F.reals([w["replicas"][i][local] for i in w["taking"]])))
-                    active = [q for q in loops if step < q[0]["group"]["L"]]
-                    grads = [self._grads([q[0]["params"][i] for i in q[0]["taking"]]) for q in active]
-                    self._check_grads([g for gs in grads for g in gs], lambda: (
-                        f"inner step {step + 1} of {n_inner} of replica {a} (outer step {outer})"))
-                    for (w, loop, points, anchors), g in zip(active, grads):
-                        noise = None
-                        if loop.settings.noise > 0:
-                            gen = self.generator_for(w["params"][0].device, local)
-                            noise = (lambda d, scale, gen=gen: F.add_noise_(d, scale, gen))
-                        loop.update(g, noise)
-                        loop.place(points, anchors, done=step == w["group"]["L"] - 1)
-        finally:
-            self._restore_master(work)
-        self._set_local_entropy_grads(work)
-        return first, losses
+    def _replica_call(self, work: ReplicaWork, local: int, step: int, grads: list[list[torch.Tensor]]) -> None:
+        if step == 0 or local not in work.loops:
+            work.loops = {local: [self._loop(w, local, fresh=step == 0) for w in work.groups]}
+        for w, loop, g in zip(work.groups, work.loops[local], grads):
+            if step >= w.inner.settings_L or not w.taking:
+                continue
+            noise = None
+            if loop.settings.noise > 0:
+                gen = self.generator_for(w.params[0].device, local)
+                noise = (lambda d, scale, gen=gen: ops.add_noise_(d, scale, gen))
+            loop.update(g, noise)
+            loop.place(ops.reals([w.params[i] for i in w.taking]),
+                       ops.reals([w.replicas[i][local] for i in w.taking]), done=step == w.inner.settings_L - 1)
 
-    @staticmethod
-    def _set_local_entropy_grads(work: list[dict[str, Any]]) -> None:
-        for w in work:  # G^a = x^a - <y>^a = -m, stacked over the local replicas
-            for i, m in zip(w["taking"], w["avg"]):
-                r = w["replicas"][i]
-                if r.grad is None:
-                    r.grad = torch.empty_like(r)
-                torch.mul(m, -1.0, out=F.real(r.grad))
+    def _replica_done(self, work: ReplicaWork, local: int) -> None:
+        for w in work.groups:  # G^a = x^a - <y>^a = -m^a
+            for i, m in zip(w.taking, w.inner.avg):
+                torch.mul(m[local], -1.0, out=ops.real(w.replicas[i].grad)[local])
 
-    def _noise_generators(self, work: list[dict[str, Any]], n_inner: int) -> list[torch.Generator]:
+    def _inner_scratch(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
+        st = self._scratch.get(p, {})
+        return {k: st[k] for k in ("displacement", "average", "inner_buffer") if k in st}
+
+    def _noise_generators(self, work: ReplicaWork, n_inner: int) -> list[torch.Generator]:
         """One generator per local replica for the stacked path, drawing what the sequential path draws.
 
         With one generator per replica these are the replicas' own generators (the
@@ -269,11 +248,11 @@ class Parle(InnerLoopGroups, ReplicatedOptimizer):
         replica 1's, ...: the shared generator is advanced through those draws here (the
         same calls, discarded), and each replica gets a copy started where its draws begin.
         """
-        noisy = [w for w in work if w["settings"].noise > 0]
+        noisy = [w for w in work.groups if w.inner.settings.noise > 0]
         if not noisy:
             return []
         n_local = len(self.replica_ids)
-        device = work[0]["params"][0].device
+        device = work.groups[0].params[0].device
         gens = [self.generator_for(device, local) for local in range(n_local)]
         if n_local == 1 or self._generators is None or len(self._generators) > 1:
             return gens
@@ -285,14 +264,14 @@ class Parle(InnerLoopGroups, ReplicatedOptimizer):
             out.append(g)
             for step in range(n_inner):
                 for w in noisy:
-                    if step >= w["group"]["L"]:
+                    if step >= w.inner.settings_L:
                         continue
-                    for (_, dtype), idx in F.buckets(w["disp"]).items():
-                        torch.randn(sum(w["disp"][i][0].numel() for i in idx), generator=shared,
+                    for (_, dtype), idx in ops.buckets(w.inner.disp).items():
+                        torch.randn(sum(w.inner.disp[i][0].numel() for i in idx), generator=shared,
                                     device=shared.device, dtype=dtype)
         return out
 
-    def _replica_gradients_stacked(self, batches: ReplicaBatches, work: list[dict[str, Any]]
+    def _replica_gradients_stacked(self, batches: ReplicaBatches, work: ReplicaWork
                                    ) -> tuple[list[Any], list[float]]:
         """The inner loops of all local replicas at once: one vmapped gradient per inner step.
 
@@ -301,18 +280,17 @@ class Parle(InnerLoopGroups, ReplicatedOptimizer):
         parameter for all replicas; the noise of replica ``a`` is drawn from its generator
         in the order of the sequential path.
         """
-        n_inner = max((w["group"]["L"] for w in work), default=1)
+        n_inner = max((w.group["L"] for w in work.groups), default=1)
         n_local = len(self.replica_ids)
         outer = self.outer_step
-        for w in work:
-            w["names"] = batches.parameter_names(w["params"])
-            w["y"] = [r.clone() for r in w["replicas"]]
+        names = [batches.parameter_names(w.params) for w in work.groups]
+        ys = [[r.clone() for r in w.replicas] for w in work.groups]
         per_replica: list[list[float]] = [[] for _ in range(n_local)]
         first: list[Any] = []
         loops: list[InnerLoop] = []
         gens: list[torch.Generator] = []
         for step in range(n_inner):
-            stacked = {name: y for w in work for name, y in zip(w["names"], w["y"])}
+            stacked = {name: y for ns, yw in zip(names, ys) for name, y in zip(ns, yw)}
             losses, grads = batches.loss_and_grad(stacked, batches.draw(n_local))
             values = [float(v) for v in losses.tolist()]
             for local, v in enumerate(values):
@@ -322,29 +300,44 @@ class Parle(InnerLoopGroups, ReplicatedOptimizer):
                 per_replica[local].append(v)
             if step == 0:
                 first = list(losses.detach().unbind(0))
-                for w in work:
-                    w["taking_mask"] = [p.requires_grad and grads[name] is not None for p, name in
-                                        zip(w["params"], w["names"])]
-                    self._stacks(w)
-                    loops.append(self._inner_loop(w, None))
+                for w, ns in zip(work.groups, names):
+                    w.taking = [i for i, (p, name) in enumerate(zip(w.params, ns))
+                                if p.requires_grad and grads[name] is not None]
+                    for i in w.taking:
+                        r = w.replicas[i]
+                        if r.grad is None or r.grad.shape != r.shape:
+                            r.grad = torch.zeros_like(r)
+                self._prepare_inner(work)
+                loops = [self._loop(w, None, fresh=True) for w in work.groups]
                 gens = self._noise_generators(work, n_inner)
-            active = [(w, loop) for w, loop in zip(work, loops) if step < w["group"]["L"]]
-            g_active = [[F.real(grads[w["names"][i]]) if grads[w["names"][i]] is not None
-                         else torch.zeros_like(F.real(w["replicas"][i])) for i in w["taking"]] for w, _ in active]
+            active = [(w, loop, ns, yw) for w, loop, ns, yw in zip(work.groups, loops, names, ys)
+                      if step < w.group["L"]]
+            g_active = [[ops.real(grads[ns[i]]) if grads[ns[i]] is not None
+                         else torch.zeros_like(ops.real(w.replicas[i])) for i in w.taking] for w, _, ns, _ in active]
             self._check_grads([g for gs in g_active for g in gs], lambda: (
                 f"inner step {step + 1} of {n_inner} (outer step {outer}), one of replicas {self.replica_ids}"))
-            for (w, loop), g in zip(active, g_active):
+            for (w, loop, _, yw), g in zip(active, g_active):
                 def noise(d: list[torch.Tensor], scale: float) -> None:
                     for local in range(n_local):
-                        F.add_noise_([t[local] for t in d], scale, gens[local])
+                        ops.add_noise_([t[local] for t in d], scale, gens[local])
 
                 loop.update(g, noise if loop.settings.noise > 0 else None)
-                ys = F.reals([w["y"][i] for i in w["taking"]])
-                loop.place(ys, F.reals([w["replicas"][i] for i in w["taking"]]), done=step == w["group"]["L"] - 1)
-        for w in work:
-            del w["y"]
-        self._set_local_entropy_grads(work)
+                loop.place(ops.reals([yw[i] for i in w.taking]), ops.reals([w.replicas[i] for i in w.taking]),
+                           done=step == w.group["L"] - 1)
+        for local in range(n_local):
+            self._replica_done(work, local)
         return first, [x for v in per_replica for x in v]
+
+
+@dataclass
+class _ParleGroup:
+    """A group's inner-loop settings and stacked state (real views) in the current outer step."""
+
+    settings: InnerSettings
+    disp: list[torch.Tensor]
+    avg: list[torch.Tensor]
+    buf: list[torch.Tensor] | None
+    settings_L: int
 
 
 def _non_finite_loss(value: float, where: str) -> Exception:
@@ -387,58 +380,28 @@ class ElasticSGD(ReplicatedOptimizer):
         super().__init__(params, defaults, n, distributed=distributed, process_group=process_group, timeout=timeout,
                          generator=None, foreach=foreach, freeze_bn=freeze_bn)
 
-    def _replica_gradients(self, closure: ReplicaClosure, work: list[dict[str, Any]], bn_after: list[Any]
-                           ) -> tuple[list[Any], list[float]]:
-        first: list[Any] = []
-        losses: list[float] = []
-        outer = self.outer_step
-        try:
-            for local, a in enumerate(self.replica_ids):
-                for w in work:
-                    F.copy_(F.reals(w["params"]), F.reals([r[local] for r in w["replicas"]]), w["foreach"])
-                raw, value = self._evaluate_replica(closure, local, lambda: f"replica {a} (outer step {outer})")
-                first.append(raw)
-                losses.append(value)
-                if local == 0:
-                    bn_after.extend(self._bn.snapshot())
-                    for w in work:
-                        taking = set(map(id, self._trainable(w["group"])))
-                        w["taking_mask"] = [id(p) in taking for p in w["params"]]
-                        w["taking"] = [i for i, t in enumerate(w["taking_mask"]) if t]
-                grads = [self._grads([w["params"][i] for i in w["taking"]]) for w in work]
-                self._check_grads([g for gs in grads for g in gs], lambda: f"replica {a} (outer step {outer})")
-                for w, gs in zip(work, grads):
-                    for i, g in zip(w["taking"], gs):
-                        r = w["replicas"][i]
-                        if r.grad is None:
-                            r.grad = torch.empty_like(r)
-                        F.real(r.grad)[local].copy_(g)
-        finally:
-            self._restore_master(work)
-        return first, losses
+    def _replica_call(self, work: ReplicaWork, local: int, step: int, grads: list[list[torch.Tensor]]) -> None:
+        for w, gs in zip(work.groups, grads):
+            for i, g in zip(w.taking, gs):
+                ops.real(w.replicas[i].grad)[local].copy_(g)
 
-    def _replica_gradients_stacked(self, batches: ReplicaBatches, work: list[dict[str, Any]]
+    def _replica_gradients_stacked(self, batches: ReplicaBatches, work: ReplicaWork
                                    ) -> tuple[list[Any], list[float]]:
         """All local replicas' gradients ``grad f_a(x^a)`` in one vmapped evaluation at the stacked replicas."""
         outer = self.outer_step
-        for w in work:
-            w["names"] = batches.parameter_names(w["params"])
-        stacked = {name: r for w in work for name, r in zip(w["names"], w["replicas"])}
+        names = [batches.parameter_names(w.params) for w in work.groups]
+        stacked = {name: r for w, ns in zip(work.groups, names) for name, r in zip(ns, w.replicas)}
         losses, grads = batches.loss_and_grad(stacked, batches.draw(len(self.replica_ids)))
         values = [float(v) for v in losses.tolist()]
         for local, v in enumerate(values):
             if not math.isfinite(v):
                 raise _non_finite_loss(v, f"replica {self.replica_ids[local]} (outer step {outer})")
         taken = []
-        for w in work:
-            w["taking_mask"] = [p.requires_grad and grads[name] is not None for p, name in zip(w["params"], w["names"])]
-            w["taking"] = [i for i, t in enumerate(w["taking_mask"]) if t]
-            taken += [grads[w["names"][i]] for i in w["taking"]]
-        self._check_grads(F.reals(taken), lambda: f"outer step {outer}, one of replicas {self.replica_ids}")
-        for w in work:
-            for i in w["taking"]:
-                r = w["replicas"][i]
-                if r.grad is None:
-                    r.grad = torch.empty_like(r)
-                r.grad.copy_(grads[w["names"][i]])
+        for w, ns in zip(work.groups, names):
+            w.taking = [i for i, (p, name) in enumerate(zip(w.params, ns)) if p.requires_grad and grads[name] is not None]
+            taken += [grads[ns[i]] for i in w.taking]
+        self._check_grads(ops.reals(taken), lambda: f"outer step {outer}, one of replicas {self.replica_ids}")
+        for w, ns in zip(work.groups, names):
+            for i in w.taking:
+                w.replicas[i].grad = grads[ns[i]].clone()
         return list(losses.detach().unbind(0)), values

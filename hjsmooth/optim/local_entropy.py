@@ -14,6 +14,7 @@ point and the step is the gradient of the Hopf-Lax solution, ``(x - prox_{gamma 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +22,8 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
-from hjsmooth.optim import _foreach as F
-from hjsmooth.optim._base import Closure, SmoothingWrapper
+from hjsmooth.optim import _foreach as ops
+from hjsmooth.optim._base import SmoothingWrapper, finite_mean
 from hjsmooth.optim._checks import (
     check_flag,
     check_nonnegative_float,
@@ -52,28 +53,36 @@ _CHECKS = {"gamma": check_scope, **INNER_CHECKS, "scale_by_gamma": check_flag}
 
 
 @dataclass
-class _GroupStep:
-    """One param group's part of an outer step."""
+class _GroupWork:
+    """One param group's part of the current outer step."""
 
     group: dict[str, Any]
-    params: list[torch.Tensor]   # the parameters taking part (requires_grad, with a gradient)
-    points: list[torch.Tensor]   # their real views, where the closure evaluates
+    params: list[torch.Tensor]   # the parameters taking part (requires_grad, a gradient at the first call)
+    points: list[torch.Tensor]   # their real views, where the gradients are taken
     anchors: list[torch.Tensor]  # x (real views)
     inner: InnerLoop
     L: int
     gamma: float
 
 
+@dataclass
+class _OuterWork:
+    groups: list[_GroupWork]
+    calls: int                   # calls of this outer step: the largest L of any group
+
+
 class LocalEntropy(InnerLoopGroups, SmoothingWrapper):
     r"""Wrap any ``torch.optim`` optimizer so that it descends Local Entropy ``f_gamma``.
 
-    One call of ``step(closure)`` is one *outer* step and ``L`` closure calls:
+    One outer step is ``L`` calls of ``step()``, each consuming one minibatch gradient
+    (``loss.backward(); opt.step()``, or ``opt.step(closure)``; ``opt.step_outer(closure)``
+    makes all ``L``):
 
-    1. keep the weights ``x`` (the anchor); start the inner iterate at ``y = x`` and the
-       running average at ``<y> = x`` (the inner momentum buffer is kept from the last
-       outer step if ``keep_inner_buffer``, else zeroed);
-    2. ``L`` times (``l = 1..L``): evaluate the closure at ``y`` (a fresh minibatch), then
-       (``mu = inner_momentum``, Nesterov by default, the coupling added after the momentum)
+    1. at the first call, keep the weights ``x`` (the anchor); start the inner iterate at
+       ``y = x`` and the running average at ``<y> = x`` (the inner momentum buffer is kept
+       from the last outer step if ``keep_inner_buffer``, else zeroed);
+    2. at call ``l = 1..L``, with the gradient taken at ``y`` (``mu = inner_momentum``,
+       Nesterov by default, the coupling added after the momentum)
 
        .. math::
 
@@ -82,8 +91,13 @@ class LocalEntropy(InnerLoopGroups, SmoothingWrapper):
               \qquad \xi \sim N(0, I) \\
           \langle y\rangle &\leftarrow \alpha \langle y\rangle + (1 - \alpha)\, y
 
-    3. put the weights back at ``x``, write ``g = (x - <y>)/gamma`` (``scale_by_gamma``:
-       ``x - <y>``) into ``p.grad`` and call ``base_optimizer.step()``.
+       and leave the parameters at the new ``y``, where the next gradient is to be taken;
+    3. at call ``L``, put the weights back at ``x`` and step the base optimizer with
+       ``g = (x - <y>)/gamma`` (``scale_by_gamma``: ``x - <y>``) as the gradient; the
+       parameters then hold the new ``x``, the first evaluation point of the next outer step.
+
+    Between calls the parameters hold ``y``; ``with opt.at_anchor():`` (or ``opt.eval()`` /
+    ``opt.train()``) puts ``x`` into them for evaluation or export.
 
     Where things enter
     ------------------
@@ -99,8 +113,8 @@ class LocalEntropy(InnerLoopGroups, SmoothingWrapper):
       ``torch.optim.lr_scheduler`` to this wrapper.  ``inner_lr`` is ``eta_y``.
     * Every hyper-parameter is per param group.  A group with a smaller ``L`` stops its
       inner loop early and waits at ``x``.
-    * Parameters with ``requires_grad=False``, or without a gradient after the first
-      closure call, take no part in the step and are never changed.
+    * Parameters with ``requires_grad=False``, or without a gradient at the first call of
+      an outer step, take no part in it and are never changed.
 
     Parameters
     ----------
@@ -113,7 +127,7 @@ class LocalEntropy(InnerLoopGroups, SmoothingWrapper):
         outer step ``k`` (:mod:`hjsmooth.optim.schedules`).  The coupling is ``1/gamma``;
         scoping *decreases* ``gamma``.  ``inner_lr >= 2 gamma`` diverges (``UserWarning``).
     L : int
-        Inner steps (closure calls) per outer step, ``>= 1``.
+        Inner steps (calls, minibatch gradients) per outer step, ``>= 1``.
     inner_lr : float or callable
         Inner step size ``eta_y`` (> 0), or a schedule of the outer step.
     noise : float
@@ -135,9 +149,9 @@ class LocalEntropy(InnerLoopGroups, SmoothingWrapper):
     scale_by_gamma : bool
         Hand the base optimizer ``gamma g = x - <y>`` instead of ``g`` (thesis 3.2.3).
     freeze_bn : torch.nn.Module, optional
-        The model whose BatchNorm running statistics only the first closure call of each
-        outer step (made at ``x`` itself) may update; the later updates (at perturbed
-        points ``y``) are undone.  Default: none frozen, the statistics follow every call.
+        The model whose BatchNorm running statistics only the first call of each outer
+        step (made at ``x`` itself) may update; the later updates (at perturbed points
+        ``y``) are undone.  Default: none frozen, the statistics follow every call.
     generator : torch.Generator, optional
         Source of the inner noise (saved in ``state_dict``).  By default one is created on
         the parameters' device, seeded from torch's default generator.
@@ -150,19 +164,22 @@ class LocalEntropy(InnerLoopGroups, SmoothingWrapper):
     Attributes
     ----------
     stats : dict of float
-        After each step: ``loss`` (at ``x``), ``inner_loss`` (mean over the inner steps),
-        ``grad_norm`` (norm of the gradient handed to the base optimizer), ``gamma``
-        (first group's scope in this step).
+        After each outer step: ``loss`` (at ``x``; NaN when the calls had no closure),
+        ``inner_loss`` (mean over the calls that returned a loss), ``grad_norm`` (norm of
+        the gradient handed to the base optimizer), ``gamma`` (first group's scope).
     outer_step : int
         Number of outer steps taken (the argument of the schedules).
+    position : int
+        Calls made in the current outer step (0 between outer steps).
 
     Notes
     -----
-    A NaN or infinite loss or gradient stops the step with
-    :class:`~hjsmooth.optim.NonFiniteError` naming the inner and outer step; the weights
-    are back at ``x`` and the state is as it was.  Mixed precision: ``torch.autocast``
-    inside the closure works; ``torch.amp.GradScaler`` does not (``GradScaler.step``
-    refuses closures), since every inner step needs unscaled gradients.
+    A NaN or infinite loss or gradient stops the call with
+    :class:`~hjsmooth.optim.NonFiniteError` naming the call and the outer step; the
+    weights are back at ``x`` and the state is as it was when the outer step began (the
+    next call starts it afresh).  Mixed precision: ``scaler.step(opt)`` after
+    ``scaler.scale(loss).backward()`` works as with any optimizer (the scaler unscales the
+    gradient; a step it skips is not a call).
     """
 
     hyperparameters = _CHECKS
@@ -214,72 +231,104 @@ class LocalEntropy(InnerLoopGroups, SmoothingWrapper):
                              momentum=group["inner_momentum"], nesterov=group["inner_nesterov"],
                              coupling_in_momentum=group["coupling_in_momentum"])
 
-    def _group_step(self, group: dict[str, Any], index: int) -> _GroupStep | None:
-        """Set up a group's inner loop after the first closure call (``x`` still in place)."""
-        params = self._trainable(group)
-        if not params:
-            return None
+    def _calls_per_outer(self) -> int:
+        if self._work is not None:
+            return self._work.calls
+        return max((g["L"] for g in self.param_groups), default=1)
+
+    def _group_work(self, group: dict[str, Any], index: int, params: list[torch.Tensor], fresh: bool) -> _GroupWork:
+        """A group's inner loop over ``params`` (its scratch tensors; the anchor written by the caller)."""
         settings = self._settings(group, index)
         keep = group["keep_inner_buffer"]
         anchors, disps, avgs, bufs = [], [], [], []
         for p in params:
             st = self._scratch_for(p, ("anchor", "displacement", "average"))
-            anchors.append(F.real(st["anchor"]))
-            disps.append(F.real(st["displacement"]))
-            avgs.append(F.real(st["average"]))
+            anchors.append(ops.real(st["anchor"]))
+            disps.append(ops.real(st["displacement"]))
+            avgs.append(ops.real(st["average"]))
             if settings.momentum > 0:
                 home = self.state[p] if keep else self._scratch[p]
                 if "inner_buffer" not in home or home["inner_buffer"].shape != p.shape:
                     home["inner_buffer"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
-                bufs.append(F.real(home["inner_buffer"]))
-        points = F.reals(params)
+                bufs.append(ops.real(home["inner_buffer"]))
         foreach = self._use_foreach(params)
-        F.copy_(anchors, points, foreach)
-        inner = InnerLoop(disps, avgs, bufs if settings.momentum > 0 else None, settings, foreach)
-        inner.reset(keep_buffer=keep)
-        return _GroupStep(group=group, params=params, points=points, anchors=anchors, inner=inner, L=group["L"],
-                          gamma=settings.gamma)
+        inner = InnerLoop(disps, avgs, bufs if settings.momentum > 0 else None, settings, foreach, fresh=fresh)
+        return _GroupWork(group=group, params=params, points=ops.reals(params), anchors=anchors, inner=inner,
+                          L=group["L"], gamma=settings.gamma)
+
+    def _begin(self) -> bool:
+        groups = []
+        for i, g in enumerate(self.param_groups):
+            params = self._trainable(g)
+            if not params:
+                continue
+            w = self._group_work(g, i, params, fresh=True)
+            ops.copy_(w.anchors, w.points, w.inner.foreach)
+            w.inner.reset(keep_buffer=g["keep_inner_buffer"])
+            groups.append(w)
+        if not groups:
+            return False
+        self._work = _OuterWork(groups, max(g["L"] for g in self.param_groups))
+        return True
+
+    def _current_work(self) -> _OuterWork:
+        """The outer step's work; after a load or copy in the middle of one, rebuilt from the scratch tensors."""
+        if self._work is None:
+            groups = []
+            for i, g in enumerate(self.param_groups):
+                params = [p for p in g["params"] if "anchor" in self._scratch.get(p, {})]
+                if params:
+                    groups.append(self._group_work(g, i, params, fresh=False))
+            self._work = _OuterWork(groups, max(g["L"] for g in self.param_groups))
+        return self._work
+
+    def _consume(self, position: int) -> bool:
+        work = self._current_work()
+        active = [w for w in work.groups if position < w.L]
+        grads = [self._grads(w.params) for w in active]
+        self._check_grads([g for gs in grads for g in gs])
+        for w, g in zip(active, grads):
+            noise = self._noise(w.params[0].device) if w.inner.settings.noise > 0 else None
+            w.inner.update(g, noise)
+            w.inner.place(w.points, w.anchors, done=position == w.L - 1)
+        if position < work.calls - 1:
+            return False
+        params: list[torch.Tensor] = []
+        smoothed: list[torch.Tensor] = []
+        for w in work.groups:  # g = -m/gamma (scale_by_gamma: -m), written over d, which is spent
+            scale = -1.0 if w.group["scale_by_gamma"] else -1.0 / w.gamma
+            ops.scaled_into_(w.inner.disp, w.inner.avg, scale, w.inner.foreach)
+            params += w.params
+            smoothed += [self._scratch[p]["displacement"] for p in w.params]
+        grad_norm = ops.global_norm(ops.reals(smoothed))
+        self._apply_base(params, smoothed)
+        self._work = None
+        losses = self._losses
+        self.stats = {"loss": losses[0] if losses and len(losses) == work.calls else math.nan,
+                      "inner_loss": finite_mean(losses), "grad_norm": grad_norm, "gamma": work.groups[0].gamma}
+        return True
 
     def _noise(self, device: torch.device) -> Any:
         gen = self.generator_for(device)
-        return lambda d, scale: F.add_noise_(d, scale, gen)
+        return lambda d, scale: ops.add_noise_(d, scale, gen)
 
-    def _smoothed_gradient(self, closure: Closure, bn_after: list[Any]) -> Any:
-        n_inner = max(g["L"] for g in self.param_groups)
-        outer = self.outer_step
-        work: list[_GroupStep] = []
-        losses: list[float] = []
-        first = None
-        try:
-            for step in range(n_inner):
-                raw, value = self._evaluate(closure, (), lambda: f"inner step {step + 1} of {n_inner} (outer step "
-                                                                 f"{outer})")
-                losses.append(value)
-                if step == 0:
-                    first = raw
-                    bn_after.extend(self._bn.snapshot())
-                    work = [w for i, g in enumerate(self.param_groups) if (w := self._group_step(g, i)) is not None]
-                    if not work:
-                        break
-                active = [w for w in work if step < w.L]
-                grads = [self._grads(w.params) for w in active]
-                self._check_grads([g for gs in grads for g in gs], lambda: f"inner step {step + 1} of {n_inner} "
-                                                                           f"(outer step {outer})")
-                for w, g in zip(active, grads):
-                    noise = self._noise(w.params[0].device) if w.inner.settings.noise > 0 else None
-                    w.inner.update(g, noise)
-                    w.inner.place(w.points, w.anchors, done=step == w.L - 1)
-        except BaseException:
-            for w in work:
-                F.copy_(w.points, w.anchors, w.inner.foreach)
-            raise
-        grads_out: list[torch.Tensor] = []
-        for w in work:
-            scale = -1.0 if w.group["scale_by_gamma"] else -1.0 / w.gamma
-            grads_out += F.set_grads_(w.params, w.inner.avg, scale, w.inner.foreach)
-        self.stats = {"loss": losses[0], "inner_loss": sum(losses) / len(losses),
-                      "grad_norm": F.global_norm(grads_out), "gamma": work[0].gamma if work else float("nan")}
-        return first
+    def _abort(self) -> None:
+        if self.position > 0 or self._work is not None:
+            for w in self._current_work().groups:
+                ops.copy_(w.points, w.anchors, w.inner.foreach)
+        self._work = None
+
+    def _taking_part(self) -> list[torch.Tensor]:
+        if self.position == 0:
+            return []
+        return [p for w in self._current_work().groups for p in w.params]
+
+    def _anchor_pairs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(p, self._scratch[p]["anchor"]) for p in self._taking_part()]
+
+    def _live_scratch(self) -> dict[torch.Tensor, dict[str, torch.Tensor]]:
+        keys = ("anchor", "displacement", "average", "inner_buffer")
+        return {p: {k: self._scratch[p][k] for k in keys if k in self._scratch[p]} for p in self._taking_part()}
 
 
 def _sgd_kwargs(lr: Any, momentum: Any, nesterov: Any, weight_decay: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ Usage::
 
     r = recipes.entropy_sgd_chapter3(model.parameters(), steps_per_epoch=len(loader))
     for k in range(r.outer_steps):
-        r.optimizer.step(closure)          # L closure calls
+        r.optimizer.step_outer(closure)    # L closure calls
         r.scheduler.step()
 """
 
@@ -48,7 +48,8 @@ class Recipe:
     ----------
     optimizer : torch.optim.Optimizer
     scheduler : torch.optim.lr_scheduler.LRScheduler
-        Step it after every ``optimizer.step(closure)``.
+        Step it after every outer step (``optimizer.step_outer(closure)``, or every ``calls_per_step``-th
+        ``optimizer.step()``).
     outer_steps : int
         Outer steps of the thesis' run (``epochs * steps_per_epoch``).
     calls_per_step : int

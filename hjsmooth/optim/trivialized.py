@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch.optim import Optimizer
 
-from hjsmooth.optim import _foreach as F
+from hjsmooth.optim import _foreach as ops
 from hjsmooth.optim._base import SmoothingWrapper
 from hjsmooth.optim._checks import check_count, check_nonnegative_float
 from hjsmooth.optim.local_entropy import _sgd_foreach
@@ -66,8 +66,9 @@ class TrivializedSGD(SmoothingWrapper):
         ``lr``, ``momentum``, ``nesterov``, ``weight_decay``... for the base optimizer.
 
     ``step(closure=None)``: with a closure, it is called once (under ``enable_grad``) and
-    its loss returned; without one, the gradients already in ``p.grad`` are used.  A NaN or
-    infinite gradient raises :class:`~hjsmooth.optim.NonFiniteError` before anything moves.
+    what it returned is returned; without one, the gradients already in ``p.grad`` are used
+    (and left as they were).  A NaN or infinite gradient raises
+    :class:`~hjsmooth.optim.NonFiniteError` before anything moves.
     """
 
     hyperparameters = {"coupling": check_nonnegative_float, "tau0": check_positive}
@@ -114,34 +115,36 @@ class TrivializedSGD(SmoothingWrapper):
         scale = group["coupling"] * math.sqrt(self.layers * (self.layers - 2))
         for p in group["params"]:
             h = torch.zeros_like(p)
-            F.add_noise_([F.real(h)], scale, self.generator_for(p.device))
+            ops.add_noise_([ops.real(h)], scale, self.generator_for(p.device))
             self.state[p]["field"] = h
 
     def factor(self) -> list[float]:
         """The current annealing factor of each group."""
         return [field_factor(self.outer_step, g["tau0"], self.neurons, self.weights) for g in self.param_groups]
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
-        loss = None
-        k = self.outer_step
-        if closure is not None:
-            if not callable(closure):
-                raise TypeError(f"`closure` must be callable, got {type(closure).__name__}")
-            loss, _ = self._evaluate(closure, (), lambda: f"outer step {k}")
-        work = [(g, self._trainable(g), c) for g, c in zip(self.param_groups, self.factor())]
-        self._check_grads([F.real(p.grad) for _, params, _ in work for p in params], lambda: f"outer step {k}")
-        for group, params, c in work:
-            if not params or c == 0.0:
+    def _calls_per_outer(self) -> int:
+        return 1
+
+    def _begin(self) -> bool:
+        self._work = [(g, self._trainable(g), c) for g, c in zip(self.param_groups, self.factor())]
+        return any(params for _, params, _ in self._work)
+
+    def _consume(self, position: int) -> bool:
+        work = self._work
+        self._check_grads([ops.real(p.grad) for _, params, _ in work for p in params])
+        taking: list[torch.Tensor] = []
+        fields: list[torch.Tensor] = []
+        for _, params, c in work:
+            if not params:
                 continue
-            fields = [self.state[p]["field"] for p in params]
-            grads = [p.grad for p in params]
-            if self._use_foreach(params):
-                torch._foreach_add_(grads, fields, alpha=c)
-            else:
-                for g_, h in zip(grads, fields):
-                    g_.add_(h, alpha=c)
-        self.base_optimizer.step()
-        self.stats = {"field_factor": self.factor()[0] if self.param_groups else 0.0}
-        self.outer_step += 1
-        return loss
+            out = [self._scratch_for(p, ("gradient",))["gradient"] for p in params]
+            foreach = self._use_foreach(params)
+            ops.copy_(out, [p.grad for p in params], foreach)
+            if c != 0.0:
+                ops.add_(out, [self.state[p]["field"] for p in params], c, foreach)
+            taking += params
+            fields += out
+        self._apply_base(taking, fields)
+        self.stats = {"field_factor": work[0][2] if work else 0.0}
+        self._work = None
+        return True
