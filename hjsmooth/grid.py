@@ -30,6 +30,8 @@ class Grid:
     shape : sequence of int (or an int in 1D)
         Number of nodes per axis, at least 3.
 
+    Notes
+    -----
     The spacing must be representable for the solvers (see
     :func:`hjsmooth.validation.check_grid_geometry`): roughly ``1.5e-154 <= h <= 1.3e154``,
     distinct nodes in float64 and a finite, normal cell volume; otherwise ``ValueError``.
