@@ -89,11 +89,11 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
         "n_intervals": n_intervals,
         "parameters": p,
     }
-    _draw(out, x, f, rho0, last, numbers)
+    _draw(out, x, f, rho0, last, numbers, quick=quick)
     return numbers
 
 
-def _draw(out: Path, x: np.ndarray, f: np.ndarray, rho0: np.ndarray, last: tuple, numbers: dict[str, Any]) -> None:
+def _draw(out: Path, x: np.ndarray, f: np.ndarray, rho0: np.ndarray, last: tuple, numbers: dict[str, Any], *, quick: bool) -> None:
     T, rho_sgd, rho_c, u0 = last
     fig, (left, right) = new_figure(1, 2, figsize=(15.0, 4.6), gridspec_kw={"wspace": 0.25})
     h = numbers["horizons"]
@@ -121,4 +121,4 @@ def _draw(out: Path, x: np.ndarray, f: np.ndarray, rho0: np.ndarray, last: tuple
     more = twin.get_legend_handles_labels()
     right.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="upper left", bbox_to_anchor=(1.13, 1.0))
     right.set_title("loss, value function and densities at the longest horizon")
-    save(fig, out, "control: Theorem 4.11, SGD vs the optimally controlled SDE", numbers)
+    save(fig, out, "control: Theorem 4.11, SGD vs the optimally controlled SDE", numbers, quick=quick)

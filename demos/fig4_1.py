@@ -119,12 +119,12 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
         "grid_nodes": int(x.size),
         "parameters": p,
     }
-    _draw(out, x, f, u_viscous, u_inviscid, rho0, densities, numbers)
+    _draw(out, x, f, u_viscous, u_inviscid, rho0, densities, numbers, quick=quick)
     return numbers
 
 
 def _draw(out: Path, x: np.ndarray, f: np.ndarray, u_viscous: np.ndarray, u_inviscid: np.ndarray,
-          rho0: np.ndarray, densities: dict[str, np.ndarray], numbers: dict[str, Any]) -> None:
+          rho0: np.ndarray, densities: dict[str, np.ndarray], numbers: dict[str, Any], *, quick: bool) -> None:
     p = numbers["parameters"]
     fig, (top, bottom) = new_figure(2, 1, figsize=(8.0, 7.0), sharex=True,
                                     gridspec_kw={"height_ratios": [1.2, 1.0], "hspace": 0.08})
@@ -150,4 +150,4 @@ def _draw(out: Path, x: np.ndarray, f: np.ndarray, u_viscous: np.ndarray, u_invi
     bottom.set_ylabel("density at the final time")
     bottom.legend(loc="upper right", fontsize=9, framealpha=0.9)
     bottom.set_xlim(float(x[0]), float(x[-1]))
-    save(fig, out, "fig4_1: rugged 1D loss, HJ smoothings and Fokker-Planck densities", numbers)
+    save(fig, out, "fig4_1: rugged 1D loss, HJ smoothings and Fokker-Planck densities", numbers, quick=quick)

@@ -122,11 +122,11 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
         torch.set_num_threads(threads)
     spectra = {name: numbers[name].pop("_spectrum") for name in OPTIMIZER_NAMES}
     numbers["settings"] = {"dataset": dataset, "model": kind, **cfg}
-    _draw(out, spectra, numbers)
+    _draw(out, spectra, numbers, quick=quick)
     return numbers
 
 
-def _draw(out: Path, spectra: dict[str, Any], numbers: dict[str, Any]) -> None:
+def _draw(out: Path, spectra: dict[str, Any], numbers: dict[str, Any], *, quick: bool) -> None:
     from hjsmooth.diagnostics.spectrum import smoothed_density
 
     colors = {"SGD": "0.2", "Entropy-SGD": "tab:red"}
@@ -152,4 +152,4 @@ def _draw(out: Path, spectra: dict[str, Any], numbers: dict[str, Any]) -> None:
     axes[1].set_ylim(bottom=1e-2)
     for ax in axes:
         ax.legend(fontsize=8)
-    save(fig, out, "hessian: Hessian spectra at the end of SGD and Entropy-SGD", numbers)
+    save(fig, out, "hessian: Hessian spectra at the end of SGD and Entropy-SGD", numbers, quick=quick)

@@ -108,11 +108,11 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
     numbers["hopf_lax_excess"] = float((fields["inviscid"] - fields["loss"]).max())
     numbers["heat_lift_expected"] = float(t / (2 * beta) * numbers["loss"]["laplacian"])
     numbers["settings"] = {"dataset": dataset, "model": kind, "computed_half_width": reach, **cfg}
-    _draw(out, shown, fields, numbers)
+    _draw(out, shown, fields, numbers, quick=quick)
     return numbers
 
 
-def _draw(out: Path, grid: Any, fields: dict[str, np.ndarray], numbers: dict[str, Any]) -> None:
+def _draw(out: Path, grid: Any, fields: dict[str, np.ndarray], numbers: dict[str, Any], *, quick: bool) -> None:
     cfg = numbers["settings"]
     titles = {"loss": "training loss on the slice",
               "heat": f"hs.heat (t = {cfg['t']:g}, beta = {cfg['beta']:g})",
@@ -139,4 +139,4 @@ def _draw(out: Path, grid: Any, fields: dict[str, np.ndarray], numbers: dict[str
         ax.legend(fontsize=7, loc="lower left")
     axes[0].set_ylabel("b (direction 2)")
     fig.colorbar(cs, ax=axes, shrink=0.8, label="log10 loss")
-    save(fig, out, "landscape: a filter-normalised slice and its heat, viscous and inviscid HJ smoothings", numbers)
+    save(fig, out, "landscape: a filter-normalised slice and its heat, viscous and inviscid HJ smoothings", numbers, quick=quick)

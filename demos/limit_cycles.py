@@ -112,11 +112,11 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
 
     numbers = {**results, "settings": {"beta": 0.5, "grid_nodes_per_axis": n_grid, "noisy_paths": n_paths,
                                        "duration": duration, "dt": dt, "seed": seed}}
-    _draw(out, drawings, numbers)
+    _draw(out, drawings, numbers, quick=quick)
     return numbers
 
 
-def _draw(out: Path, drawings: list[tuple], numbers: dict[str, Any]) -> None:
+def _draw(out: Path, drawings: list[tuple], numbers: dict[str, Any], *, quick: bool) -> None:
     fig, axes = new_figure(1, len(drawings), figsize=(5.2 * len(drawings), 5.4), sharey=True,
                            gridspec_kw={"wspace": 0.06})
     for ax, (lam, model, grid, rho, noisy, clean) in zip(axes, drawings):
@@ -157,4 +157,4 @@ def _draw(out: Path, drawings: list[tuple], numbers: dict[str, Any]) -> None:
                bbox_to_anchor=(0.5, -0.06), frameon=False)
     fig.suptitle("Example 6.43 / Figure 6.4: the force $j$ keeps the steady state $e^{-\\Phi}$ but makes SGD rotate",
                  y=1.0)
-    save(fig, out, "limit_cycles: Example 6.43, steady state and angular velocity per lambda", numbers)
+    save(fig, out, "limit_cycles: Example 6.43, steady state and angular velocity per lambda", numbers, quick=quick)

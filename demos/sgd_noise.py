@@ -126,11 +126,11 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
     }
     numbers = {"noise": noise, "trajectory": trajectory, "val_error": net.val_error, "dimension": d,
                "settings": {"dataset": dataset, "model": kind, "lr": 0.1, "batch": BATCH, **cfg}}
-    _draw(out, numbers, spectrum, ac_inc, ac_it)
+    _draw(out, numbers, spectrum, ac_inc, ac_it, quick=quick)
     return numbers
 
 
-def _draw(out: Path, numbers: dict[str, Any], spectrum: Any, ac_inc: np.ndarray, ac_it: np.ndarray) -> None:
+def _draw(out: Path, numbers: dict[str, Any], spectrum: Any, ac_inc: np.ndarray, ac_it: np.ndarray, *, quick: bool) -> None:
     fig, axes = new_figure(1, 3, figsize=(17.0, 4.4))
     shades = dict(zip(numbers["noise"], ["0.7", "0.45", "0.0"]))
     for name, r in numbers["noise"].items():
@@ -173,4 +173,4 @@ def _draw(out: Path, numbers: dict[str, Any], spectrum: Any, ac_inc: np.ndarray,
     summary = {**numbers, "noise": {name: {**r, "eigenvalues": np.asarray(r["eigenvalues"])[:SUMMARY_EIGENVALUES]}
                                     for name, r in numbers["noise"].items()}}
     save(fig, out, "sgd_noise: the gradient-noise covariance D(x) and the frequency content of SGD "
-                   f"(the {SUMMARY_EIGENVALUES} largest eigenvalues of each)", summary)
+                   f"(the {SUMMARY_EIGENVALUES} largest eigenvalues of each)", summary, quick=quick)

@@ -132,11 +132,11 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
         }
         drawings.append((landscape, grid, f, fields, paths, argmins, cfg))
     numbers["seed"] = seed
-    _draw(out, drawings, numbers)
+    _draw(out, drawings, numbers, quick=quick)
     return numbers
 
 
-def _draw(out: Path, drawings: list[tuple], numbers: dict[str, Any]) -> None:
+def _draw(out: Path, drawings: list[tuple], numbers: dict[str, Any], *, quick: bool) -> None:
     fig, axes = new_figure(len(drawings), 4, figsize=(17.0, 4.4 * len(drawings)),
                            gridspec_kw={"wspace": 0.18, "hspace": 0.32})
     colors = {"SGD": "0.2", "Entropy-SGD": "tab:red", "HJ": "tab:blue", "HEAT": "tab:green"}
@@ -166,4 +166,4 @@ def _draw(out: Path, drawings: list[tuple], numbers: dict[str, Any]) -> None:
             ax.set_aspect("equal")
             ax.set_xlabel("$x_1$")
         axes[row, 0].set_ylabel("$x_2$")
-    save(fig, out, "smoothing_2d: heat / viscous / inviscid smoothings and sampler-driven descents", numbers)
+    save(fig, out, "smoothing_2d: heat / viscous / inviscid smoothings and sampler-driven descents", numbers, quick=quick)

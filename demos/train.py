@@ -205,5 +205,5 @@ def run(out: Path, quick: bool = False, seed: int = 0, data_dir: Path | None = N
     out = Path(out)
     write_json(record, out.with_suffix(".json"))
     save(fig, out, "train: test error (%) mean ± std over seeds, paired against SGD; widths",
-         {"wall_time_s": record["wall_time_s"], "table": "\n" + text})
+         {"wall_time_s": record["wall_time_s"], "table": "\n" + text}, quick=quick)
     return {**record, "table": text}

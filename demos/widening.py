@@ -182,11 +182,11 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
             "widths_nondecreasing": bool(np.all(np.diff(widths) >= -h_c)),
         },
     }
-    _draw(out, numbers, xc, fc, snapshots)
+    _draw(out, numbers, xc, fc, snapshots, quick=quick)
     return numbers
 
 
-def _draw(out: Path, numbers: dict[str, Any], xc: np.ndarray, fc: np.ndarray, snapshots: list[np.ndarray]) -> None:
+def _draw(out: Path, numbers: dict[str, Any], xc: np.ndarray, fc: np.ndarray, snapshots: list[np.ndarray], *, quick: bool) -> None:
     fig, axes = new_figure(1, 3, figsize=(15.0, 4.6), gridspec_kw={"wspace": 0.28})
     colors = {"viscous": "tab:red", "inviscid": "tab:blue", "heat": "tab:green"}
     labels = {"viscous": "viscous HJ", "inviscid": "inviscid HJ (Hopf-Lax)", "heat": "heat"}
@@ -232,4 +232,4 @@ def _draw(out: Path, numbers: dict[str, Any], xc: np.ndarray, fc: np.ndarray, sn
                  fontsize=11)
     ax.set_ylim(top=1.45 * float(np.max(fc[window])))
     ax.legend(fontsize=9, loc="upper center", ncol=1)
-    save(fig, out, "widening: semi-concavity under HJ vs heat, convexity interval under Hopf-Lax", numbers)
+    save(fig, out, "widening: semi-concavity under HJ vs heat, convexity interval under Hopf-Lax", numbers, quick=quick)

@@ -8,6 +8,7 @@ than silently converted.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -37,6 +38,7 @@ __all__ = [
     "check_grid",
     "check_grid_geometry",
     "check_output_path",
+    "probe_output_file",
     "renamed_argument",
 ]
 
@@ -326,6 +328,37 @@ def check_output_path(path: Any, name: str = "out", suffixes: Sequence[str] = ("
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ValueError(f"`{name}` {text!r} cannot be created: the directory {str(parent)!r} is not writable")
     return out
+
+
+def probe_output_file(path: Path, name: str = "out") -> None:
+    """Check that the file ``path`` can really be written, by creating it, before any work is done.
+
+    :func:`check_output_path` reasons about permissions; some places pass that reasoning and still
+    refuse the file (``/proc`` for root, a read-only mount, a full disk).  This opens ``path`` for
+    appending, creating the missing folders above it, so an existing file keeps its content; then it
+    removes what it created (the file and the folders), so a run that fails later leaves nothing behind.
+    An ``OSError`` becomes a ``ValueError`` that names ``name`` and the path.
+    """
+    path = Path(path)
+    created: list[Path] = []
+    parent = path.absolute().parent
+    while not parent.exists():
+        created.append(parent)
+        parent = parent.parent
+    existed = path.exists()
+    try:
+        for folder in reversed(created):
+            folder.mkdir()
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"`{name}` {str(path)!r} cannot be written: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            if not existed and path.is_file():
+                path.unlink()
+            for folder in created:
+                folder.rmdir()
 
 
 def check_stencil(scheme: str, accuracy: str) -> None:
