@@ -19,30 +19,39 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["DEMOS", "REQUIRES", "DISTRIBUTIONS", "TORCH_CPU", "get", "run", "install_hint", "missing_packages",
-           "check_requirements"]
+__all__ = [
+    "DEMOS",
+    "REQUIRES",
+    "DISTRIBUTIONS",
+    "TORCH_CPU",
+    "get",
+    "run",
+    "install_hint",
+    "missing_packages",
+    "check_requirements",
+]
 
 #: name -> one-line description, in the order the command line lists them.
 DEMOS: dict[str, str] = {
     "fig4_1": "Figure 4.1: a rugged 1D loss, its viscous and inviscid HJ smoothings, and Fokker-Planck "
-              "densities of SGD vs gradient descent on each smoothed loss",
+    "densities of SGD vs gradient descent on each smoothed loss",
     "widening": "Examples 4.12, 4.13, 4.15: semi-concavity over time for HJ vs heat, and the convexity "
-                "interval of a 1D minimum widening under Hopf-Lax",
+    "interval of a 1D minimum widening under Hopf-Lax",
     "limit_cycles": "Example 6.43 / Figure 6.4: double well with a rotating force; Fokker-Planck steady "
-                    "state and SDE paths circling the saddle",
+    "state and SDE paths circling the saddle",
     "smoothing_2d": "wide-vs-sharp and Rastrigin landscapes: heat, viscous and inviscid HJ smoothings, and "
-                    "SGD / Entropy-SGD / HJ / HEAT descents driven by the samplers",
+    "SGD / Entropy-SGD / HJ / HEAT descents driven by the samplers",
     "control": "Theorem 4.11 in 1D: E[V] under SGD and under the optimally controlled SDE over the horizon, "
-               "with the bound",
+    "with the bound",
     "train": "the training study: SGD, SGD-EMA, Adam, Entropy-SGD, HJ, HEAT, Elastic-SGD and Parle on digits "
-             "and MNIST-1D, each tuned on validation data, test error over 5 seeds against SGD, and the width "
-             "of every minimum (about an hour on 2 cores; --quick: seconds)",
+    "and MNIST-1D, each tuned on validation data, test error over 5 seeds against SGD, and the width "
+    "of every minimum (about an hour on 2 cores; --quick: seconds)",
     "hessian": "Figure 3.1: the Hessian's eigenvalue density (SLQ), largest eigenvalues, trace and width at "
-               "MNIST-1D nets trained by SGD and Entropy-SGD",
+    "MNIST-1D nets trained by SGD and Entropy-SGD",
     "landscape": "a filter-normalised 2D slice of the loss around a trained net, beside its smoothings on the "
-                 "slice's grid by heat, Local Entropy and Hopf-Lax",
+    "slice's grid by heat, Local Entropy and Hopf-Lax",
     "sgd_noise": "Figures 6.1 and 6.3: the spectrum of the gradient-noise covariance D(x) during training, and "
-                 "the power spectrum and autocorrelation of an SGD trajectory",
+    "the power spectrum and autocorrelation of an SGD trajectory",
 }
 
 
@@ -83,8 +92,9 @@ def check_requirements(name: str) -> None:
     if missing:
         names = ", ".join(DISTRIBUTIONS.get(package, package) for package in missing)
         commands = "; ".join(install_hint(package) for package in missing)
-        raise ModuleNotFoundError(f"the {name} demo needs {names}, not installed (install with: {commands})",
-                                  name=missing[0])
+        raise ModuleNotFoundError(
+            f"the {name} demo needs {names}, not installed (install with: {commands})", name=missing[0]
+        )
 
 
 def get(name: str) -> ModuleType:

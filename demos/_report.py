@@ -76,9 +76,18 @@ def save(fig: Any, out: Path, title: str, numbers: Mapping[str, Any], *, quick: 
     if quick:
         # above everything already drawn (titles, a suptitle), so bbox_inches="tight" keeps it in view
         top = fig.get_tightbbox(fig.canvas.get_renderer()).y1 / fig.get_figheight()
-        fig.text(0.5, max(top, 1.0) + 0.01, COARSE_RUN, transform=fig.transFigure, ha="center", va="bottom",
-                 fontsize=11, fontweight="bold", color="white",
-                 bbox={"facecolor": "#b2182b", "edgecolor": "none", "pad": 4})
+        fig.text(
+            0.5,
+            max(top, 1.0) + 0.01,
+            COARSE_RUN,
+            transform=fig.transFigure,
+            ha="center",
+            va="bottom",
+            fontsize=11,
+            fontweight="bold",
+            color="white",
+            bbox={"facecolor": "#b2182b", "edgecolor": "none", "pad": 4},
+        )
     fig.savefig(out, dpi=120, bbox_inches="tight", format="png")
     plt.close(fig)
     text = format_summary(title, numbers) + "\n"

@@ -51,17 +51,31 @@ def build_parser() -> argparse.ArgumentParser:
         description="Smoothing non-convex loss landscapes with Hamilton-Jacobi, heat and Fokker-Planck PDEs.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    demo = sub.add_parser("demo", help="list the demos, or run one and write its figure and summary",
-                          description="Without NAME, list the demos. With NAME, run it.")
+    demo = sub.add_parser(
+        "demo",
+        help="list the demos, or run one and write its figure and summary",
+        description="Without NAME, list the demos. With NAME, run it.",
+    )
     demo.add_argument("name", nargs="?", metavar="NAME", help="the demo to run (omit to list them)")
-    demo.add_argument("--out", type=str, default=None, metavar="PATH",
-                      help="where to write the PNG, a file name ending in .png (default: NAME.png); the summary "
-                           "goes to PATH with suffix .txt")
+    demo.add_argument(
+        "--out",
+        type=str,
+        default=None,
+        metavar="PATH",
+        help="where to write the PNG, a file name ending in .png (default: NAME.png); the summary "
+        "goes to PATH with suffix .txt",
+    )
     demo.add_argument("--quick", action="store_true", help="a coarse, short run (seconds)")
-    demo.add_argument("--seed", type=_seed, default=0, metavar="N",
-                      help="seed of every random draw, an integer >= 0 (default 0)")
-    demo.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
-                      help="train only: a folder with MNIST and/or CIFAR-10 in torchvision's layout (never downloaded)")
+    demo.add_argument(
+        "--seed", type=_seed, default=0, metavar="N", help="seed of every random draw, an integer >= 0 (default 0)"
+    )
+    demo.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="train only: a folder with MNIST and/or CIFAR-10 in torchvision's layout (never downloaded)",
+    )
     return parser
 
 
@@ -131,8 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.name is None or exc.name.split(".")[0] == "hjsmooth":
             raise
         package = exc.name.split(".")[0]
-        parser.exit(1, f"hjsmooth: error: the {args.name} demo needs the package {package!r}, which is not "
-                       f"installed ({install_hint(package)})\n")
+        parser.exit(
+            1,
+            f"hjsmooth: error: the {args.name} demo needs the package {package!r}, which is not "
+            f"installed ({install_hint(package)})\n",
+        )
     print(summary_path(out).read_text(), end="")
     print(f"wrote {out} and {summary_path(out)}", file=sys.stderr)
     return 0 if numbers is not None else 1

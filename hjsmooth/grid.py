@@ -96,7 +96,7 @@ class Grid:
         xp = array_namespace(like)
         return tuple(xp.meshgrid(*self.axes_like(like), indexing="ij"))
 
-    def refine(self, factor: int = 2) -> "Grid":
+    def refine(self, factor: int = 2) -> Grid:
         """The same box with ``factor`` times finer spacing (old nodes are kept)."""
         factor = check_count(factor, "factor")
         return Grid(self.lower, self.upper, tuple((n - 1) * factor + 1 for n in self.shape))

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -41,6 +41,8 @@ __all__ = [
     "probe_output_file",
     "renamed_argument",
 ]
+
+T = TypeVar("T")
 
 #: the smallest ``beta`` whose inverse (the temperature) is a finite float64
 _SMALLEST_BETA = 1.0 / sys.float_info.max
@@ -86,8 +88,11 @@ def renamed_argument(value: Any, old_value: Any, name: str, old_name: str, *, st
         return value
     if value is not None:
         raise TypeError(f"give `{name}` only (`{old_name}` is its deprecated name), not both")
-    warnings.warn(f"`{old_name}` is deprecated and will be removed; pass `{name}` instead",
-                  DeprecationWarning, stacklevel=stacklevel)
+    warnings.warn(
+        f"`{old_name}` is deprecated and will be removed; pass `{name}` instead",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
     return old_value
 
 
@@ -109,8 +114,9 @@ def check_beta(beta: Any, name: str = "beta") -> float:
     if not beta > 0.0:
         raise ValueError(f"`{name}` must be > 0 (use float('inf') for no noise), got {beta!r}")
     if beta < _SMALLEST_BETA:
-        raise ValueError(f"`{name}` must be >= {_SMALLEST_BETA:.3g} so that the temperature 1/{name} is finite, "
-                         f"got {beta!r}")
+        raise ValueError(
+            f"`{name}` must be >= {_SMALLEST_BETA:.3g} so that the temperature 1/{name} is finite, got {beta!r}"
+        )
     return beta
 
 
@@ -138,11 +144,11 @@ def check_alpha(value: Any, name: str = "alpha") -> float:
     return value
 
 
-def check_choice(value: Any, name: str, choices: Iterable[str]) -> str:
+def check_choice(value: Any, name: str, choices: Iterable[T]) -> T:
     """Return ``value`` if it is one of ``choices``; the error lists the valid ones."""
-    choices = tuple(choices)
-    if value not in choices:
-        raise ValueError(f"unknown `{name}` {value!r}; valid values are {', '.join(map(repr, choices))}")
+    valid = tuple(choices)
+    if value not in valid:
+        raise ValueError(f"unknown `{name}` {value!r}; valid values are {', '.join(map(repr, valid))}")
     return value
 
 
@@ -245,7 +251,9 @@ def _real_tuple(value: Any, name: str) -> tuple[float, ...]:
         raise TypeError(f"`{name}` must be a real number or a sequence of real numbers, got {value!r}") from None
 
 
-def check_grid_geometry(lower: Any, upper: Any, shape: Any) -> tuple[tuple[float, ...], tuple[float, ...], tuple[int, ...]]:
+def check_grid_geometry(
+    lower: Any, upper: Any, shape: Any
+) -> tuple[tuple[float, ...], tuple[float, ...], tuple[int, ...]]:
     """Validate the box and node counts of a :class:`hjsmooth.Grid`; return them as tuples.
 
     Rules: 1 to 3 axes; ``lower`` and ``upper`` finite with ``lower < upper``; at least 3
@@ -265,7 +273,8 @@ def check_grid_geometry(lower: Any, upper: Any, shape: Any) -> tuple[tuple[float
         raise TypeError(f"`shape` must hold integers, got {shape!r}") from None
     if not (len(lower_t) == len(upper_t) == len(shape_t)):
         raise ValueError(
-            f"`lower`, `upper` and `shape` must have the same length, got {len(lower_t)}, {len(upper_t)}, {len(shape_t)}"
+            "`lower`, `upper` and `shape` must have the same length, "
+            f"got {len(lower_t)}, {len(upper_t)}, {len(shape_t)}"
         )
     if not 1 <= len(shape_t) <= 3:
         raise ValueError(f"grids have 1, 2 or 3 dimensions, got {len(shape_t)} (shape={shape_t})")
@@ -279,8 +288,13 @@ def check_grid_geometry(lower: Any, upper: Any, shape: Any) -> tuple[tuple[float
             raise ValueError(f"`shape` must have at least 3 nodes per axis, got {n} on axis {k}")
         h = (hi - lo) / (n - 1)
         square = h * h
-        if not (math.isfinite(h) and h > 0 and math.isfinite(square) and square >= sys.float_info.min
-                and math.isfinite(1.0 / square)):
+        if not (
+            math.isfinite(h)
+            and h > 0
+            and math.isfinite(square)
+            and square >= sys.float_info.min
+            and math.isfinite(1.0 / square)
+        ):
             raise ValueError(
                 f"the spacing (upper - lower) / (n - 1) = {h!r} on axis {k} is not representable for the "
                 f"solvers: h^2 and 1/h^2 must be finite and nonzero in float64 (about 1.5e-154 <= h <= 1.3e154)"
@@ -292,8 +306,10 @@ def check_grid_geometry(lower: Any, upper: Any, shape: Any) -> tuple[tuple[float
             )
         volume *= h
     if not (math.isfinite(volume) and volume >= sys.float_info.min):
-        raise ValueError(f"the cell volume (product of the spacings) {volume!r} is not a normal float64; "
-                         f"the spacing is too small or too large for the quadrature")
+        raise ValueError(
+            f"the cell volume (product of the spacings) {volume!r} is not a normal float64; "
+            f"the spacing is too small or too large for the quadrature"
+        )
     return lower_t, upper_t, shape_t
 
 
@@ -364,4 +380,6 @@ def probe_output_file(path: Path, name: str = "out") -> None:
 def check_stencil(scheme: str, accuracy: str) -> None:
     """The hybrid central/upwind scheme is a three-point scheme: it needs ``accuracy="first"``."""
     if scheme == "hybrid" and accuracy != "first":
-        raise ValueError(f"`scheme` 'hybrid' uses the three-point stencil; `accuracy` must be 'first', got {accuracy!r}")
+        raise ValueError(
+            f"`scheme` 'hybrid' uses the three-point stencil; `accuracy` must be 'first', got {accuracy!r}"
+        )

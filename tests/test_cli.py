@@ -44,7 +44,10 @@ def test_missing_torch_stops_before_the_demo_with_the_cpu_wheel_command(
 
     real_find_spec = importlib.util.find_spec
     ran = []
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real_find_spec(name, *a))
+    def find_spec(name: str, *args: object) -> object:
+        return None if name == "torch" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     monkeypatch.setattr("hjsmooth.demos.get", lambda name: SimpleNamespace(run=lambda *a, **k: ran.append(a)))
     with pytest.raises(SystemExit) as exc:
         cli.main(["demo", "hessian", "--quick", "--out", str(tmp_path / "h.png")])

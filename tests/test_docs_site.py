@@ -35,8 +35,12 @@ def test_site_builds_strict(tmp_path: Path) -> None:
     assert "WARNING" not in proc.stderr, proc.stderr[-4000:]
     pages = {
         "hjsmooth": ["hjsmooth.grid.Grid", "hjsmooth.validation.check_time"],
-        "solvers": ["hjsmooth.solvers.hopf_lax.hopf_lax", "hjsmooth.solvers.hj.solve_hj",
-                    "hjsmooth.solvers.fokker_planck.solve_fokker_planck", "hjsmooth.solvers.hjb.solve_forward_backward"],
+        "solvers": [
+            "hjsmooth.solvers.hopf_lax.hopf_lax",
+            "hjsmooth.solvers.hj.solve_hj",
+            "hjsmooth.solvers.fokker_planck.solve_fokker_planck",
+            "hjsmooth.solvers.hjb.solve_forward_backward",
+        ],
         "sde": ["hjsmooth.sde.smoothed_grad.smoothed_grad", "hjsmooth.sde.simulate.simulate"],
         "optim": ["hjsmooth.optim.local_entropy.EntropySGD", "hjsmooth.optim.elastic.Parle"],
         "diagnostics": ["hjsmooth.diagnostics.eigen.hessian_eigenvalues", "hjsmooth.diagnostics.slices.loss_slice"],

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,8 +66,9 @@ class PointLosses:
             self.vectorize = False
             return None
 
-    def _timed(self, fn: Callable[[torch.Tensor], torch.Tensor | None], points: torch.Tensor
-               ) -> tuple[torch.Tensor | None, float]:
+    def _timed(
+        self, fn: Callable[[torch.Tensor], torch.Tensor | None], points: torch.Tensor
+    ) -> tuple[torch.Tensor | None, float]:
         if points.device.type == "cuda":
             torch.cuda.synchronize(points.device)
         start = time.perf_counter()
@@ -90,8 +92,7 @@ class PointLosses:
                 return values
         return self._loop(points)
 
-    def __call__(self, make_chunk: Callable[[int, int], torch.Tensor], count: int, progress: object = None
-                 ) -> np.ndarray:
+    def __call__(self, make_chunk: Callable[[int, int], torch.Tensor], count: int, progress: Any = None) -> np.ndarray:
         """Losses at the ``count`` points that ``make_chunk`` produces, as a float64 numpy array."""
         out = np.empty(count)
         start = 0
