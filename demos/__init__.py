@@ -45,7 +45,7 @@ DEMOS: dict[str, str] = {
     "with the bound",
     "train": "the training study: SGD, SGD-EMA, Adam, Entropy-SGD, HJ, HEAT, Elastic-SGD and Parle on digits "
     "and MNIST-1D, each tuned on validation data, test error over 5 seeds against SGD, and the width "
-    "of every minimum (about an hour on 2 cores; --quick: seconds)",
+    "of every minimum (about an hour on 2 cores; --quick: minutes)",
     "hessian": "Figure 3.1: the Hessian's eigenvalue density (SLQ), largest eigenvalues, trace and width at "
     "MNIST-1D nets trained by SGD and Entropy-SGD",
     "landscape": "a filter-normalised 2D slice of the loss around a trained net, beside its smoothings on the "

@@ -159,7 +159,7 @@ def run(
         time, and test error against the width of the minimum.
     quick : bool
         The same pipeline, small: the digits task only, 2 configurations per method, 2 final seeds, a budget
-        of a few epochs (a few minutes on 2 CPU cores).
+        of a few epochs.
     seed : int
         The first final seed; the final runs use ``seed .. seed + 4`` (``seed, seed + 1`` with ``quick``),
         the search runs ``seed + 100``.

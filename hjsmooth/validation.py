@@ -14,11 +14,14 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from hjsmooth.backend import array_namespace, is_cupy_array, is_numpy_array, is_torch_array, to_numpy
+
+if TYPE_CHECKING:  # hjsmooth.grid imports this module; the class is needed for annotations only
+    from hjsmooth.grid import Grid
 
 __all__ = [
     "check_real",
@@ -234,11 +237,15 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
     return out
 
 
-def check_grid(grid: Any) -> Any:
-    """Return ``grid`` after checking that it is a :class:`hjsmooth.Grid`."""
-    from hjsmooth.grid import Grid
+def check_grid(grid: Any) -> Grid:
+    """Return ``grid`` after checking that it is a :class:`hjsmooth.Grid`.
 
-    if not isinstance(grid, Grid):
+    ``hjsmooth.grid`` imports this module (for the geometry checks), so this one does not import it
+    back: it looks the class up among the loaded modules.  Where ``hjsmooth.grid`` is not loaded, no
+    ``Grid`` exists, and the answer is no.
+    """
+    grid_module = sys.modules.get("hjsmooth.grid")
+    if grid_module is None or not isinstance(grid, grid_module.Grid):
         raise TypeError(f"`grid` must be a hjsmooth.Grid, got {type(grid).__name__}")
     return grid
 
