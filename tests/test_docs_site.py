@@ -41,9 +41,9 @@ def test_site_builds_strict(tmp_path: Path) -> None:
             "hjsmooth.solvers.fokker_planck.solve_fokker_planck",
             "hjsmooth.solvers.hjb.solve_forward_backward",
         ],
-        "sde": ["hjsmooth.sde.smoothed_grad.smoothed_grad", "hjsmooth.sde.simulate.simulate"],
-        "optim": ["hjsmooth.optim.local_entropy.EntropySGD", "hjsmooth.optim.elastic.Parle"],
-        "diagnostics": ["hjsmooth.diagnostics.eigen.hessian_eigenvalues", "hjsmooth.diagnostics.slices.loss_slice"],
+        "sde": ["hjsmooth.sde.smoothed_grad.smoothed_grad", "hjsmooth.sde.simulate.simulate", "hjsmooth.sde.Paths"],
+        "optim": ["hjsmooth.optim.EntropySGD", "hjsmooth.optim.Parle", "hjsmooth.optim.schedules"],
+        "diagnostics": ["hjsmooth.diagnostics.hessian_eigenvalues", "hjsmooth.diagnostics.loss_slice"],
         "landscapes": ["hjsmooth.landscapes.rugged_1d"],
         "demos": ["hjsmooth.demos.run", "hjsmooth.cli.main"],
     }
