@@ -58,8 +58,15 @@ class TrainedNet:
     steps: int
 
 
-def train_net(name: str, data: tuple[Any, ...], model_kind: str, epochs: float, seed: int,
-              drop_lr: bool = True, callback: Callable[[int, int, Any], None] | None = None) -> TrainedNet:
+def train_net(
+    name: str,
+    data: tuple[Any, ...],
+    model_kind: str,
+    epochs: float,
+    seed: int,
+    drop_lr: bool = True,
+    callback: Callable[[int, int, Any], None] | None = None,
+) -> TrainedNet:
     """Train a fresh ``model_kind`` network with optimizer ``name`` (of :data:`OPTIMIZERS`) for ``epochs``.
 
     ``callback(k, outer_steps, model)`` runs after each outer step ``k`` (0-based).  With ``drop_lr`` the
@@ -105,5 +112,4 @@ def train_net(name: str, data: tuple[Any, ...], model_kind: str, epochs: float, 
         opt.eval()  # the trained network is the anchor x, the weights the optimizer descended
     with torch.no_grad():
         val_error = float((model(xv).argmax(1) != yv).float().mean()) * 100
-    return TrainedNet(name=name, model=model, data=(xt, yt, xv, yv), val_error=val_error, train_loss=loss,
-                      steps=outer)
+    return TrainedNet(name=name, model=model, data=(xt, yt, xv, yv), val_error=val_error, train_loss=loss, steps=outer)

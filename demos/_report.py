@@ -9,7 +9,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["new_figure", "save", "format_summary", "summary_path", "progress"]
+__all__ = ["new_figure", "save", "format_summary", "summary_path", "progress", "COARSE_RUN"]
+
+#: The first line of a ``--quick`` run's summary, and the banner across the top of its figure.
+COARSE_RUN = "COARSE RUN (--quick): fewer points, steps and samples than the demo; not the figure's result"
 
 
 def progress(iterable: Any, desc: str, total: int | None = None) -> Any:
@@ -58,16 +61,37 @@ def summary_path(out: Path) -> Path:
     return Path(out).with_suffix(".txt")
 
 
-def save(fig: Any, out: Path, title: str, numbers: Mapping[str, Any]) -> str:
+def save(fig: Any, out: Path, title: str, numbers: Mapping[str, Any], *, quick: bool) -> str:
     """Write ``fig`` to ``out`` (PNG, whatever the case of its suffix) and the summary to
     :func:`summary_path`; return the summary text.  Exactly these two files are written (and
-    the missing folders above them)."""
+    the missing folders above them).
+
+    ``quick`` (the demo's ``--quick``) marks both as a coarse run: a red banner across the top of
+    the figure and :data:`COARSE_RUN` as the first line of the summary, above ``title``.
+    """
     import matplotlib.pyplot as plt
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if quick:
+        # above everything already drawn (titles, a suptitle), so bbox_inches="tight" keeps it in view
+        top = fig.get_tightbbox(fig.canvas.get_renderer()).y1 / fig.get_figheight()
+        fig.text(
+            0.5,
+            max(top, 1.0) + 0.01,
+            COARSE_RUN,
+            transform=fig.transFigure,
+            ha="center",
+            va="bottom",
+            fontsize=11,
+            fontweight="bold",
+            color="white",
+            bbox={"facecolor": "#b2182b", "edgecolor": "none", "pad": 4},
+        )
     fig.savefig(out, dpi=120, bbox_inches="tight", format="png")
     plt.close(fig)
     text = format_summary(title, numbers) + "\n"
+    if quick:
+        text = f"{COARSE_RUN}\n{text}"
     summary_path(out).write_text(text)
     return text

@@ -89,17 +89,25 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
         "n_intervals": n_intervals,
         "parameters": p,
     }
-    _draw(out, x, f, rho0, last, numbers)
+    assert last is not None  # there is at least one horizon
+    _draw(out, x, f, rho0, last, numbers, quick=quick)
     return numbers
 
 
-def _draw(out: Path, x: np.ndarray, f: np.ndarray, rho0: np.ndarray, last: tuple, numbers: dict[str, Any]) -> None:
+def _draw(
+    out: Path, x: np.ndarray, f: np.ndarray, rho0: np.ndarray, last: tuple, numbers: dict[str, Any], *, quick: bool
+) -> None:
     T, rho_sgd, rho_c, u0 = last
     fig, (left, right) = new_figure(1, 2, figsize=(15.0, 4.6), gridspec_kw={"wspace": 0.25})
     h = numbers["horizons"]
     left.plot(h, numbers["sgd"], "o-", color="0.25", label="$E[V(X_{sgd}(T))]$")
-    left.plot(h, numbers["bound"], "s--", color="tab:purple",
-              label="bound: $E[V(X_{sgd}(T))] - \\frac{1}{2} E\\int_0^T |\\alpha^*|^2 ds$")
+    left.plot(
+        h,
+        numbers["bound"],
+        "s--",
+        color="tab:purple",
+        label="bound: $E[V(X_{sgd}(T))] - \\frac{1}{2} E\\int_0^T |\\alpha^*|^2 ds$",
+    )
     left.plot(h, numbers["controlled"], "o-", color="tab:red", label="$E[V(X_{csgd}(T))]$, optimal control")
     left.set_xlabel("horizon $T$")
     left.set_ylabel("expected terminal loss")
@@ -121,4 +129,4 @@ def _draw(out: Path, x: np.ndarray, f: np.ndarray, rho0: np.ndarray, last: tuple
     more = twin.get_legend_handles_labels()
     right.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="upper left", bbox_to_anchor=(1.13, 1.0))
     right.set_title("loss, value function and densities at the longest horizon")
-    save(fig, out, "control: Theorem 4.11, SGD vs the optimally controlled SDE", numbers)
+    save(fig, out, "control: Theorem 4.11, SGD vs the optimally controlled SDE", numbers, quick=quick)

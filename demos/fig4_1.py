@@ -33,12 +33,12 @@ __all__ = ["run", "PARAMETERS"]
 #: The settings of the figure: smoothing time and inverse temperature, the Fokker-Planck noise
 #: and duration, and the initial density.
 PARAMETERS: dict[str, float] = {
-    "T": 2.0,            # PDE time of both smoothings (the scope gamma)
-    "beta": 20.0,        # inverse temperature of the viscous HJ equation
-    "beta_fp": 20.0,     # inverse temperature of the Fokker-Planck noise (the same for all three)
-    "t_fp": 25.0,        # how long the densities evolve
-    "start": -0.95,      # centre of the initial density (a local minimum of f, left of the global one)
-    "width": 0.15,       # standard deviation of the initial density
+    "T": 2.0,  # PDE time of both smoothings (the scope gamma)
+    "beta": 20.0,  # inverse temperature of the viscous HJ equation
+    "beta_fp": 20.0,  # inverse temperature of the Fokker-Planck noise (the same for all three)
+    "t_fp": 25.0,  # how long the densities evolve
+    "start": -0.95,  # centre of the initial density (a local minimum of f, left of the global one)
+    "width": 0.15,  # standard deviation of the initial density
 }
 
 
@@ -92,8 +92,7 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
     potentials = {"sgd": f, "viscous": u_viscous, "inviscid": u_inviscid}
     densities = {}
     for name, potential in potentials.items():
-        sol = hs.solve_fokker_planck(rho0, grid, p["t_fp"], potential=potential, beta=p["beta_fp"],
-                                     progress=None)
+        sol = hs.solve_fokker_planck(rho0, grid, p["t_fp"], potential=potential, beta=p["beta_fp"], progress=None)
         densities[name] = np.asarray(sol.values)
 
     i_global = int(np.argmin(f))
@@ -104,7 +103,7 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
     s_lo, s_hi = basin_around(f, i_start)
 
     def mass_in(rho: np.ndarray, lo: int, hi: int) -> float:
-        return float(np.sum(rho[lo:hi + 1]) * h)
+        return float(np.sum(rho[lo : hi + 1]) * h)
 
     numbers: dict[str, Any] = {
         "mass": {k: float(grid.integrate(r)) for k, r in densities.items()},
@@ -119,28 +118,44 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
         "grid_nodes": int(x.size),
         "parameters": p,
     }
-    _draw(out, x, f, u_viscous, u_inviscid, rho0, densities, numbers)
+    _draw(out, x, f, u_viscous, u_inviscid, rho0, densities, numbers, quick=quick)
     return numbers
 
 
-def _draw(out: Path, x: np.ndarray, f: np.ndarray, u_viscous: np.ndarray, u_inviscid: np.ndarray,
-          rho0: np.ndarray, densities: dict[str, np.ndarray], numbers: dict[str, Any]) -> None:
+def _draw(
+    out: Path,
+    x: np.ndarray,
+    f: np.ndarray,
+    u_viscous: np.ndarray,
+    u_inviscid: np.ndarray,
+    rho0: np.ndarray,
+    densities: dict[str, np.ndarray],
+    numbers: dict[str, Any],
+    *,
+    quick: bool,
+) -> None:
     p = numbers["parameters"]
-    fig, (top, bottom) = new_figure(2, 1, figsize=(8.0, 7.0), sharex=True,
-                                    gridspec_kw={"height_ratios": [1.2, 1.0], "hspace": 0.08})
+    fig, (top, bottom) = new_figure(
+        2, 1, figsize=(8.0, 7.0), sharex=True, gridspec_kw={"height_ratios": [1.2, 1.0], "hspace": 0.08}
+    )
     top.plot(x, f, color="black", lw=2.0, label="loss $f(x)$")
     top.plot(x, u_viscous, color="tab:red", lw=1.8, label=f"viscous HJ $u(x, T)$, $\\beta={p['beta']:g}$")
     top.plot(x, u_inviscid, color="tab:blue", lw=1.8, label="inviscid HJ (Hopf-Lax) $u(x, T)$")
     top.axvspan(*numbers["global_basin"], color="tab:green", alpha=0.08, lw=0, label="basin of the global minimum")
     top.set_ylabel("loss")
-    top.set_title(f"Figure 4.1: smoothing to $T={p['T']:g}$, then Fokker-Planck to $t={p['t_fp']:g}$ "
-                  f"($\\beta_{{fp}}={p['beta_fp']:g}$)")
+    top.set_title(
+        f"Figure 4.1: smoothing to $T={p['T']:g}$, then Fokker-Planck to $t={p['t_fp']:g}$ "
+        f"($\\beta_{{fp}}={p['beta_fp']:g}$)"
+    )
     top.legend(loc="upper center", fontsize=9, framealpha=0.9)
     top.set_ylim(-0.1, max(1.6, float(np.max(f[np.abs(x) <= 2.5]))))
 
     bottom.fill_between(x, rho0, color="0.85", label="initial density")
-    styles = {"sgd": ("0.25", "SGD: drift $-f'$"), "viscous": ("tab:red", "drift $-u_x$, viscous HJ"),
-              "inviscid": ("tab:blue", "drift $-u_x$, inviscid HJ")}
+    styles = {
+        "sgd": ("0.25", "SGD: drift $-f'$"),
+        "viscous": ("tab:red", "drift $-u_x$, viscous HJ"),
+        "inviscid": ("tab:blue", "drift $-u_x$, inviscid HJ"),
+    }
     for name, rho in densities.items():
         color, label = styles[name]
         mass = numbers["global_basin_mass"][name]
@@ -150,4 +165,4 @@ def _draw(out: Path, x: np.ndarray, f: np.ndarray, u_viscous: np.ndarray, u_invi
     bottom.set_ylabel("density at the final time")
     bottom.legend(loc="upper right", fontsize=9, framealpha=0.9)
     bottom.set_xlim(float(x[0]), float(x[-1]))
-    save(fig, out, "fig4_1: rugged 1D loss, HJ smoothings and Fokker-Planck densities", numbers)
+    save(fig, out, "fig4_1: rugged 1D loss, HJ smoothings and Fokker-Planck densities", numbers, quick=quick)

@@ -32,10 +32,28 @@ __all__ = ["run", "SETTINGS", "NEAR_ZERO"]
 #: per mode: effective epochs, training samples measured, SLQ steps and runs, Hutchinson samples and deflation,
 #: smoothing (t, beta, samples)
 SETTINGS: dict[str, dict[str, Any]] = {
-    "quick": {"epochs": 20.0, "measured": 600, "steps": 20, "runs": 3, "samples": 20, "deflation": 10, "t": 1.0,
-              "beta": 1000.0, "smoothing_samples": 20},
-    "full": {"epochs": 100.0, "measured": 3200, "steps": 80, "runs": 3, "samples": 100, "deflation": 20, "t": 1.0,
-             "beta": 1000.0, "smoothing_samples": 100},
+    "quick": {
+        "epochs": 20.0,
+        "measured": 600,
+        "steps": 20,
+        "runs": 3,
+        "samples": 20,
+        "deflation": 10,
+        "t": 1.0,
+        "beta": 1000.0,
+        "smoothing_samples": 20,
+    },
+    "full": {
+        "epochs": 100.0,
+        "measured": 3200,
+        "steps": 80,
+        "runs": 3,
+        "samples": 100,
+        "deflation": 20,
+        "t": 1.0,
+        "beta": 1000.0,
+        "smoothing_samples": 100,
+    },
 }
 #: an eigenvalue counts as "near zero" when its magnitude is below this fraction of the largest one
 NEAR_ZERO = 0.01
@@ -53,8 +71,9 @@ def measure(model: Any, data: tuple[Any, Any], cfg: dict[str, Any], seed: int) -
     trace = dg.hessian_trace(model, loss, data, samples=cfg["samples"], deflation=cfg["deflation"], rng=seed)
     spectrum = dg.hessian_spectrum(model, loss, data, steps=cfg["steps"], runs=cfg["runs"], rng=seed)
     heat = dg.smoothed_loss(model, loss, data, cfg["t"], cfg["beta"], "heat", cfg["smoothing_samples"], rng=seed)
-    viscous = dg.smoothed_loss(model, loss, data, cfg["t"], cfg["beta"], "viscous", cfg["smoothing_samples"],
-                               rng=seed)  # the same perturbations as heat: Jensen holds sample by sample
+    viscous = dg.smoothed_loss(
+        model, loss, data, cfg["t"], cfg["beta"], "viscous", cfg["smoothing_samples"], rng=seed
+    )  # the same perturbations as heat: Jensen holds sample by sample
     lam_max = float(top.eigenvalues[0])
     per_run = np.sum(spectrum.weights * spectrum.nodes, axis=1) * spectrum.dimension
     return {
@@ -66,8 +85,9 @@ def measure(model: Any, data: tuple[Any, Any], cfg: dict[str, Any], seed: int) -
         "slq_trace_stderr": float(per_run.std(ddof=1) / np.sqrt(len(per_run))),
         "slq_max_node": float(spectrum.nodes.max()),
         "slq_min_node": float(spectrum.nodes.min()),
-        "near_zero_fraction": float(np.mean(np.sum(spectrum.weights * (np.abs(spectrum.nodes) < NEAR_ZERO * lam_max),
-                                                   axis=1))),
+        "near_zero_fraction": float(
+            np.mean(np.sum(spectrum.weights * (np.abs(spectrum.nodes) < NEAR_ZERO * lam_max), axis=1))
+        ),
         "negative_fraction": float(np.mean(np.sum(spectrum.weights * (spectrum.nodes < 0), axis=1))),
         "density_mass": float(spectrum.density.sum() * spectrum.spacing),
         "loss": heat.loss,
@@ -122,26 +142,32 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
         torch.set_num_threads(threads)
     spectra = {name: numbers[name].pop("_spectrum") for name in OPTIMIZER_NAMES}
     numbers["settings"] = {"dataset": dataset, "model": kind, **cfg}
-    _draw(out, spectra, numbers)
+    _draw(out, spectra, numbers, quick=quick)
     return numbers
 
 
-def _draw(out: Path, spectra: dict[str, Any], numbers: dict[str, Any]) -> None:
+def _draw(out: Path, spectra: dict[str, Any], numbers: dict[str, Any], *, quick: bool) -> None:
     from hjsmooth.diagnostics.spectrum import smoothed_density
 
     colors = {"SGD": "0.2", "Entropy-SGD": "tab:red"}
     fig, axes = new_figure(1, 2, figsize=(12.5, 4.4))
     for name, sp in spectra.items():
         r = numbers[name]
-        label = (f"{name}: val. error {r['val_error']:.1f} %, lambda_max {r['top_eigenvalues'][0]:.3g}, "
-                 f"tr H {r['trace']:.3g}")
+        label = (
+            f"{name}: val. error {r['val_error']:.1f} %, lambda_max {r['top_eigenvalues'][0]:.3g}, "
+            f"tr H {r['trace']:.3g}"
+        )
         axes[0].semilogy(sp.grid, sp.density * sp.dimension, color=colors[name], label=label)
         top = float(r["top_eigenvalues"][0])
         grid, density, _ = smoothed_density(sp.nodes / top, sp.weights, bandwidth=2e-3, points=4001)
         near = np.abs(grid) <= 0.05
-        axes[1].semilogy(grid[near], density[near], color=colors[name],
-                         label=f"{name}: {100 * r['near_zero_fraction']:.1f} % within 1 % of lambda_max, "
-                               f"{100 * r['negative_fraction']:.1f} % negative")
+        axes[1].semilogy(
+            grid[near],
+            density[near],
+            color=colors[name],
+            label=f"{name}: {100 * r['near_zero_fraction']:.1f} % within 1 % of lambda_max, "
+            f"{100 * r['negative_fraction']:.1f} % negative",
+        )
     axes[0].set_title("Hessian eigenvalue density (SLQ), whole range")
     axes[0].set_xlabel("eigenvalue")
     axes[0].set_ylabel("eigenvalues per unit (density x d)")
@@ -152,4 +178,4 @@ def _draw(out: Path, spectra: dict[str, Any], numbers: dict[str, Any]) -> None:
     axes[1].set_ylim(bottom=1e-2)
     for ax in axes:
         ax.legend(fontsize=8)
-    save(fig, out, "hessian: Hessian spectra at the end of SGD and Entropy-SGD", numbers)
+    save(fig, out, "hessian: Hessian spectra at the end of SGD and Entropy-SGD", numbers, quick=quick)

@@ -90,53 +90,70 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
         torch.set_num_threads(threads)
     f = sl.values
     t, beta = cfg["t"], cfg["beta"]
-    fields = {"loss": f, "heat": hs.heat(f, grid, t, beta), "viscous": hs.local_entropy(f, grid, t, beta),
-              "inviscid": hs.hopf_lax(f, grid, t)}
+    fields = {
+        "loss": f,
+        "heat": hs.heat(f, grid, t, beta),
+        "viscous": hs.local_entropy(f, grid, t, beta),
+        "inviscid": hs.hopf_lax(f, grid, t),
+    }
     h = cfg["spacing"]
     shown_half = int(round(cfg["half_width"] / h))
-    inner = (slice(half - shown_half, half + shown_half + 1),) * 2   # the window shown, away from the edge
-    centre = (shown_half, shown_half)                                 # the weights, in the inner window
+    inner = (slice(half - shown_half, half + shown_half + 1),) * 2  # the window shown, away from the edge
+    centre = (shown_half, shown_half)  # the weights, in the inner window
     shown = hs.Grid(lower=(-shown_half * h,) * 2, upper=(shown_half * h,) * 2, shape=(2 * shown_half + 1,) * 2)
     fields = {name: u[inner] for name, u in fields.items()}
     numbers: dict[str, Any] = {"val_error": net.val_error, "loss_at_weights": float(fields["loss"][centre])}
     for name, u in fields.items():
         idx = np.unravel_index(int(np.argmin(u)), u.shape)
-        numbers[name] = {"min": float(u.min()), "argmin": [float(c[idx]) for c in shown.coords],
-                         "centre": float(u[centre]), "laplacian": laplacian_at(u, centre, h),
-                         "valley_area": float(np.count_nonzero(u <= fields["loss"].min() + VALLEY_DEPTH) * h * h)}
+        numbers[name] = {
+            "min": float(u.min()),
+            "argmin": [float(c[idx]) for c in shown.coords],
+            "centre": float(u[centre]),
+            "laplacian": laplacian_at(u, centre, h),
+            "valley_area": float(np.count_nonzero(u <= fields["loss"].min() + VALLEY_DEPTH) * h * h),
+        }
     numbers["jensen_gap"] = float((fields["heat"] - fields["viscous"]).min())
     numbers["hopf_lax_excess"] = float((fields["inviscid"] - fields["loss"]).max())
     numbers["heat_lift_expected"] = float(t / (2 * beta) * numbers["loss"]["laplacian"])
     numbers["settings"] = {"dataset": dataset, "model": kind, "computed_half_width": reach, **cfg}
-    _draw(out, shown, fields, numbers)
+    _draw(out, shown, fields, numbers, quick=quick)
     return numbers
 
 
-def _draw(out: Path, grid: Any, fields: dict[str, np.ndarray], numbers: dict[str, Any]) -> None:
+def _draw(out: Path, grid: Any, fields: dict[str, np.ndarray], numbers: dict[str, Any], *, quick: bool) -> None:
     cfg = numbers["settings"]
-    titles = {"loss": "training loss on the slice",
-              "heat": f"hs.heat (t = {cfg['t']:g}, beta = {cfg['beta']:g})",
-              "viscous": f"hs.local_entropy (t = {cfg['t']:g}, beta = {cfg['beta']:g})",
-              "inviscid": f"hs.hopf_lax (t = {cfg['t']:g})"}
+    titles = {
+        "loss": "training loss on the slice",
+        "heat": f"hs.heat (t = {cfg['t']:g}, beta = {cfg['beta']:g})",
+        "viscous": f"hs.local_entropy (t = {cfg['t']:g}, beta = {cfg['beta']:g})",
+        "inviscid": f"hs.hopf_lax (t = {cfg['t']:g})",
+    }
     fig, axes = new_figure(1, 4, figsize=(18.0, 4.4))
     a, b = grid.coords
     # a log colour scale: the loss spans orders of magnitude between the valley floor and the window's edge
     floor = max(min(float(u.min()) for u in fields.values()), 1e-12)
     levels = np.linspace(np.log10(floor), np.log10(np.quantile(fields["loss"], 0.95)), 25)
     for ax, (name, u) in zip(axes, fields.items()):
-        cs = ax.contourf(a, b, np.clip(np.log10(np.maximum(u, floor)), levels[0], levels[-1]), levels=levels,
-                         cmap="viridis")
+        cs = ax.contourf(
+            a, b, np.clip(np.log10(np.maximum(u, floor)), levels[0], levels[-1]), levels=levels, cmap="viridis"
+        )
         r = numbers[name]
         ax.plot(*r["argmin"], "r*", ms=10, label=f"min {r['min']:.3g}")
         ax.plot(0, 0, "w+", ms=10, label=f"weights: {r['centre']:.3g}, Laplacian {r['laplacian']:.3g}")
-        ax.contour(a, b, u, levels=[fields["loss"].min() + VALLEY_DEPTH], colors="tab:orange",
-                   linewidths=1.2)
-        ax.plot([], [], "-", color="tab:orange",
-                label=f"valley (< min f + {VALLEY_DEPTH:g}): area {r['valley_area']:.2f}")
+        ax.contour(a, b, u, levels=[fields["loss"].min() + VALLEY_DEPTH], colors="tab:orange", linewidths=1.2)
+        ax.plot(
+            [], [], "-", color="tab:orange", label=f"valley (< min f + {VALLEY_DEPTH:g}): area {r['valley_area']:.2f}"
+        )
         ax.set_title(titles[name], fontsize=10)
         ax.set_xlabel("a (direction 1, filter-normalised)")
         ax.set_aspect("equal")
         ax.legend(fontsize=7, loc="lower left")
     axes[0].set_ylabel("b (direction 2)")
     fig.colorbar(cs, ax=axes, shrink=0.8, label="log10 loss")
-    save(fig, out, "landscape: a filter-normalised slice and its heat, viscous and inviscid HJ smoothings", numbers)
+    save(
+        fig,
+        out,
+        "landscape: a filter-normalised slice and its heat, viscous and inviscid HJ smoothings",
+        numbers,
+        quick=quick,
+    )

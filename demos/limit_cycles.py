@@ -89,13 +89,29 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
         gibbs /= grid.integrate(gibbs)
 
         x0 = np.repeat(np.array([[1.0, 0.0], [-1.0, 0.0]]), n_paths // 2, axis=0)
-        noisy = simulate(x0, duration, kind="sde", drift=model.drift, beta=model.beta, rng=rng, dt=dt,
-                         save_at=int(round(duration / dt)) + 1)
+        noisy = simulate(
+            x0,
+            duration,
+            kind="sde",
+            drift=model.drift,
+            beta=model.beta,
+            rng=rng,
+            dt=dt,
+            save_at=int(round(duration / dt)) + 1,
+        )
         omega = angular_velocity(np.asarray(noisy.paths), duration)
-        clean = simulate(starts, det_duration, kind="sde", drift=model.drift, beta=math.inf, rng=rng, dt=dt,
-                         save_at=int(round(det_duration / dt)) + 1)
+        clean = simulate(
+            starts,
+            det_duration,
+            kind="sde",
+            drift=model.drift,
+            beta=math.inf,
+            rng=rng,
+            dt=dt,
+            save_at=int(round(det_duration / dt)) + 1,
+        )
         clean_paths = np.asarray(clean.paths)
-        tail = clean_paths[-len(clean_paths) // 5:]
+        tail = clean_paths[-len(clean_paths) // 5 :]
         tail_duration = float(clean.times[-1] - clean.times[-len(tail)])
         mean, stderr = float(omega.mean()), float(omega.std(ddof=1) / math.sqrt(omega.size))
         results[f"lam={lam:g}"] = {
@@ -110,15 +126,25 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
         }
         drawings.append((lam, model, grid, rho, np.asarray(noisy.paths), clean_paths))
 
-    numbers = {**results, "settings": {"beta": 0.5, "grid_nodes_per_axis": n_grid, "noisy_paths": n_paths,
-                                       "duration": duration, "dt": dt, "seed": seed}}
-    _draw(out, drawings, numbers)
+    numbers = {
+        **results,
+        "settings": {
+            "beta": 0.5,
+            "grid_nodes_per_axis": n_grid,
+            "noisy_paths": n_paths,
+            "duration": duration,
+            "dt": dt,
+            "seed": seed,
+        },
+    }
+    _draw(out, drawings, numbers, quick=quick)
     return numbers
 
 
-def _draw(out: Path, drawings: list[tuple], numbers: dict[str, Any]) -> None:
-    fig, axes = new_figure(1, len(drawings), figsize=(5.2 * len(drawings), 5.4), sharey=True,
-                           gridspec_kw={"wspace": 0.06})
+def _draw(out: Path, drawings: list[tuple], numbers: dict[str, Any], *, quick: bool) -> None:
+    fig, axes = new_figure(
+        1, len(drawings), figsize=(5.2 * len(drawings), 5.4), sharey=True, gridspec_kw={"wspace": 0.06}
+    )
     for ax, (lam, model, grid, rho, noisy, clean) in zip(axes, drawings):
         xs, ys = grid.axes
         gx, gy = grid.coords
@@ -128,23 +154,50 @@ def _draw(out: Path, drawings: list[tuple], numbers: dict[str, Any]) -> None:
         coarse = slice(None, None, max(1, (len(xs) - 1) // 40))
         b = model.drift_on_grid(grid)[:, coarse, coarse]
         speed = np.hypot(b[0], b[1])
-        ax.streamplot(xs[coarse], ys[coarse], b[0].T, b[1].T, color="0.55", density=0.6,
-                      linewidth=0.3 + 1.5 * (speed / speed.max()).T, arrowsize=0.7)
+        ax.streamplot(
+            xs[coarse],
+            ys[coarse],
+            b[0].T,
+            b[1].T,
+            color="0.55",
+            density=0.6,
+            linewidth=0.3 + 1.5 * (speed / speed.max()).T,
+            arrowsize=0.7,
+        )
         shown = int(round(3.0 / numbers["settings"]["dt"]))
         for k in range(2):
-            ax.plot(noisy[:shown, k, 0], noisy[:shown, k, 1], color="tab:orange", lw=0.6, alpha=0.9,
-                    label="SDE paths ($\\beta = 1/2$), $t \\leq 3$" if k == 0 else None)
+            ax.plot(
+                noisy[:shown, k, 0],
+                noisy[:shown, k, 1],
+                color="tab:orange",
+                lw=0.6,
+                alpha=0.9,
+                label="SDE paths ($\\beta = 1/2$), $t \\leq 3$" if k == 0 else None,
+            )
         early = clean[: max(2, len(clean) // 5)]
         for k in range(clean.shape[1]):
-            ax.plot(early[:, k, 0], early[:, k, 1], color="tab:blue", lw=1.6,
-                    label="noise-free paths $\\dot x = -\\nabla f$, first fifth" if k == 0 else None)
-            ax.plot(clean[-1, k, 0], clean[-1, k, 1], "o", color="tab:blue", ms=5,
-                    label="where they end" if k == 0 else None)
+            ax.plot(
+                early[:, k, 0],
+                early[:, k, 1],
+                color="tab:blue",
+                lw=1.6,
+                label="noise-free paths $\\dot x = -\\nabla f$, first fifth" if k == 0 else None,
+            )
+            ax.plot(
+                clean[-1, k, 0],
+                clean[-1, k, 1],
+                "o",
+                color="tab:blue",
+                ms=5,
+                label="where they end" if k == 0 else None,
+            )
         ax.plot([-1, 1], [0, 0], "o", color="tab:red", ms=7, label="maxima of $e^{-\\Phi}$")
         r = numbers[f"lam={lam:g}"]
-        ax.set_title(f"$\\lambda = {lam:g}$: mean angular velocity {r['omega_mean']:.3f} $\\pm$ "
-                     f"{r['omega_stderr']:.3f}\nsteady state vs $e^{{-\\Phi}}/Z$: L1 error {r['steady_state_l1']:.1e}",
-                     fontsize=10)
+        ax.set_title(
+            f"$\\lambda = {lam:g}$: mean angular velocity {r['omega_mean']:.3f} $\\pm$ "
+            f"{r['omega_stderr']:.3f}\nsteady state vs $e^{{-\\Phi}}/Z$: L1 error {r['steady_state_l1']:.1e}",
+            fontsize=10,
+        )
         ax.set_xlim(grid.lower[0], grid.upper[0])
         ax.set_ylim(grid.lower[1], grid.upper[1])
         ax.set_aspect("equal")
@@ -153,8 +206,15 @@ def _draw(out: Path, drawings: list[tuple], numbers: dict[str, Any]) -> None:
     axes[0].plot([], [], color="0.7", lw=0.6, label="contours of $\\Phi$")
     axes[0].plot([], [], color="tab:purple", lw=0.9, label="Fokker-Planck steady state")
     axes[0].plot([], [], color="0.55", lw=1.2, label="drift $-\\nabla f$ (width $\\propto |\\nabla f|$)")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=9,
-               bbox_to_anchor=(0.5, -0.06), frameon=False)
-    fig.suptitle("Example 6.43 / Figure 6.4: the force $j$ keeps the steady state $e^{-\\Phi}$ but makes SGD rotate",
-                 y=1.0)
-    save(fig, out, "limit_cycles: Example 6.43, steady state and angular velocity per lambda", numbers)
+    fig.legend(
+        *axes[0].get_legend_handles_labels(),
+        loc="lower center",
+        ncol=4,
+        fontsize=9,
+        bbox_to_anchor=(0.5, -0.06),
+        frameon=False,
+    )
+    fig.suptitle(
+        "Example 6.43 / Figure 6.4: the force $j$ keeps the steady state $e^{-\\Phi}$ but makes SGD rotate", y=1.0
+    )
+    save(fig, out, "limit_cycles: Example 6.43, steady state and angular velocity per lambda", numbers, quick=quick)

@@ -23,13 +23,23 @@ _MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (optionally gzipped): magic ``0 0 dtype ndim``, ``ndim`` big-endian sizes, data."""
-    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    if path.suffix == ".gz":
+        with gzip.open(path, "rb") as handle:
+            raw = handle.read()
+    else:
+        raw = path.read_bytes()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise ValueError(f"`path` {str(path)!r} is not an IDX file (bad magic number)")
     ndim = raw[3]
@@ -47,10 +57,16 @@ def _find(folder: Path, stem: str) -> Path:
     raise FileNotFoundError(f"no {stem}[.gz] in {str(folder)!r}")
 
 
-def _as_features(xt: np.ndarray, yt: np.ndarray, xv: np.ndarray, yv: np.ndarray) -> tuple[np.ndarray, ...]:
+def _as_features(
+    xt: np.ndarray, yt: np.ndarray, xv: np.ndarray, yv: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Images flattened to float32 rows in [0, 1], labels as int64."""
-    return (xt.reshape(len(xt), -1).astype(np.float32) / 255.0, yt.astype(np.int64),
-            xv.reshape(len(xv), -1).astype(np.float32) / 255.0, yv.astype(np.int64))
+    return (
+        xt.reshape(len(xt), -1).astype(np.float32) / 255.0,
+        yt.astype(np.int64),
+        xv.reshape(len(xv), -1).astype(np.float32) / 255.0,
+        yv.astype(np.int64),
+    )
 
 
 def _torchvision():  # noqa: ANN202 - the module, or None
@@ -99,8 +115,8 @@ def load_cifar10(data_dir: Path | str) -> tuple[np.ndarray, np.ndarray, np.ndarr
                 entry = pickle.load(handle, encoding="bytes")
             return np.asarray(entry[b"data"], np.uint8), np.asarray(entry[b"labels"])
 
-        train = [batch(f"data_batch_{i}") for i in range(1, 6)]
-        parts = [np.concatenate([b[0] for b in train]), np.concatenate([b[1] for b in train]), *batch("test_batch")]
+        batches = [batch(f"data_batch_{i}") for i in range(1, 6)]
+        parts = [np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]), *batch("test_batch")]
     return _as_features(*parts)
 
 
@@ -109,7 +125,9 @@ def available(data_dir: Path | str) -> list[str]:
     data_dir = Path(data_dir)
     found = []
     raw = data_dir / "MNIST" / "raw"
-    if all(any((raw / f"{stem}{gz}").exists() for gz in ("", ".gz")) for pair in _MNIST_FILES.values() for stem in pair):
+    if all(
+        any((raw / f"{stem}{gz}").exists() for gz in ("", ".gz")) for pair in _MNIST_FILES.values() for stem in pair
+    ):
         found.append("mnist")
     if (data_dir / "cifar-10-batches-py" / "test_batch").exists():
         found.append("cifar10")

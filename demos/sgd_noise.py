@@ -90,9 +90,15 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
         for name, model in snapshots.items():
             spec = gradient_noise_spectrum(model, F.cross_entropy, sub)
             d = spec.dimension
-            noise[name] = {"eigenvalues": spec.eigenvalues, "trace": spec.trace, "effective_rank": spec.effective_rank,
-                           "rank": spec.rank, "rank_fraction": spec.rank / d, "anisotropy":
-                           float(spec.eigenvalues[0] / (spec.trace / d)), "gradient_norm": spec.gradient_norm}
+            noise[name] = {
+                "eigenvalues": spec.eigenvalues,
+                "trace": spec.trace,
+                "effective_rank": spec.effective_rank,
+                "rank": spec.rank,
+                "rank_fraction": None if spec.rank is None else spec.rank / d,
+                "anisotropy": float(spec.eigenvalues[0] / (spec.trace / d)),
+                "gradient_norm": spec.gradient_norm,
+            }
         model = net.model
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         recorder = TrajectoryRecorder(model, dim=cfg["projections"], rng=seed)
@@ -117,32 +123,44 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
     band = white_noise_band(T, 0.99)
     trajectory = {
         "steps": T,
-        "low_to_high": float(power[1:1 + tenth].mean() / power[-tenth:].mean()),
+        "low_to_high": float(power[1 : 1 + tenth].mean() / power[-tenth:].mean()),
         "outside_band": float(np.mean(np.abs(ac_inc[1:]) > band)),
         "band": band,
         "lag1": float(ac_inc[1].mean()),
         "iterate_lag": float(ac_it[-1].mean()),
         "parseval": float(np.max(np.abs(power.sum(axis=0) * spectrum.frequencies[1] / increments.var(axis=0) - 1))),
     }
-    numbers = {"noise": noise, "trajectory": trajectory, "val_error": net.val_error, "dimension": d,
-               "settings": {"dataset": dataset, "model": kind, "lr": 0.1, "batch": BATCH, **cfg}}
-    _draw(out, numbers, spectrum, ac_inc, ac_it)
+    numbers = {
+        "noise": noise,
+        "trajectory": trajectory,
+        "val_error": net.val_error,
+        "dimension": d,
+        "settings": {"dataset": dataset, "model": kind, "lr": 0.1, "batch": BATCH, **cfg},
+    }
+    _draw(out, numbers, spectrum, ac_inc, ac_it, quick=quick)
     return numbers
 
 
-def _draw(out: Path, numbers: dict[str, Any], spectrum: Any, ac_inc: np.ndarray, ac_it: np.ndarray) -> None:
+def _draw(
+    out: Path, numbers: dict[str, Any], spectrum: Any, ac_inc: np.ndarray, ac_it: np.ndarray, *, quick: bool
+) -> None:
     fig, axes = new_figure(1, 3, figsize=(17.0, 4.4))
     shades = dict(zip(numbers["noise"], ["0.7", "0.45", "0.0"]))
     for name, r in numbers["noise"].items():
         lam = np.asarray(r["eigenvalues"])
         lam = lam[lam > 0]
-        axes[0].semilogy(np.arange(1, len(lam) + 1), lam, color=shades[name],
-                         label=f"{name} of training: tr D {r['trace']:.3g}, rank {r['rank']} "
-                               f"({100 * r['rank_fraction']:.2f} % of d), effective rank {r['effective_rank']:.1f}")
+        axes[0].semilogy(
+            np.arange(1, len(lam) + 1),
+            lam,
+            color=shades[name],
+            label=f"{name} of training: tr D {r['trace']:.3g}, rank {r['rank']} "
+            f"({100 * r['rank_fraction']:.2f} % of d), effective rank {r['effective_rank']:.1f}",
+        )
     axes[0].set_xlabel("index i (largest first)")
     axes[0].set_ylabel("eigenvalue of D(x)")
-    axes[0].set_title(f"Fig. 6.1: eigenvalues of D(x) (d = {numbers['dimension']}, "
-                      f"N = {numbers['settings']['samples']})", fontsize=10)
+    axes[0].set_title(
+        f"Fig. 6.1: eigenvalues of D(x) (d = {numbers['dimension']}, N = {numbers['settings']['samples']})", fontsize=10
+    )
     top = max(float(r["eigenvalues"][0]) for r in numbers["noise"].values())
     axes[0].set_ylim(bottom=top * 1e-8)
     axes[0].legend(fontsize=7, loc="lower left")
@@ -153,8 +171,7 @@ def _draw(out: Path, numbers: dict[str, Any], spectrum: Any, ac_inc: np.ndarray,
     axes[1].fill_between(f, np.maximum(mean - sd, mean * 1e-2), mean + sd, color="tab:blue", alpha=0.2, lw=0)
     axes[1].axhline(float(mean.mean()), color="tab:red", ls="--", label="white noise of the same variance (flat)")
     tr = numbers["trajectory"]
-    axes[1].set_title(f"Fig. 6.3a: power spectrum of x_(k+1) - x_k (low / high: {tr['low_to_high']:.2f})",
-                      fontsize=10)
+    axes[1].set_title(f"Fig. 6.3a: power spectrum of x_(k+1) - x_k (low / high: {tr['low_to_high']:.2f})", fontsize=10)
     axes[1].set_xlabel("frequency (1 / step)")
     axes[1].set_ylabel("power")
     axes[1].legend(fontsize=8)
@@ -164,13 +181,26 @@ def _draw(out: Path, numbers: dict[str, Any], spectrum: Any, ac_inc: np.ndarray,
         axes[2].plot(lags, m, color=color, label=label)
         axes[2].fill_between(lags, m - s, m + s, color=color, alpha=0.2, lw=0)
     for sign in (1, -1):
-        axes[2].axhline(sign * tr["band"], color="tab:red", ls=":", label="99 % band of white noise" if sign > 0
-                        else None)
-    axes[2].set_title(f"Fig. 6.3b: autocorrelation ({100 * tr['outside_band']:.1f} % of increment lags "
-                      "outside the band)", fontsize=10)
+        axes[2].axhline(
+            sign * tr["band"], color="tab:red", ls=":", label="99 % band of white noise" if sign > 0 else None
+        )
+    axes[2].set_title(
+        f"Fig. 6.3b: autocorrelation ({100 * tr['outside_band']:.1f} % of increment lags outside the band)", fontsize=10
+    )
     axes[2].set_xlabel("lag (steps)")
     axes[2].legend(fontsize=8)
-    summary = {**numbers, "noise": {name: {**r, "eigenvalues": np.asarray(r["eigenvalues"])[:SUMMARY_EIGENVALUES]}
-                                    for name, r in numbers["noise"].items()}}
-    save(fig, out, "sgd_noise: the gradient-noise covariance D(x) and the frequency content of SGD "
-                   f"(the {SUMMARY_EIGENVALUES} largest eigenvalues of each)", summary)
+    summary = {
+        **numbers,
+        "noise": {
+            name: {**r, "eigenvalues": np.asarray(r["eigenvalues"])[:SUMMARY_EIGENVALUES]}
+            for name, r in numbers["noise"].items()
+        },
+    }
+    save(
+        fig,
+        out,
+        "sgd_noise: the gradient-noise covariance D(x) and the frequency content of SGD "
+        f"(the {SUMMARY_EIGENVALUES} largest eigenvalues of each)",
+        summary,
+        quick=quick,
+    )

@@ -23,6 +23,7 @@ minimiser (``min u(., t) = min f`` for every ``t``), it only flattens what lies 
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "rastrigin_2d": {"start": (1.95, -1.95), "t": 0.5, "beta": 5.0, "beta_sgd": 50.0, "lr": 0.2},
 }
 #: the inner Langevin loop of Entropy-SGD: chains per point, burn-in and averaged steps, step size.
-LANGEVIN = {"chains": 8, "burn_in": 100, "steps": 300, "step_size": 0.02}
+LANGEVIN: dict[str, Any] = {"chains": 8, "burn_in": 100, "steps": 300, "step_size": 0.02}
 SMOOTHING_TIMES = (0.1, 0.25, 0.5, 1.0)
 #: SGD takes steps this many times smaller (and this many times more of them: the same time ``lr * steps``),
 #: so that it is stable in the sharp well, whose curvature is about 80.
@@ -46,8 +47,18 @@ SGD_STEP_RATIO = 10
 METHODS = ("SGD", "Entropy-SGD", "HJ", "HEAT")
 
 
-def descend(landscape: Any, method: str, start: np.ndarray, *, t: float, beta: float, beta_sgd: float, lr: float,
-            steps: int, rng: np.random.Generator) -> np.ndarray:
+def descend(
+    landscape: Any,
+    method: str,
+    start: np.ndarray,
+    *,
+    t: float,
+    beta: float,
+    beta_sgd: float,
+    lr: float,
+    steps: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """The iterates of ``x <- x - lr g(x)`` for one of :data:`METHODS`, shape ``(steps + 1, 2)``.
 
     SGD runs ``SGD_STEP_RATIO`` times more steps, each that many times smaller.
@@ -64,9 +75,16 @@ def descend(landscape: Any, method: str, start: np.ndarray, *, t: float, beta: f
             x = x - lr * landscape.grad(x) + math.sqrt(lr / beta_sgd) * rng.standard_normal(x.shape)
         else:
             kind = kinds[method]
-            extra = LANGEVIN if kind == "viscous" else {}
-            g = smoothed_grad(landscape.grad, x, t, beta=None if kind == "inviscid" else beta, kind=kind,
-                              rng=None if kind == "inviscid" else rng, **extra)
+            extra: dict[str, Any] = LANGEVIN if kind == "viscous" else {}
+            g = smoothed_grad(
+                landscape.grad,
+                x,
+                t,
+                beta=None if kind == "inviscid" else beta,
+                kind=kind,
+                rng=None if kind == "inviscid" else rng,
+                **extra,
+            )
             x = x - lr * np.asarray(g.grad)
         path.append(x.copy())
     return np.asarray(path)
@@ -104,9 +122,9 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
         grid = landscape.grid(nodes)
         f = landscape.on_grid(grid)
         smoothers = {
-            "heat": lambda s: hs.heat(f, grid, s, cfg["beta"]),
-            "viscous": lambda s: hs.local_entropy(f, grid, s, cfg["beta"]),
-            "inviscid": lambda s: hs.hopf_lax(f, grid, s),
+            "heat": partial(hs.heat, f, grid, beta=cfg["beta"]),
+            "viscous": partial(hs.local_entropy, f, grid, beta=cfg["beta"]),
+            "inviscid": partial(hs.hopf_lax, f, grid),
         }
         fields = {name: np.asarray(fn(cfg["t"])) for name, fn in smoothers.items()}
         argmins: dict[str, list[list[float]]] = {}
@@ -116,8 +134,20 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
                 u = np.asarray(fn(s))
                 idx = np.unravel_index(int(np.argmin(u)), u.shape)
                 argmins[name].append([float(c[idx]) for c in grid.coords])
-        paths = {m: descend(landscape, m, np.asarray(cfg["start"]), t=cfg["t"], beta=cfg["beta"],
-                            beta_sgd=cfg["beta_sgd"], lr=cfg["lr"], steps=steps, rng=rng) for m in METHODS}
+        paths = {
+            m: descend(
+                landscape,
+                m,
+                np.asarray(cfg["start"]),
+                t=cfg["t"],
+                beta=cfg["beta"],
+                beta_sgd=cfg["beta_sgd"],
+                lr=cfg["lr"],
+                steps=steps,
+                rng=rng,
+            )
+            for m in METHODS
+        }
         ends = {m: p[-1] for m, p in paths.items()}
         target = np.asarray(landscape.minima[-1] if landscape.name == "wide_sharp_2d" else landscape.minima[0])
         numbers[landscape.name] = {
@@ -125,20 +155,22 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
             "argmin": {k: np.asarray(v) for k, v in argmins.items()},
             "end": ends,
             "end_value": {m: float(landscape.value(e)) for m, e in ends.items()},
-            ("distance_to_wide_well" if landscape.name == "wide_sharp_2d" else "distance_to_origin"):
-                {m: float(np.linalg.norm(e - target)) for m, e in ends.items()},
+            ("distance_to_wide_well" if landscape.name == "wide_sharp_2d" else "distance_to_origin"): {
+                m: float(np.linalg.norm(e - target)) for m, e in ends.items()
+            },
             "minima": np.asarray(landscape.minima[:2]),
             "settings": {**cfg, "steps": steps, "grid_nodes_per_axis": nodes, **LANGEVIN},
         }
         drawings.append((landscape, grid, f, fields, paths, argmins, cfg))
     numbers["seed"] = seed
-    _draw(out, drawings, numbers)
+    _draw(out, drawings, numbers, quick=quick)
     return numbers
 
 
-def _draw(out: Path, drawings: list[tuple], numbers: dict[str, Any]) -> None:
-    fig, axes = new_figure(len(drawings), 4, figsize=(17.0, 4.4 * len(drawings)),
-                           gridspec_kw={"wspace": 0.18, "hspace": 0.32})
+def _draw(out: Path, drawings: list[tuple], numbers: dict[str, Any], *, quick: bool) -> None:
+    fig, axes = new_figure(
+        len(drawings), 4, figsize=(17.0, 4.4 * len(drawings)), gridspec_kw={"wspace": 0.18, "hspace": 0.32}
+    )
     colors = {"SGD": "0.2", "Entropy-SGD": "tab:red", "HJ": "tab:blue", "HEAT": "tab:green"}
     titles = {"heat": "heat $v(x, t)$", "viscous": "viscous HJ (Local Entropy)", "inviscid": "inviscid HJ (Hopf-Lax)"}
     for row, (landscape, grid, f, fields, paths, argmins, cfg) in enumerate(drawings):
@@ -157,8 +189,15 @@ def _draw(out: Path, drawings: list[tuple], numbers: dict[str, Any]) -> None:
             u = fields[name]
             ax.contourf(gx, gy, u, levels=np.quantile(u, np.linspace(0.0, 0.9, 16)), cmap="Greys_r", extend="max")
             am = np.asarray(argmins[name])
-            ax.plot(am[:, 0], am[:, 1], "x", color="tab:orange", ms=9, mew=2,
-                    label="minimiser at $t \\in \\{" + ", ".join(f"{s:g}" for s in SMOOTHING_TIMES) + "\\}$")
+            ax.plot(
+                am[:, 0],
+                am[:, 1],
+                "x",
+                color="tab:orange",
+                ms=9,
+                mew=2,
+                label="minimiser at $t \\in \\{" + ", ".join(f"{s:g}" for s in SMOOTHING_TIMES) + "\\}$",
+            )
             beta = "" if name == "inviscid" else f", $\\beta={cfg['beta']:g}$"
             ax.set_title(f"{titles[name]}, $t={cfg['t']:g}${beta}")
             ax.legend(fontsize=8, loc="lower right", framealpha=0.9)
@@ -166,4 +205,6 @@ def _draw(out: Path, drawings: list[tuple], numbers: dict[str, Any]) -> None:
             ax.set_aspect("equal")
             ax.set_xlabel("$x_1$")
         axes[row, 0].set_ylabel("$x_2$")
-    save(fig, out, "smoothing_2d: heat / viscous / inviscid smoothings and sampler-driven descents", numbers)
+    save(
+        fig, out, "smoothing_2d: heat / viscous / inviscid smoothings and sampler-driven descents", numbers, quick=quick
+    )

@@ -68,9 +68,14 @@ def plan_for(quick: bool, seed: int, data_dir: Path | None) -> Plan:
             raise FileNotFoundError(f"`data_dir` {str(data_dir)!r} holds neither MNIST/raw nor cifar-10-batches-py")
         tasks += data_tasks(found)
     final = 2 if quick else 5
-    return Plan(tasks=tuple(tasks), seeds=tuple(seed + i for i in range(final)),
-                search_seeds=(seed + 100,), configurations=2 if quick else 8,
-                width_samples=8 if quick else 50, quick=quick)
+    return Plan(
+        tasks=tuple(tasks),
+        seeds=tuple(seed + i for i in range(final)),
+        search_seeds=(seed + 100,),
+        configurations=2 if quick else 8,
+        width_samples=8 if quick else 50,
+        quick=quick,
+    )
 
 
 def budget_for(task: Task, n_train: int, quick: bool) -> int:
@@ -82,8 +87,9 @@ def budget_for(task: Task, n_train: int, quick: bool) -> int:
     return max(unit, int(raw // unit) * unit)
 
 
-def execute(jobs: Sequence[Job], workers: int, desc: str,
-            runner: Callable[[Job], dict[str, Any]] = run_job) -> list[dict[str, Any]]:
+def execute(
+    jobs: Sequence[Job], workers: int, desc: str, runner: Callable[[Job], dict[str, Any]] = run_job
+) -> list[dict[str, Any]]:
     """Run ``jobs`` (in this process when ``workers == 1``, else in that many spawned processes), in order."""
     if workers <= 1 or len(jobs) <= 1:
         return [runner(job) for job in progress(jobs, desc, total=len(jobs))]
@@ -94,8 +100,9 @@ def execute(jobs: Sequence[Job], workers: int, desc: str,
         return list(progress(pool.map(runner, jobs), desc, total=len(jobs)))
 
 
-def _search(plan: Plan, budgets: dict[str, int], workers: int, data_dir: str | None
-            ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, dict[str, Any]]]]:
+def _search(
+    plan: Plan, budgets: dict[str, int], workers: int, data_dir: str | None
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, dict[str, Any]]]]:
     """Run the search; return the chosen settings and the search record, per task and method."""
     jobs, where = [], []
     record: dict[str, dict[str, dict[str, Any]]] = {}
@@ -105,29 +112,44 @@ def _search(plan: Plan, budgets: dict[str, int], workers: int, data_dir: str | N
             method = METHODS[name]
             rng = np.random.default_rng([plan.seeds[0], len(task.name), sum(map(ord, task.name + name))])
             configs = draw_configurations(method.documented, method.space, plan.configurations, rng)
-            record[task.name][name] = {"documented": dict(method.documented), "source": method.source,
-                                       "space": describe_space(method.space),
-                                       "configurations": [{"hyperparameters": c, "val_error": []} for c in configs]}
+            record[task.name][name] = {
+                "documented": dict(method.documented),
+                "source": method.source,
+                "space": describe_space(method.space),
+                "configurations": [{"hyperparameters": c, "val_error": []} for c in configs],
+            }
             for i, hp in enumerate(configs):
                 for s in plan.search_seeds:
-                    jobs.append(Job("search", task.name, task.dataset, task.model, name, hp, s, budgets[task.name],
-                                    data_dir=data_dir))
+                    jobs.append(
+                        Job(
+                            "search",
+                            task.name,
+                            task.dataset,
+                            task.model,
+                            name,
+                            hp,
+                            s,
+                            budgets[task.name],
+                            data_dir=data_dir,
+                        )
+                    )
                     where.append((task.name, name, i))
-    for (task, name, i), result in zip(where, execute(jobs, workers, "search (validation only)")):
-        record[task][name]["configurations"][i]["val_error"].append(result["val_error"])
+    for (task_name, name, i), result in zip(where, execute(jobs, workers, "search (validation only)")):
+        record[task_name][name]["configurations"][i]["val_error"].append(result["val_error"])
     chosen: dict[str, dict[str, Any]] = {}
-    for task, per_method in record.items():
-        chosen[task] = {}
+    for task_name, per_method in record.items():
+        chosen[task_name] = {}
         for name, rec in per_method.items():
             scores = [float(np.mean(c["val_error"])) for c in rec["configurations"]]
             best = best_configuration([c["hyperparameters"] for c in rec["configurations"]], scores)
             rec["chosen"] = best
-            chosen[task][name] = rec["configurations"][best]["hyperparameters"]
+            chosen[task_name][name] = rec["configurations"][best]["hyperparameters"]
     return chosen, record
 
 
-def run(out: Path, quick: bool = False, seed: int = 0, data_dir: Path | None = None,
-        workers: int | None = None) -> dict[str, Any]:
+def run(
+    out: Path, quick: bool = False, seed: int = 0, data_dir: Path | None = None, workers: int | None = None
+) -> dict[str, Any]:
     """Run the study; write ``out`` (PNG), ``out.json`` (the record) and ``out.txt`` (the tables).
 
     Parameters
@@ -137,7 +159,7 @@ def run(out: Path, quick: bool = False, seed: int = 0, data_dir: Path | None = N
         time, and test error against the width of the minimum.
     quick : bool
         The same pipeline, small: the digits task only, 2 configurations per method, 2 final seeds, a budget
-        of a few epochs (a few minutes on 2 CPU cores).
+        of a few epochs.
     seed : int
         The first final seed; the final runs use ``seed .. seed + 4`` (``seed, seed + 1`` with ``quick``),
         the search runs ``seed + 100``.
@@ -167,36 +189,79 @@ def run(out: Path, quick: bool = False, seed: int = 0, data_dir: Path | None = N
         for name in NAMES:
             hp = chosen[task.name][name]
             for s in plan.seeds:
-                jobs.append(Job("final", task.name, task.dataset, task.model, name, hp, s, budgets[task.name],
-                                data_dir=ddir, width_samples=plan.width_samples))
+                jobs.append(
+                    Job(
+                        "final",
+                        task.name,
+                        task.dataset,
+                        task.model,
+                        name,
+                        hp,
+                        s,
+                        budgets[task.name],
+                        data_dir=ddir,
+                        width_samples=plan.width_samples,
+                    )
+                )
             if name in REPLICATED:
                 n = METHODS[name].replicas(hp)
                 for s in plan.seeds:
-                    jobs.append(Job("final", task.name, task.dataset, task.model, name, hp, s,
-                                    budgets[task.name] * n, accounting="parallel", data_dir=ddir,
-                                    width_samples=plan.width_samples))
+                    jobs.append(
+                        Job(
+                            "final",
+                            task.name,
+                            task.dataset,
+                            task.model,
+                            name,
+                            hp,
+                            s,
+                            budgets[task.name] * n,
+                            accounting="parallel",
+                            data_dir=ddir,
+                            width_samples=plan.width_samples,
+                        )
+                    )
     results = execute(jobs, workers, "final runs (5 seeds, test error, width)" if not quick else "final runs")
 
-    record: dict[str, Any] = {"tasks": {}, "parallel": {}, "search": search_record, "comparison": {},
-                              "width_vs_error": {}}
+    record: dict[str, Any] = {
+        "tasks": {},
+        "parallel": {},
+        "search": search_record,
+        "comparison": {},
+        "width_vs_error": {},
+    }
     for task in plan.tasks:
         record["tasks"][task.name], record["parallel"][task.name] = {}, {}
         for name in NAMES:
             hp = chosen[task.name][name]
             for accounting, slot in (("evaluations", record["tasks"]), ("parallel", record["parallel"])):
-                mine = [r for r in results if r["job"]["task"] == task.name and r["job"]["method"] == name
-                        and r["job"]["accounting"] == accounting]
+                mine = [
+                    r
+                    for r in results
+                    if r["job"]["task"] == task.name
+                    and r["job"]["method"] == name
+                    and r["job"]["accounting"] == accounting
+                ]
                 if mine:
                     slot[task.name][name] = method_entry(mine, hp, METHODS[name].replicas(hp))
         record["comparison"][task.name] = compare(record["tasks"][task.name])
         record["width_vs_error"][task.name] = width_correlations(record["tasks"][task.name])
     record["settings"] = {
-        "quick": quick, "seeds": list(plan.seeds), "search_seeds": list(plan.search_seeds),
-        "configurations_per_method": plan.configurations, "width_samples": plan.width_samples,
-        "batch": 128, "lr_drops": "outer lr divided by 5 after 60 % and 80 % of the budget",
-        "budgets": {t.name: {"gradient_evaluations": budgets[t.name], "steps_per_epoch": steps_per_epoch(n_train[t.name]),
-                             "effective_epochs": budgets[t.name] / steps_per_epoch(n_train[t.name])}
-                    for t in plan.tasks},
+        "quick": quick,
+        "seeds": list(plan.seeds),
+        "search_seeds": list(plan.search_seeds),
+        "configurations_per_method": plan.configurations,
+        "width_samples": plan.width_samples,
+        "batch": 128,
+        "lr_drops": "outer lr divided by 5 after 60 % and 80 % of the budget",
+        "budgets": {
+            t.name: {
+                "gradient_evaluations": budgets[t.name],
+                "steps_per_epoch": steps_per_epoch(n_train[t.name]),
+                "effective_epochs": budgets[t.name] / steps_per_epoch(n_train[t.name]),
+            }
+            for t in plan.tasks
+        },
         "workers": workers,
     }
     record["wall_time_s"] = time.perf_counter() - started
@@ -204,6 +269,11 @@ def run(out: Path, quick: bool = False, seed: int = 0, data_dir: Path | None = N
     fig = draw(record, {t.name: steps_per_epoch(n_train[t.name]) for t in plan.tasks})
     out = Path(out)
     write_json(record, out.with_suffix(".json"))
-    save(fig, out, "train: test error (%) mean ± std over seeds, paired against SGD; widths",
-         {"wall_time_s": record["wall_time_s"], "table": "\n" + text})
+    save(
+        fig,
+        out,
+        "train: test error (%) mean ± std over seeds, paired against SGD; widths",
+        {"wall_time_s": record["wall_time_s"], "table": "\n" + text},
+        quick=quick,
+    )
     return {**record, "table": text}

@@ -39,7 +39,7 @@ def second_difference(u: np.ndarray, h: float, stride: int = 1) -> np.ndarray:
     pieces, and a stride spanning several pieces sees the curvature of the envelope, not of one piece.
     """
     s = int(stride)
-    return (u[2 * s:] - 2 * u[s:-s] + u[:-2 * s]) / (s * h) ** 2
+    return (u[2 * s :] - 2 * u[s:-s] + u[: -2 * s]) / (s * h) ** 2
 
 
 def semiconcavity_constant(u: np.ndarray, x: np.ndarray, inside: float, stride: int = 1) -> float:
@@ -48,15 +48,16 @@ def semiconcavity_constant(u: np.ndarray, x: np.ndarray, inside: float, stride: 
     return float(np.max(uxx[np.abs(x[stride:-stride]) <= inside]))
 
 
-def convexity_interval(u: np.ndarray, x: np.ndarray, i_min: int, stride: int = 1,
-                       tol: float = 0.0) -> tuple[float, float]:
+def convexity_interval(
+    u: np.ndarray, x: np.ndarray, i_min: int, stride: int = 1, tol: float = 0.0
+) -> tuple[float, float]:
     """The widest interval ``[x_lo, x_hi]`` of nodes around ``x[i_min]`` where ``u_xx >= -tol``.
 
     ``u_xx`` is the strided second difference; an inflection point between two nodes is placed by linear
     interpolation of ``u_xx``.
     """
     uxx = second_difference(u, x[1] - x[0], stride)  # uxx[k] lives at x[k + stride]
-    x = x[stride - 1:]  # now uxx[k] lives at x[k + 1], as below
+    x = x[stride - 1 :]  # now uxx[k] lives at x[k + 1], as below
     k = i_min - stride
     if uxx[k] < -tol:
         raise ValueError(f"`u` is not convex at x = {x[i_min]:g} (u_xx = {uxx[k]:g})")
@@ -76,8 +77,9 @@ def convexity_interval(u: np.ndarray, x: np.ndarray, i_min: int, stride: int = 1
     return x_lo, x_hi
 
 
-def curvatures_over_time(f: np.ndarray, grid: Any, times: np.ndarray, beta: float, inside: float,
-                         stride: int) -> dict[str, np.ndarray]:
+def curvatures_over_time(
+    f: np.ndarray, grid: Any, times: np.ndarray, beta: float, inside: float, stride: int
+) -> dict[str, np.ndarray]:
     """``C(t)`` of the viscous HJ, inviscid HJ and heat solutions from ``f`` at each of ``times``."""
     import hjsmooth as hs
 
@@ -166,27 +168,44 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
 
     numbers: dict[str, Any] = {
         "quadratic": {
-            "c": c, "stride": stride_a * grid.spacing[0], "beta": beta, "times": times_a, "exact": exact_a, **quad,
+            "c": c,
+            "stride": stride_a * grid.spacing[0],
+            "beta": beta,
+            "times": times_a,
+            "exact": exact_a,
+            **quad,
             "max_rel_error_viscous": float(np.max(np.abs(np.asarray(quad["viscous"]) / exact_a - 1))),
             "max_rel_error_inviscid": float(np.max(np.abs(np.asarray(quad["inviscid"]) / exact_a - 1))),
         },
         "sine": {
-            "amplitude": amplitude, "stride": stride_b * grid_b.spacing[0], "spacing": grid_b.spacing[0],
-            "beta": beta, "times": times_b, "heat_exact": heat_exact, "hj_bound": hj_bound, **sine,
+            "amplitude": amplitude,
+            "stride": stride_b * grid_b.spacing[0],
+            "spacing": grid_b.spacing[0],
+            "beta": beta,
+            "times": times_b,
+            "heat_exact": heat_exact,
+            "hj_bound": hj_bound,
+            **sine,
         },
         "convexity": {
-            "minimum": float(xc[i_min]), "t_star": t_star, "stride": h_c, "times": times_c,
-            "left": ends[:, 0], "right": ends[:, 1], "width": widths,
-            "contains_initial": bool(np.all(ends[:, 0] <= ends[0, 0] + h_c)
-                                     and np.all(ends[:, 1] >= ends[0, 1] - h_c)),
+            "minimum": float(xc[i_min]),
+            "t_star": t_star,
+            "stride": h_c,
+            "times": times_c,
+            "left": ends[:, 0],
+            "right": ends[:, 1],
+            "width": widths,
+            "contains_initial": bool(np.all(ends[:, 0] <= ends[0, 0] + h_c) and np.all(ends[:, 1] >= ends[0, 1] - h_c)),
             "widths_nondecreasing": bool(np.all(np.diff(widths) >= -h_c)),
         },
     }
-    _draw(out, numbers, xc, fc, snapshots)
+    _draw(out, numbers, xc, fc, snapshots, quick=quick)
     return numbers
 
 
-def _draw(out: Path, numbers: dict[str, Any], xc: np.ndarray, fc: np.ndarray, snapshots: list[np.ndarray]) -> None:
+def _draw(
+    out: Path, numbers: dict[str, Any], xc: np.ndarray, fc: np.ndarray, snapshots: list[np.ndarray], *, quick: bool
+) -> None:
     fig, axes = new_figure(1, 3, figsize=(15.0, 4.6), gridspec_kw={"wspace": 0.28})
     colors = {"viscous": "tab:red", "inviscid": "tab:blue", "heat": "tab:green"}
     labels = {"viscous": "viscous HJ", "inviscid": "inviscid HJ (Hopf-Lax)", "heat": "heat"}
@@ -204,8 +223,7 @@ def _draw(out: Path, numbers: dict[str, Any], xc: np.ndarray, fc: np.ndarray, sn
 
     s = numbers["sine"]
     ax = axes[1]
-    ax.plot(s["times"], s["heat_exact"], color="tab:green", lw=6, alpha=0.3,
-            label="heat exact $a e^{-t/(2\\beta)}$")
+    ax.plot(s["times"], s["heat_exact"], color="tab:green", lw=6, alpha=0.3, label="heat exact $a e^{-t/(2\\beta)}$")
     ax.plot(s["times"], s["hj_bound"], color="black", lw=1.2, ls=":", label="HJ bound $1/(1/a + t)$")
     for k in ("viscous", "inviscid", "heat"):
         ax.plot(s["times"], s[k], "o-" if k != "inviscid" else "s--", ms=4, color=colors[k], label=labels[k])
@@ -220,16 +238,18 @@ def _draw(out: Path, numbers: dict[str, Any], xc: np.ndarray, fc: np.ndarray, sn
     ax.plot(xc[window], fc[window], color="black", lw=2, label="$f$ (rugged_1d)")
     picks = [0, len(snapshots) // 2, len(snapshots) - 1]
     cmap = ["tab:purple", "tab:orange", "tab:blue"]
-    for color, k in zip(cmap, picks[1:]):
-        ax.plot(xc[window], snapshots[k][window], color=color, lw=1.5, label=f"Hopf-Lax $u(x, t={cv['times'][k]:.3f})$")
-    for color, k in zip(["black"] + cmap[:2], picks):
-        for end in (cv["left"][k], cv["right"][k]):
-            ax.axvline(end, color=color if k else "0.3", lw=1, ls=":")
+    for color, j in zip(cmap, picks[1:]):
+        ax.plot(xc[window], snapshots[j][window], color=color, lw=1.5, label=f"Hopf-Lax $u(x, t={cv['times'][j]:.3f})$")
+    for color, j in zip(["black"] + cmap[:2], picks):
+        for end in (cv["left"][j], cv["right"][j]):
+            ax.axvline(end, color=color if j else "0.3", lw=1, ls=":")
     ax.set_xlabel("$x$  (dotted: ends of the convexity interval $I(t)$)")
     ax.set_ylabel("loss")
-    ax.set_title(f"(c) Example 4.15: Hopf-Lax widens the convexity interval\n"
-                 f"width of $I(t)$: {cv['width'][0]:.3f} at $t=0$, {cv['width'][-1]:.3f} at $t^* = {cv['t_star']:.3f}$",
-                 fontsize=11)
+    ax.set_title(
+        f"(c) Example 4.15: Hopf-Lax widens the convexity interval\n"
+        f"width of $I(t)$: {cv['width'][0]:.3f} at $t=0$, {cv['width'][-1]:.3f} at $t^* = {cv['t_star']:.3f}$",
+        fontsize=11,
+    )
     ax.set_ylim(top=1.45 * float(np.max(fc[window])))
     ax.legend(fontsize=9, loc="upper center", ncol=1)
-    save(fig, out, "widening: semi-concavity under HJ vs heat, convexity interval under Hopf-Lax", numbers)
+    save(fig, out, "widening: semi-concavity under HJ vs heat, convexity interval under Hopf-Lax", numbers, quick=quick)

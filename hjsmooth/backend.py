@@ -30,7 +30,6 @@ __all__ = [
     "from_numpy",
     "to_cupy",
     "from_cupy",
-    "float_dtype_of",
     "asarray_like",
     "numba_available",
     "cupy_available",
@@ -109,14 +108,6 @@ def from_cupy(a: Any, like: Any) -> Any:
     import torch
 
     return torch.from_dlpack(a).to(dtype=like.dtype)
-
-
-def float_dtype_of(x: Any) -> Any:
-    """The dtype of ``x``; raise ``TypeError`` unless it is float32 or float64."""
-    xp = array_namespace(x)
-    if x.dtype not in (xp.float32, xp.float64):
-        raise TypeError(f"expected a float32 or float64 array, got dtype {x.dtype}")
-    return x.dtype
 
 
 def asarray_like(values: Any, like: Any) -> Any:

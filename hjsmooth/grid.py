@@ -30,6 +30,8 @@ class Grid:
     shape : sequence of int (or an int in 1D)
         Number of nodes per axis, at least 3.
 
+    Notes
+    -----
     The spacing must be representable for the solvers (see
     :func:`hjsmooth.validation.check_grid_geometry`): roughly ``1.5e-154 <= h <= 1.3e154``,
     distinct nodes in float64 and a finite, normal cell volume; otherwise ``ValueError``.
@@ -94,7 +96,7 @@ class Grid:
         xp = array_namespace(like)
         return tuple(xp.meshgrid(*self.axes_like(like), indexing="ij"))
 
-    def refine(self, factor: int = 2) -> "Grid":
+    def refine(self, factor: int = 2) -> Grid:
         """The same box with ``factor`` times finer spacing (old nodes are kept)."""
         factor = check_count(factor, "factor")
         return Grid(self.lower, self.upper, tuple((n - 1) * factor + 1 for n in self.shape))

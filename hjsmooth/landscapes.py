@@ -139,8 +139,16 @@ def rugged_1d(slope: float = 0.125, ripple: float = 0.3, frequency: float = 3.0,
         return g[..., None]
 
     minima = _minima_1d(lambda s: slope * (s - center) ** 2 + ripple * np.sin(frequency * s) ** 2, -3.0, 3.0)
-    return Landscape("rugged_1d", 1, (-3.0,), (3.0,), value, grad, minima,
-                     "wide quadratic basin under sin^2 ripples (Figure 4.1 in spirit)")
+    return Landscape(
+        "rugged_1d",
+        1,
+        (-3.0,),
+        (3.0,),
+        value,
+        grad,
+        minima,
+        "wide quadratic basin under sin^2 ripples (Figure 4.1 in spirit)",
+    )
 
 
 def _minima_1d(f: Callable[[np.ndarray], np.ndarray], lo: float, hi: float) -> tuple[tuple[float, ...], ...]:
@@ -195,12 +203,25 @@ def wide_sharp_2d(
     def polish(c: np.ndarray) -> tuple[float, ...]:
         from scipy.optimize import minimize
 
-        res = minimize(lambda z: float(value(np, z[None, :])[0]), c, jac=lambda z: grad(np, z[None, :])[0],
-                       method="BFGS", options={"gtol": 1e-12})
+        res = minimize(
+            lambda z: float(value(np, z[None, :])[0]),
+            c,
+            jac=lambda z: grad(np, z[None, :])[0],
+            method="BFGS",
+            options={"gtol": 1e-12},
+        )
         return tuple(float(v) for v in res.x)
 
-    return Landscape("wide_sharp_2d", 2, (-3.0, -3.0), (3.0, 3.0), value, grad,
-                     (polish(cs), polish(cw)), "a wide shallow well and a sharp, slightly deeper one")
+    return Landscape(
+        "wide_sharp_2d",
+        2,
+        (-3.0, -3.0),
+        (3.0, 3.0),
+        value,
+        grad,
+        (polish(cs), polish(cw)),
+        "a wide shallow well and a sharp, slightly deeper one",
+    )
 
 
 # ----------------------------------------------------------------------------- double well
@@ -224,8 +245,16 @@ def double_well(ndim: int = 2, tilt: float = 0.0) -> Landscape:
     wells = [r for r in roots if 3 * r * r - 1 > 0]
     wells.sort(key=lambda r: (r * r - 1) ** 2 / 4 + tilt * r)
     minima = tuple((float(r),) + (0.0,) * (ndim - 1) for r in wells)
-    return Landscape(f"double_well_{ndim}d", ndim, (-2.0,) * ndim, (2.0,) * ndim, value, grad, minima,
-                     "quartic double well (x_1^2-1)^2/4 with quadratic transverse directions")
+    return Landscape(
+        f"double_well_{ndim}d",
+        ndim,
+        (-2.0,) * ndim,
+        (2.0,) * ndim,
+        value,
+        grad,
+        minima,
+        "quartic double well (x_1^2-1)^2/4 with quadratic transverse directions",
+    )
 
 
 # ----------------------------------------------------------------------------- Rastrigin-like
@@ -242,8 +271,16 @@ def rastrigin(ndim: int = 2, amplitude: float = 0.5, period: float = 1.0) -> Lan
     def grad(xp: Any, x: Any) -> Any:
         return x + amplitude * w * xp.sin(w * x)
 
-    return Landscape(f"rastrigin_{ndim}d", ndim, (-3.0,) * ndim, (3.0,) * ndim, value, grad,
-                     ((0.0,) * ndim,), "quadratic bowl with a cosine lattice of local minima")
+    return Landscape(
+        f"rastrigin_{ndim}d",
+        ndim,
+        (-3.0,) * ndim,
+        (3.0,) * ndim,
+        value,
+        grad,
+        ((0.0,) * ndim,),
+        "quadratic bowl with a cosine lattice of local minima",
+    )
 
 
 # ----------------------------------------------------------------------------- quadratic
@@ -260,8 +297,9 @@ def quadratic(ndim: int = 1, curvature: float = 1.0) -> Landscape:
     def grad(xp: Any, x: Any) -> Any:
         return curvature * x
 
-    return Landscape(f"quadratic_{ndim}d", ndim, (-3.0,) * ndim, (3.0,) * ndim, value, grad,
-                     ((0.0,) * ndim,), "c |x|^2 / 2")
+    return Landscape(
+        f"quadratic_{ndim}d", ndim, (-3.0,) * ndim, (3.0,) * ndim, value, grad, ((0.0,) * ndim,), "c |x|^2 / 2"
+    )
 
 
 # ----------------------------------------------------------------------------- Example 6.43
@@ -302,8 +340,16 @@ def limit_cycles(lam: float = 0.5) -> LimitCycles:
     if not (math.isfinite(lam) and lam >= 0):
         raise ValueError(f"`lam` must be finite and >= 0, got {lam!r}")
     phi = double_well(2)
-    phi = Landscape("limit_cycles_potential", 2, (-2.5, -2.5), (2.5, 2.5), phi.value_fn, phi.grad_fn,
-                    phi.minima, "Phi of Example 6.43")
+    phi = Landscape(
+        "limit_cycles_potential",
+        2,
+        (-2.5, -2.5),
+        (2.5, 2.5),
+        phi.value_fn,
+        phi.grad_fn,
+        phi.minima,
+        "Phi of Example 6.43",
+    )
     return LimitCycles(float(lam), phi)
 
 

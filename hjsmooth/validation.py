@@ -8,16 +8,20 @@ than silently converted.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from hjsmooth.backend import array_namespace, is_cupy_array, is_numpy_array, is_torch_array, to_numpy
+
+if TYPE_CHECKING:  # hjsmooth.grid imports this module; the class is needed for annotations only
+    from hjsmooth.grid import Grid
 
 __all__ = [
     "check_real",
@@ -37,8 +41,11 @@ __all__ = [
     "check_grid",
     "check_grid_geometry",
     "check_output_path",
+    "probe_output_file",
     "renamed_argument",
 ]
+
+T = TypeVar("T")
 
 #: the smallest ``beta`` whose inverse (the temperature) is a finite float64
 _SMALLEST_BETA = 1.0 / sys.float_info.max
@@ -84,8 +91,11 @@ def renamed_argument(value: Any, old_value: Any, name: str, old_name: str, *, st
         return value
     if value is not None:
         raise TypeError(f"give `{name}` only (`{old_name}` is its deprecated name), not both")
-    warnings.warn(f"`{old_name}` is deprecated and will be removed; pass `{name}` instead",
-                  DeprecationWarning, stacklevel=stacklevel)
+    warnings.warn(
+        f"`{old_name}` is deprecated and will be removed; pass `{name}` instead",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
     return old_value
 
 
@@ -107,8 +117,9 @@ def check_beta(beta: Any, name: str = "beta") -> float:
     if not beta > 0.0:
         raise ValueError(f"`{name}` must be > 0 (use float('inf') for no noise), got {beta!r}")
     if beta < _SMALLEST_BETA:
-        raise ValueError(f"`{name}` must be >= {_SMALLEST_BETA:.3g} so that the temperature 1/{name} is finite, "
-                         f"got {beta!r}")
+        raise ValueError(
+            f"`{name}` must be >= {_SMALLEST_BETA:.3g} so that the temperature 1/{name} is finite, got {beta!r}"
+        )
     return beta
 
 
@@ -136,11 +147,11 @@ def check_alpha(value: Any, name: str = "alpha") -> float:
     return value
 
 
-def check_choice(value: Any, name: str, choices: Iterable[str]) -> str:
+def check_choice(value: Any, name: str, choices: Iterable[T]) -> T:
     """Return ``value`` if it is one of ``choices``; the error lists the valid ones."""
-    choices = tuple(choices)
-    if value not in choices:
-        raise ValueError(f"unknown `{name}` {value!r}; valid values are {', '.join(map(repr, choices))}")
+    valid = tuple(choices)
+    if value not in valid:
+        raise ValueError(f"unknown `{name}` {value!r}; valid values are {', '.join(map(repr, valid))}")
     return value
 
 
@@ -226,11 +237,15 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
     return out
 
 
-def check_grid(grid: Any) -> Any:
-    """Return ``grid`` after checking that it is a :class:`hjsmooth.Grid`."""
-    from hjsmooth.grid import Grid
+def check_grid(grid: Any) -> Grid:
+    """Return ``grid`` after checking that it is a :class:`hjsmooth.Grid`.
 
-    if not isinstance(grid, Grid):
+    ``hjsmooth.grid`` imports this module (for the geometry checks), so this one does not import it
+    back: it looks the class up among the loaded modules.  Where ``hjsmooth.grid`` is not loaded, no
+    ``Grid`` exists, and the answer is no.
+    """
+    grid_module = sys.modules.get("hjsmooth.grid")
+    if grid_module is None or not isinstance(grid, grid_module.Grid):
         raise TypeError(f"`grid` must be a hjsmooth.Grid, got {type(grid).__name__}")
     return grid
 
@@ -243,7 +258,9 @@ def _real_tuple(value: Any, name: str) -> tuple[float, ...]:
         raise TypeError(f"`{name}` must be a real number or a sequence of real numbers, got {value!r}") from None
 
 
-def check_grid_geometry(lower: Any, upper: Any, shape: Any) -> tuple[tuple[float, ...], tuple[float, ...], tuple[int, ...]]:
+def check_grid_geometry(
+    lower: Any, upper: Any, shape: Any
+) -> tuple[tuple[float, ...], tuple[float, ...], tuple[int, ...]]:
     """Validate the box and node counts of a :class:`hjsmooth.Grid`; return them as tuples.
 
     Rules: 1 to 3 axes; ``lower`` and ``upper`` finite with ``lower < upper``; at least 3
@@ -263,7 +280,8 @@ def check_grid_geometry(lower: Any, upper: Any, shape: Any) -> tuple[tuple[float
         raise TypeError(f"`shape` must hold integers, got {shape!r}") from None
     if not (len(lower_t) == len(upper_t) == len(shape_t)):
         raise ValueError(
-            f"`lower`, `upper` and `shape` must have the same length, got {len(lower_t)}, {len(upper_t)}, {len(shape_t)}"
+            "`lower`, `upper` and `shape` must have the same length, "
+            f"got {len(lower_t)}, {len(upper_t)}, {len(shape_t)}"
         )
     if not 1 <= len(shape_t) <= 3:
         raise ValueError(f"grids have 1, 2 or 3 dimensions, got {len(shape_t)} (shape={shape_t})")
@@ -277,8 +295,13 @@ def check_grid_geometry(lower: Any, upper: Any, shape: Any) -> tuple[tuple[float
             raise ValueError(f"`shape` must have at least 3 nodes per axis, got {n} on axis {k}")
         h = (hi - lo) / (n - 1)
         square = h * h
-        if not (math.isfinite(h) and h > 0 and math.isfinite(square) and square >= sys.float_info.min
-                and math.isfinite(1.0 / square)):
+        if not (
+            math.isfinite(h)
+            and h > 0
+            and math.isfinite(square)
+            and square >= sys.float_info.min
+            and math.isfinite(1.0 / square)
+        ):
             raise ValueError(
                 f"the spacing (upper - lower) / (n - 1) = {h!r} on axis {k} is not representable for the "
                 f"solvers: h^2 and 1/h^2 must be finite and nonzero in float64 (about 1.5e-154 <= h <= 1.3e154)"
@@ -290,8 +313,10 @@ def check_grid_geometry(lower: Any, upper: Any, shape: Any) -> tuple[tuple[float
             )
         volume *= h
     if not (math.isfinite(volume) and volume >= sys.float_info.min):
-        raise ValueError(f"the cell volume (product of the spacings) {volume!r} is not a normal float64; "
-                         f"the spacing is too small or too large for the quadrature")
+        raise ValueError(
+            f"the cell volume (product of the spacings) {volume!r} is not a normal float64; "
+            f"the spacing is too small or too large for the quadrature"
+        )
     return lower_t, upper_t, shape_t
 
 
@@ -328,7 +353,40 @@ def check_output_path(path: Any, name: str = "out", suffixes: Sequence[str] = ("
     return out
 
 
+def probe_output_file(path: Path, name: str = "out") -> None:
+    """Check that the file ``path`` can really be written, by creating it, before any work is done.
+
+    :func:`check_output_path` reasons about permissions; some places pass that reasoning and still
+    refuse the file (``/proc`` for root, a read-only mount, a full disk).  This opens ``path`` for
+    appending, creating the missing folders above it, so an existing file keeps its content; then it
+    removes what it created (the file and the folders), so a run that fails later leaves nothing behind.
+    An ``OSError`` becomes a ``ValueError`` that names ``name`` and the path.
+    """
+    path = Path(path)
+    created: list[Path] = []
+    parent = path.absolute().parent
+    while not parent.exists():
+        created.append(parent)
+        parent = parent.parent
+    existed = path.exists()
+    try:
+        for folder in reversed(created):
+            folder.mkdir()
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"`{name}` {str(path)!r} cannot be written: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            if not existed and path.is_file():
+                path.unlink()
+            for folder in created:
+                folder.rmdir()
+
+
 def check_stencil(scheme: str, accuracy: str) -> None:
     """The hybrid central/upwind scheme is a three-point scheme: it needs ``accuracy="first"``."""
     if scheme == "hybrid" and accuracy != "first":
-        raise ValueError(f"`scheme` 'hybrid' uses the three-point stencil; `accuracy` must be 'first', got {accuracy!r}")
+        raise ValueError(
+            f"`scheme` 'hybrid' uses the three-point stencil; `accuracy` must be 'first', got {accuracy!r}"
+        )

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from hjsmooth import cli
-from hjsmooth.demos import DEMOS
+from hjsmooth.demos import DEMOS, REQUIRES, TORCH_CPU
+from hjsmooth.demos._report import COARSE_RUN
 
 
 def test_listing_names_every_demo_with_a_description(capsys: pytest.CaptureFixture[str]) -> None:
@@ -19,6 +20,42 @@ def test_listing_names_every_demo_with_a_description(capsys: pytest.CaptureFixtu
     for name, text in DEMOS.items():
         line = next(line for line in out.splitlines() if line.strip().startswith(name + " "))
         assert text.split()[0] in line
+
+
+def test_listing_says_which_demos_need_torch(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["demo"]) == 0
+    out = capsys.readouterr().out
+    entries: dict[str, str] = {}
+    for line in out.splitlines()[1:]:
+        if not line.startswith("    "):
+            entries[line.split()[0]] = ""
+        entries[next(reversed(entries))] += " " + line.strip()
+    assert set(entries) == set(DEMOS)
+    needs_torch = {name for name, packages in REQUIRES.items() if "torch" in packages}
+    assert needs_torch >= {"train", "hessian", "landscape", "sgd_noise"}
+    for name, entry in entries.items():
+        assert ("[needs torch" in entry) == (name in needs_torch), entry
+    assert "scikit-learn" in entries["hessian"] and "sklearn" not in entries["hessian"]
+
+
+def test_missing_torch_stops_before_the_demo_with_the_cpu_wheel_command(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    ran = []
+    def find_spec(name: str, *args: object) -> object:
+        return None if name == "torch" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr("hjsmooth.demos.get", lambda name: SimpleNamespace(run=lambda *a, **k: ran.append(a)))
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["demo", "hessian", "--quick", "--out", str(tmp_path / "h.png")])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert "torch" in err and TORCH_CPU in err and "https://download.pytorch.org/whl/cpu" in err
+    assert len(err.strip().splitlines()) == 1
+    assert ran == [] and list(tmp_path.iterdir()) == []
 
 
 def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
@@ -52,7 +89,7 @@ def test_arguments_reach_the_demo_and_summary_is_printed(tmp_path: Path, monkeyp
 
         fig, ax = new_figure()
         ax.plot([0, 1], [seed, quick])
-        save(fig, out, "fake demo", {"seed": seed, "quick": quick, "nested": {"value": 0.5}})
+        save(fig, out, "fake demo", {"seed": seed, "quick": quick, "nested": {"value": 0.5}}, quick=quick)
         return {"seed": seed}
 
     monkeypatch.setattr("hjsmooth.demos.get", lambda name: SimpleNamespace(run=fake_run))
@@ -60,7 +97,7 @@ def test_arguments_reach_the_demo_and_summary_is_printed(tmp_path: Path, monkeyp
     assert cli.main(["demo", "fig4_1", "--out", str(out), "--quick", "--seed", "7"]) == 0
     assert calls == [(out, True, 7)]
     printed = capsys.readouterr().out
-    assert printed.splitlines() == ["fake demo", "seed: 7", "quick: True", "nested.value: 0.5"]
+    assert printed.splitlines() == [COARSE_RUN, "fake demo", "seed: 7", "quick: True", "nested.value: 0.5"]
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out.with_suffix(".txt").read_text() == printed
 
@@ -89,7 +126,8 @@ def test_python_dash_m_runs_the_main_job(tmp_path: Path) -> None:
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = out.with_suffix(".txt").read_text()
     assert summary == proc.stdout
-    values = dict(line.split(": ", 1) for line in summary.splitlines()[1:])
+    assert summary.splitlines()[0] == COARSE_RUN
+    values = dict(line.split(": ", 1) for line in summary.splitlines()[2:])
     assert abs(float(values["mass.sgd"]) - 1) < 1e-6
 
 
@@ -180,7 +218,7 @@ def test_exactly_the_reported_files_are_written(tmp_path: Path, monkeypatch: pyt
 
         fig, ax = new_figure()
         ax.plot([0, 1], [0, 1])
-        save(fig, out, "fake", {"seed": seed})
+        save(fig, out, "fake", {"seed": seed}, quick=quick)
         return {"seed": seed}
 
     monkeypatch.setattr("hjsmooth.demos.get", lambda name: SimpleNamespace(run=fake_run))
@@ -190,6 +228,47 @@ def test_exactly_the_reported_files_are_written(tmp_path: Path, monkeypatch: pyt
     assert reported == "wrote deep/er/picture.PNG and deep/er/picture.txt"
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert written == ["deep/er/picture.PNG", "deep/er/picture.txt"]
+
+
+def test_an_output_path_the_system_refuses_fails_before_computing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--out`` is created before the demo runs: a path that passes the permission check but cannot be
+    created (``/proc/x.png`` as root; here the permission check is bypassed and the parent is a file)
+    stops the command at once."""
+    ran = []
+    monkeypatch.setattr("hjsmooth.demos.get", lambda name: SimpleNamespace(run=lambda *a, **k: ran.append(a)))
+    monkeypatch.setattr("hjsmooth.validation.check_output_path", lambda path, *a, **k: Path(path))
+    blocked = tmp_path / "blocked"
+    blocked.write_bytes(b"")                         # a file where the probe must create a folder
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["demo", "fig4_1", "--out", str(blocked / "deeper" / "x.png")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "x.png" in err and "cannot be written" in err
+    assert ran == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocked"]
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs /proc")
+def test_proc_output_is_refused_before_computing(tmp_path: Path) -> None:
+    """The fuzz case, as a user runs it: one line naming --out, exit 2, nothing computed (as root the
+    permission check passes and only creating the file shows the problem)."""
+    _assert_user_error(_run_cli("demo", "fig4_1", "--out", "/proc/x.png", cwd=tmp_path), "--out", "/proc/x.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_probe_output_file_leaves_nothing_behind(tmp_path: Path) -> None:
+    from hjsmooth.validation import probe_output_file
+
+    probe_output_file(tmp_path / "a" / "b" / "x.png")
+    assert list(tmp_path.iterdir()) == []            # the folders it made are gone again
+    existing = tmp_path / "keep.png"
+    existing.write_bytes(b"old picture")
+    probe_output_file(existing)
+    assert existing.read_bytes() == b"old picture"   # opened for appending, never truncated
+    if Path("/proc/self").exists():
+        with pytest.raises(ValueError, match=r"`out` '/proc/x.png' cannot be written"):
+            probe_output_file(Path("/proc/x.png"))
 
 
 def test_demos_run_checks_out_and_seed_before_computing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

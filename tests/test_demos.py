@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from hjsmooth.demos import DEMOS, get
+from hjsmooth.demos._report import COARSE_RUN
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -18,8 +19,26 @@ def run_quick(name: str, tmp_path_factory: pytest.TempPathFactory, seed: int = 0
     numbers = get(name).run(out, quick=True, seed=seed)
     assert out.read_bytes()[:8] == PNG_MAGIC
     summary = out.with_suffix(".txt").read_text()
-    assert summary.splitlines()[0].startswith(name)
+    assert summary.splitlines()[0] == COARSE_RUN         # a --quick run says so, above its title
+    assert summary.splitlines()[1].startswith(name)
     return numbers, out
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_a_quick_run_is_marked_in_its_figure_and_summary(tmp_path: Path, quick: bool) -> None:
+    """``save(..., quick=True)`` puts the coarse-run banner on the figure and first in the summary."""
+    from hjsmooth.demos._report import new_figure, save
+
+    fig, ax = new_figure()
+    ax.plot([0, 1], [0, 1])
+    fig.suptitle("a title of its own")
+    text = save(fig, tmp_path / "x.png", "x: a demo", {"a": 1}, quick=quick)
+    banners = [t for t in fig.texts if t.get_text() == COARSE_RUN]
+    assert len(banners) == (1 if quick else 0)
+    assert text.splitlines() == ([COARSE_RUN] if quick else []) + ["x: a demo", "a: 1"]
+    assert (tmp_path / "x.txt").read_text() == text
+    if quick:
+        assert banners[0].get_position()[1] >= 1.0       # above the axes and the suptitle, inside the saved PNG
 
 
 def test_every_demo_has_a_run_function_and_a_description() -> None:

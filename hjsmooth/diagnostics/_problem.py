@@ -80,17 +80,21 @@ class ParameterSpace:
         if isinstance(tensors, (torch.Tensor, np.ndarray)):
             flat = torch.as_tensor(tensors).to(device=like.device, dtype=like.dtype)
             if flat.ndim != 1 or flat.numel() != self.dim:
-                raise ValueError(f"`{name}` must be a flat vector of the {self.dim} trainable parameters or a list of "
-                                 f"parameter-shaped tensors, got a tensor of shape {tuple(flat.shape)}")
+                raise ValueError(
+                    f"`{name}` must be a flat vector of the {self.dim} trainable parameters or a list of "
+                    f"parameter-shaped tensors, got a tensor of shape {tuple(flat.shape)}"
+                )
             return self.unflatten(flat)
         try:
             items = list(tensors)
         except TypeError:
-            raise TypeError(f"`{name}` must be a flat tensor or a list of parameter-shaped tensors, "
-                            f"got {type(tensors).__name__}") from None
+            raise TypeError(
+                f"`{name}` must be a flat tensor or a list of parameter-shaped tensors, got {type(tensors).__name__}"
+            ) from None
         if len(items) != len(self.shapes):
-            raise ValueError(f"`{name}` must hold one tensor per trainable parameter ({len(self.shapes)}), "
-                             f"got {len(items)}")
+            raise ValueError(
+                f"`{name}` must hold one tensor per trainable parameter ({len(self.shapes)}), got {len(items)}"
+            )
         out = []
         for i, (item, shape) in enumerate(zip(items, self.shapes)):
             t = torch.as_tensor(item).to(device=like.device, dtype=like.dtype)
@@ -129,8 +133,7 @@ def _to_model(x: Any, device: torch.device, dtype: torch.dtype, what: str) -> to
 
 
 def _is_single_batch(data: Any) -> bool:
-    return (isinstance(data, (tuple, list)) and len(data) == 2
-            and isinstance(data[0], (torch.Tensor, np.ndarray)))
+    return isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], (torch.Tensor, np.ndarray))
 
 
 def as_batches(data: Any, device: torch.device, dtype: torch.dtype) -> list[Batch]:
@@ -146,20 +149,25 @@ def as_batches(data: Any, device: torch.device, dtype: torch.dtype) -> list[Batc
         try:
             raw = list(data)
         except TypeError:
-            raise TypeError(f"`data` must be a batch (inputs, targets) or an iterable of batches, "
-                            f"got {type(data).__name__}") from None
+            raise TypeError(
+                f"`data` must be a batch (inputs, targets) or an iterable of batches, got {type(data).__name__}"
+            ) from None
     if not raw:
         raise ValueError("`data` holds no batches")
     pairs = []
     for i, batch in enumerate(raw):
         if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-            raise TypeError(f"`data`: batch {i} must be a pair (inputs, targets), got {type(batch).__name__}"
-                            + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else ""))
+            raise TypeError(
+                f"`data`: batch {i} must be a pair (inputs, targets), got {type(batch).__name__}"
+                + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+            )
         inputs = _to_model(batch[0], device, dtype, f"the inputs of batch {i}")
         targets = _to_model(batch[1], device, dtype, f"the targets of batch {i}")
         if inputs.ndim == 0 or targets.ndim == 0:
-            raise ValueError(f"`data`: batch {i} must have a leading sample axis, got inputs of shape "
-                             f"{tuple(inputs.shape)} and targets of shape {tuple(targets.shape)}")
+            raise ValueError(
+                f"`data`: batch {i} must have a leading sample axis, got inputs of shape "
+                f"{tuple(inputs.shape)} and targets of shape {tuple(targets.shape)}"
+            )
         if inputs.shape[0] != targets.shape[0]:
             raise ValueError(f"`data`: batch {i} has {inputs.shape[0]} inputs but {targets.shape[0]} targets")
         if inputs.shape[0] == 0:
@@ -196,8 +204,10 @@ class LossProblem:
             raise TypeError(f"`model` must have floating parameters, got dtype {first.dtype}")
         for n, p in named:
             if p.dtype != first.dtype or p.device != first.device:
-                raise ValueError(f"`model`: every trainable parameter must share one device and dtype; {named[0][0]} "
-                                 f"is {first.dtype} on {first.device}, {n} is {p.dtype} on {p.device}")
+                raise ValueError(
+                    f"`model`: every trainable parameter must share one device and dtype; {named[0][0]} "
+                    f"is {first.dtype} on {first.device}, {n} is {p.dtype} on {p.device}"
+                )
         self.model = model
         self.loss_fn = loss_fn
         self.space = ParameterSpace(named)
@@ -235,13 +245,16 @@ class LossProblem:
             try:
                 outputs = self.model(batch.inputs)
             except Exception as exc:  # noqa: BLE001 - re-raised with the argument named
-                raise ValueError(f"`data`: the model cannot be evaluated on inputs of shape "
-                                 f"{tuple(batch.inputs.shape)}: {exc}") from exc
+                raise ValueError(
+                    f"`data`: the model cannot be evaluated on inputs of shape {tuple(batch.inputs.shape)}: {exc}"
+                ) from exc
             try:
                 loss = self.loss_fn(outputs, batch.targets)
             except Exception as exc:  # noqa: BLE001
-                raise ValueError(f"`loss_fn` fails on outputs of shape {tuple(outputs.shape)} and targets of "
-                                 f"shape {tuple(batch.targets.shape)}: {exc}") from exc
+                raise ValueError(
+                    f"`loss_fn` fails on outputs of shape {tuple(outputs.shape)} and targets of "
+                    f"shape {tuple(batch.targets.shape)}: {exc}"
+                ) from exc
             if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
                 shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
                 raise ValueError(f"`loss_fn` must return a scalar tensor (the mean over the batch), got {shape}")

@@ -27,9 +27,20 @@ def default_tolerance(dtype: torch.dtype) -> float:
     return math.sqrt(float(torch.finfo(dtype).eps))
 
 
-def hessian_eigenvalues(model: torch.nn.Module, loss_fn: LossFn, data: Any, k: int = 1, which: str = "largest", *,
-                        tol: float | None = None, max_iter: int = 500, basis_size: int | None = None,
-                        eigenvectors: bool = False, rng: Any = None, progress: bool = True) -> HessianEigenpairs:
+def hessian_eigenvalues(
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    data: Any,
+    k: int = 1,
+    which: str = "largest",
+    *,
+    tol: float | None = None,
+    max_iter: int = 500,
+    basis_size: int | None = None,
+    eigenvectors: bool = False,
+    rng: Any = None,
+    progress: bool = True,
+) -> HessianEigenpairs:
     r"""The ``k`` largest (or smallest) eigenvalues of the Hessian of the full-data loss at the model's weights.
 
     The Hessian :math:`H = \nabla^2 f(x)` of :math:`f(x) = \sum_b (n_b/N)\,\ell(\text{model}_x(\text{inputs}_b),
@@ -102,13 +113,34 @@ def hessian_eigenvalues(model: torch.nn.Module, loss_fn: LossFn, data: Any, k: i
         problem.check()
         hvp = HessianOperator(problem)
         with progress_bar(max_iter, f"Hessian eigenvalues ({which} {k})", progress) as bar:
-            pairs = extreme_eigenpairs(hvp, random_vector(), k, which, tol, max_iter, basis_size, random_vector,
-                                       vectors=eigenvectors, progress=bar)
+            pairs = extreme_eigenpairs(
+                hvp,
+                random_vector(),
+                k,
+                which,
+                tol,
+                max_iter,
+                basis_size,
+                random_vector,
+                vectors=eigenvectors,
+                progress=bar,
+            )
     if not pairs.converged.all():
-        warnings.warn(f"hessian_eigenvalues: {int((~pairs.converged).sum())} of {k} eigenvalues did not reach "
-                      f"tol={tol:.3g} within max_iter={max_iter} Hessian-vector products (largest residual "
-                      f"{pairs.residuals.max():.3g}); raise `max_iter` or `tol`", ConvergenceWarning, stacklevel=2)
+        warnings.warn(
+            f"hessian_eigenvalues: {int((~pairs.converged).sum())} of {k} eigenvalues did not reach "
+            f"tol={tol:.3g} within max_iter={max_iter} Hessian-vector products (largest residual "
+            f"{pairs.residuals.max():.3g}); raise `max_iter` or `tol`",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
     vectors = None if pairs.vectors is None else [problem.space.unflatten(v.clone()) for v in pairs.vectors]
-    return HessianEigenpairs(eigenvalues=pairs.values, eigenvectors=vectors, residuals=pairs.residuals,
-                             converged=pairs.converged, which=which, matvecs=pairs.matvecs, restarts=pairs.restarts,
-                             dimension=d)
+    return HessianEigenpairs(
+        eigenvalues=pairs.values,
+        eigenvectors=vectors,
+        residuals=pairs.residuals,
+        converged=pairs.converged,
+        which=which,
+        matvecs=pairs.matvecs,
+        restarts=pairs.restarts,
+        dimension=d,
+    )

@@ -3,17 +3,16 @@
 Points are produced chunk by chunk (``make_chunk(start, stop)`` returns flat parameter vectors of
 shape ``(stop - start, d)``), so a grid of thousands of points never sits in memory at once.  Each
 point is evaluated with ``torch.func.functional_call``: either one point at a time, or ``chunk``
-points at once under ``torch.func.vmap``.  Which is faster depends on the model and the device:
-for small models the per-call overhead dominates and vmap was measured 4-35 times faster on a CPU
-(a linear model on 60-1000 samples), while for a 1D CNN on 1000 samples the loop was 3 times
-faster (vmap turns the convolutions with per-point weights into grouped ones).  So by default the
-first chunk is evaluated both ways and the faster one is kept.
+points at once under ``torch.func.vmap``.  Which is faster depends on the model and the device
+(docs/benchmarks.md has measurements), so by default the first chunk is evaluated both ways and the
+faster one is kept.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,8 +64,9 @@ class PointLosses:
             self.vectorize = False
             return None
 
-    def _timed(self, fn: Callable[[torch.Tensor], torch.Tensor | None], points: torch.Tensor
-               ) -> tuple[torch.Tensor | None, float]:
+    def _timed(
+        self, fn: Callable[[torch.Tensor], torch.Tensor | None], points: torch.Tensor
+    ) -> tuple[torch.Tensor | None, float]:
         if points.device.type == "cuda":
             torch.cuda.synchronize(points.device)
         start = time.perf_counter()
@@ -90,8 +90,7 @@ class PointLosses:
                 return values
         return self._loop(points)
 
-    def __call__(self, make_chunk: Callable[[int, int], torch.Tensor], count: int, progress: object = None
-                 ) -> np.ndarray:
+    def __call__(self, make_chunk: Callable[[int, int], torch.Tensor], count: int, progress: Any = None) -> np.ndarray:
         """Losses at the ``count`` points that ``make_chunk`` produces, as a float64 numpy array."""
         out = np.empty(count)
         start = 0

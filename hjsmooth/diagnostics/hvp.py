@@ -55,8 +55,13 @@ class HessianOperator:
         if not live:
             return out
         with torch.enable_grad():
-            hv = torch.autograd.grad([grads[i] for i in live], params, grad_outputs=[vs[i] for i in live],
-                                     retain_graph=retain, allow_unused=True)
+            hv = torch.autograd.grad(
+                [grads[i] for i in live],
+                params,
+                grad_outputs=[vs[i] for i in live],
+                retain_graph=retain,
+                allow_unused=True,
+            )
         return [h if h is not None else o for h, o in zip(hv, out)]
 
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
@@ -72,4 +77,5 @@ class HessianOperator:
             flat = space.flatten(hv).detach()
             total = flat * batch.weight if total is None else total.add_(flat, alpha=batch.weight)
         self.matvecs += 1
+        assert total is not None  # a problem holds at least one batch
         return total

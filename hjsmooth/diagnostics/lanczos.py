@@ -92,8 +92,9 @@ def _breakdown(beta: float, scale: float, eps: float) -> bool:
     return beta <= 100.0 * eps * max(scale, np.finfo(np.float64).tiny)
 
 
-def _expand(matvec: MatVec, V: torch.Tensor, T: np.ndarray, j: int, scale: float, eps: float
-            ) -> tuple[torch.Tensor, float, float]:
+def _expand(
+    matvec: MatVec, V: torch.Tensor, T: np.ndarray, j: int, scale: float, eps: float
+) -> tuple[torch.Tensor, float, float]:
     """One Lanczos step at column ``j``: fill ``T[:j+1, j]``, return the new direction, its norm and the scale."""
     w = matvec(V[j])
     scale = max(scale, float(torch.linalg.vector_norm(w)))
@@ -144,9 +145,18 @@ def _ritz(T: np.ndarray, j: int, beta: float, sign: float) -> tuple[np.ndarray, 
     return theta, S, np.abs(beta * S[j - 1, :])
 
 
-def extreme_eigenpairs(matvec: MatVec, start: torch.Tensor, k: int, which: str, tol: float, max_matvecs: int,
-                       basis_size: int, random_vector: Callable[[], torch.Tensor], vectors: bool = False,
-                       progress: Any = None) -> RitzPairs:
+def extreme_eigenpairs(
+    matvec: MatVec,
+    start: torch.Tensor,
+    k: int,
+    which: str,
+    tol: float,
+    max_matvecs: int,
+    basis_size: int,
+    random_vector: Callable[[], torch.Tensor],
+    vectors: bool = False,
+    progress: Any = None,
+) -> RitzPairs:
     """The ``k`` largest (or smallest) eigenpairs of a symmetric ``A`` by thick-restart Lanczos.
 
     A Ritz pair ``(theta, y)`` is converged when ``|A y - theta y| <= tol * ||A||`` (``||A||``
@@ -209,8 +219,14 @@ def extreme_eigenpairs(matvec: MatVec, start: torch.Tensor, k: int, which: str, 
             every = torch.cat([torch.stack(locked_vectors), active]) if locked_vectors else active
             Y = every[torch.as_tensor(best, device=V.device)]
             Y = Y / torch.linalg.vector_norm(Y, dim=1, keepdim=True)
-        return RitzPairs(values=values[best], vectors=Y, residuals=res[best], converged=res[best] <= tol * anorm,
-                         matvecs=matvecs, restarts=restarts)
+        return RitzPairs(
+            values=values[best],
+            vectors=Y,
+            residuals=res[best],
+            converged=res[best] <= tol * anorm,
+            matvecs=matvecs,
+            restarts=restarts,
+        )
 
     w = deflated(start)
     V[0] = w / torch.linalg.vector_norm(w)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
 from hjsmooth.diagnostics._problem import Batch, LossFn, LossProblem, evaluation_mode
@@ -36,7 +35,8 @@ def _sample_gradients_vmap(problem: LossProblem, batch: Batch, start: int, stop:
         return problem.loss_fn(out, y.unsqueeze(0))
 
     grads = torch.func.vmap(torch.func.grad(one), in_dims=(None, 0, 0))(
-        params, batch.inputs[start:stop], batch.targets[start:stop])
+        params, batch.inputs[start:stop], batch.targets[start:stop]
+    )
     return torch.cat([grads[n].reshape(stop - start, -1) for n in space.names], dim=1)
 
 
@@ -44,10 +44,13 @@ def _sample_gradients_loop(problem: LossProblem, batch: Batch, start: int, stop:
     rows = []
     for i in range(start, stop):
         with torch.enable_grad():
-            loss = problem.loss_fn(problem.model(batch.inputs[i:i + 1]), batch.targets[i:i + 1])
+            loss = problem.loss_fn(problem.model(batch.inputs[i : i + 1]), batch.targets[i : i + 1])
             grads = torch.autograd.grad(loss, problem.space.params, allow_unused=True)
-        rows.append(problem.space.flatten([g if g is not None else torch.zeros_like(p)
-                                           for g, p in zip(grads, problem.space.params)]))
+        rows.append(
+            problem.space.flatten(
+                [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, problem.space.params)]
+            )
+        )
     return torch.stack(rows)
 
 
@@ -69,7 +72,7 @@ def per_sample_gradients(problem: LossProblem, progress: Any = None) -> torch.Te
                     vectorize = False
             if not vectorize:
                 block = _sample_gradients_loop(problem, batch, start, stop)
-            out[row:row + stop - start] = block.detach()
+            out[row : row + stop - start] = block.detach()
             row += stop - start
             if progress is not None:
                 progress.update(stop - start)
@@ -82,13 +85,14 @@ def _gram(C: torch.Tensor) -> torch.Tensor:
     G = torch.zeros((n, n), dtype=torch.float64, device=C.device)
     step = max(1, FLOATS_PER_CHUNK // max(n, 1))
     for j in range(0, d, step):
-        block = C[:, j:j + step].double()
+        block = C[:, j : j + step].double()
         G += block @ block.T
     return G
 
 
-def gradient_noise_spectrum(model: torch.nn.Module, loss_fn: LossFn, data: Any, k: int | None = None, *,
-                            progress: bool = True) -> NoiseSpectrum:
+def gradient_noise_spectrum(
+    model: torch.nn.Module, loss_fn: LossFn, data: Any, k: int | None = None, *, progress: bool = True
+) -> NoiseSpectrum:
     r"""The largest eigenvalues of the gradient-noise covariance :math:`D(x)`, its trace and its effective rank.
 
     .. math::  D(x) = \frac1N \sum_{i=1}^N (\nabla f_i(x) - \nabla f(x))(\nabla f_i(x) - \nabla f(x))^T,
@@ -143,9 +147,23 @@ def gradient_noise_spectrum(model: torch.nn.Module, loss_fn: LossFn, data: Any, 
         def random_vector() -> torch.Tensor:
             return torch.randn(n, generator=gen, device=G.device, dtype=G.dtype)
 
-        pairs = extreme_eigenpairs(lambda v: G @ v, random_vector(), k, "largest", 1e-8, 50 * (k + 20),
-                                   min(n, max(2 * k + 1, 20)), random_vector)
+        pairs = extreme_eigenpairs(
+            lambda v: G @ v,
+            random_vector(),
+            k,
+            "largest",
+            1e-8,
+            50 * (k + 20),
+            min(n, max(2 * k + 1, 20)),
+            random_vector,
+        )
         eigenvalues = pairs.values
-    return NoiseSpectrum(eigenvalues=eigenvalues, trace=trace,
-                         effective_rank=trace**2 / frob2 if frob2 > 0 else 0.0, rank=rank,
-                         gradient_norm=float(torch.linalg.vector_norm(mean)), samples=n, dimension=d)
+    return NoiseSpectrum(
+        eigenvalues=eigenvalues,
+        trace=trace,
+        effective_rank=trace**2 / frob2 if frob2 > 0 else 0.0,
+        rank=rank,
+        gradient_norm=float(torch.linalg.vector_norm(mean)),
+        samples=n,
+        dimension=d,
+    )

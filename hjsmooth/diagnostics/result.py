@@ -12,8 +12,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["HessianEigenpairs", "TraceEstimate", "SpectralDensity", "NoiseSpectrum", "LossSlice", "SmoothedLoss",
-           "TrajectorySpectrum"]
+__all__ = [
+    "HessianEigenpairs",
+    "TraceEstimate",
+    "SpectralDensity",
+    "NoiseSpectrum",
+    "LossSlice",
+    "SmoothedLoss",
+    "TrajectorySpectrum",
+]
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,9 @@ __all__ = ["loss_slice", "normalize_direction", "NORMALIZATIONS"]
 NORMALIZATIONS = ("filter", "layer", None)
 
 
-def normalize_direction(direction: Sequence[torch.Tensor], weights: Sequence[torch.Tensor],
-                        normalization: str | None) -> list[torch.Tensor]:
+def normalize_direction(
+    direction: Sequence[torch.Tensor], weights: Sequence[torch.Tensor], normalization: str | None
+) -> list[torch.Tensor]:
     """Scale a direction (parameter-shaped tensors) to the weights.
 
     * ``"filter"``: for every parameter with two or more dimensions, each slice along the first
@@ -55,12 +56,14 @@ def normalize_direction(direction: Sequence[torch.Tensor], weights: Sequence[tor
     return out
 
 
-def _directions(space: ParameterSpace, count: int, directions: Any, normalization: str | None,
-                gen: torch.Generator) -> list[list[torch.Tensor]]:
+def _directions(
+    space: ParameterSpace, count: int, directions: Any, normalization: str | None, gen: torch.Generator
+) -> list[list[torch.Tensor]]:
     weights = [p.detach() for p in space.params]
     if directions is None:
-        raw = [[torch.randn(p.shape, generator=gen, device=p.device, dtype=p.dtype) for p in weights]
-               for _ in range(count)]
+        raw = [
+            [torch.randn(p.shape, generator=gen, device=p.device, dtype=p.dtype) for p in weights] for _ in range(count)
+        ]
     else:
         if isinstance(directions, torch.Tensor) or len(directions) != count:
             got = "a tensor" if isinstance(directions, torch.Tensor) else f"{len(directions)}"
@@ -69,9 +72,18 @@ def _directions(space: ParameterSpace, count: int, directions: Any, normalizatio
     return [normalize_direction(r, weights, normalization) for r in raw]
 
 
-def loss_slice(model: torch.nn.Module, loss_fn: LossFn, data: Any, grid: Any, normalization: str | None = "filter",
-               directions: Any = None, rng: Any = None, *, vectorize: bool | None = None,
-               progress: bool = True) -> LossSlice:
+def loss_slice(
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    data: Any,
+    grid: Any,
+    normalization: str | None = "filter",
+    directions: Any = None,
+    rng: Any = None,
+    *,
+    vectorize: bool | None = None,
+    progress: bool = True,
+) -> LossSlice:
     r"""The full-data loss on a 1D or 2D grid of the plane through the weights spanned by one or two directions.
 
     ``values[i] = f(x + a_i d_1)`` on a 1D grid and ``values[i, j] = f(x + a_i d_1 + b_j d_2)`` on a 2D one,
@@ -116,7 +128,7 @@ def loss_slice(model: torch.nn.Module, loss_fn: LossFn, data: Any, grid: Any, no
     problem = LossProblem(model, loss_fn, data)
     gen = torch_generator(rng, problem.device)
     dirs = _directions(problem.space, grid.ndim, directions, normalization, gen)
-    flat_dirs = torch.stack([problem.space.flatten(d) for d in dirs])          # (ndim, d)
+    flat_dirs = torch.stack([problem.space.flatten(d) for d in dirs])  # (ndim, d)
     coeffs = torch.as_tensor(grid.points(), dtype=problem.dtype, device=problem.device)  # (size, ndim), C order
     x = problem.space.current()
 

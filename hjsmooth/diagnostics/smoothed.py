@@ -38,9 +38,19 @@ def viscous_estimate(values: np.ndarray, beta: float) -> tuple[float, float]:
     return u, float(w.std(ddof=1) / (beta * w.mean() * math.sqrt(n)))
 
 
-def smoothed_loss(model: torch.nn.Module, loss_fn: LossFn, data: Any, t: float, beta: float, kind: str = "heat",
-                  samples: int = 100, *, rng: Any = None, vectorize: bool | None = None,
-                  progress: bool = True) -> SmoothedLoss:
+def smoothed_loss(
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    data: Any,
+    t: float,
+    beta: float,
+    kind: str = "heat",
+    samples: int = 100,
+    *,
+    rng: Any = None,
+    vectorize: bool | None = None,
+    progress: bool = True,
+) -> SmoothedLoss:
     r"""The PDE-smoothed full-data loss at the model's weights ``x``, by Monte Carlo over Gaussian perturbations.
 
     With :math:`z \sim N(0, I_d)` over the trainable parameters (the library's conventions,
@@ -88,8 +98,10 @@ def smoothed_loss(model: torch.nn.Module, loss_fn: LossFn, data: Any, t: float, 
     beta = check_beta(beta)
     kind = check_choice(kind, "kind", KINDS)
     if kind == "viscous" and math.isinf(beta):
-        raise ValueError("`beta` must be finite for kind='viscous' (beta = inf is the Hopf-Lax limit, which "
-                         "Gaussian sampling does not reach)")
+        raise ValueError(
+            "`beta` must be finite for kind='viscous' (beta = inf is the Hopf-Lax limit, which "
+            "Gaussian sampling does not reach)"
+        )
     samples = check_count(samples, "samples", 2)
     problem = LossProblem(model, loss_fn, data)
     gen = torch_generator(rng, problem.device)
@@ -106,8 +118,11 @@ def smoothed_loss(model: torch.nn.Module, loss_fn: LossFn, data: Any, t: float, 
         with progress_bar(samples, f"smoothed loss ({kind})", progress) as bar:
             values = evaluate(make_chunk, samples, progress=bar)
     if not np.all(np.isfinite(values)):
-        raise ValueError(f"the loss is not finite at {int((~np.isfinite(values)).sum())} of {samples} perturbed "
-                         f"weights; lower `t` / raise `beta` (perturbation scale sqrt(t/beta) = {scale:.3g})")
+        raise ValueError(
+            f"the loss is not finite at {int((~np.isfinite(values)).sum())} of {samples} perturbed "
+            f"weights; lower `t` / raise `beta` (perturbation scale sqrt(t/beta) = {scale:.3g})"
+        )
     estimate, stderr = heat_estimate(values) if kind == "heat" else viscous_estimate(values, beta)
-    return SmoothedLoss(estimate=estimate, stderr=stderr, loss=loss, kind=kind, t=t, beta=beta, samples=samples,
-                        values=values)
+    return SmoothedLoss(
+        estimate=estimate, stderr=stderr, loss=loss, kind=kind, t=t, beta=beta, samples=samples, values=values
+    )

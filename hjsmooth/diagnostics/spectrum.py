@@ -25,8 +25,9 @@ RELATIVE_BANDWIDTH = 0.01
 PADDING = 6.0
 
 
-def smoothed_density(nodes: np.ndarray, weights: np.ndarray, bandwidth: float | None = None,
-                     points: int = 1001) -> tuple[np.ndarray, np.ndarray, float]:
+def smoothed_density(
+    nodes: np.ndarray, weights: np.ndarray, bandwidth: float | None = None, points: int = 1001
+) -> tuple[np.ndarray, np.ndarray, float]:
     r"""The measure :math:`\frac1R\sum_r\sum_j w_{rj}\,\delta_{\theta_{rj}}` smoothed by a Gaussian, on a grid.
 
     Returns ``(grid, density, bandwidth)``: ``density[i]`` is the mean over the cell
@@ -52,9 +53,18 @@ def smoothed_density(nodes: np.ndarray, weights: np.ndarray, bandwidth: float | 
     return grid, density / (density.sum() * h), sigma
 
 
-def hessian_spectrum(model: torch.nn.Module, loss_fn: LossFn, data: Any, steps: int = 64, runs: int = 4, *,
-                     bandwidth: float | None = None, points: int = 1001, rng: Any = None,
-                     progress: bool = True) -> SpectralDensity:
+def hessian_spectrum(
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    data: Any,
+    steps: int = 64,
+    runs: int = 4,
+    *,
+    bandwidth: float | None = None,
+    points: int = 1001,
+    rng: Any = None,
+    progress: bool = True,
+) -> SpectralDensity:
     r"""The density of the Hessian's eigenvalues by stochastic Lanczos quadrature.
 
     The spectral density :math:`\phi(\lambda) = \frac1d \sum_i \delta(\lambda - \lambda_i)` satisfies
@@ -112,7 +122,8 @@ def hessian_spectrum(model: torch.nn.Module, loss_fn: LossFn, data: Any, steps: 
                 theta, w = basis.quadrature()
                 nodes[r, : len(theta)], weights[r, : len(theta)] = theta, w
                 if len(theta) < steps:  # invariant subspace: the quadrature is exact with fewer nodes
-                    nodes[r, len(theta):] = theta[-1]
+                    nodes[r, len(theta) :] = theta[-1]
     grid, density, sigma = smoothed_density(nodes, weights, bandwidth, points)
-    return SpectralDensity(grid=grid, density=density, nodes=nodes, weights=weights, bandwidth=sigma, dimension=d,
-                           matvecs=hvp.matvecs)
+    return SpectralDensity(
+        grid=grid, density=density, nodes=nodes, weights=weights, bandwidth=sigma, dimension=d, matvecs=hvp.matvecs
+    )

@@ -26,8 +26,17 @@ def rademacher(d: int, generator: torch.Generator, like: torch.Tensor) -> torch.
     return bits.to(like.dtype).mul_(2).sub_(1)
 
 
-def hessian_trace(model: torch.nn.Module, loss_fn: LossFn, data: Any, samples: int = 100, *, deflation: int = 0,
-                  tol: float | None = None, rng: Any = None, progress: bool = True) -> TraceEstimate:
+def hessian_trace(
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    data: Any,
+    samples: int = 100,
+    *,
+    deflation: int = 0,
+    tol: float | None = None,
+    rng: Any = None,
+    progress: bool = True,
+) -> TraceEstimate:
     r"""Hutchinson's estimate of the Hessian's trace :math:`\operatorname{tr} H = \Delta f(x)`, with its standard error.
 
     :math:`\operatorname{tr} H = E[z^T H z]` for Rademacher vectors :math:`z` (independent signs), so
@@ -79,8 +88,9 @@ def hessian_trace(model: torch.nn.Module, loss_fn: LossFn, data: Any, samples: i
         with progress_bar(deflation + samples, "Hessian trace", progress) as bar:
             exact, V = 0.0, None
             if deflation > 0:
-                basis = lanczos_basis(hvp, torch.randn(d, generator=gen, device=like.device, dtype=like.dtype),
-                                      deflation, progress=bar)
+                basis = lanczos_basis(
+                    hvp, torch.randn(d, generator=gen, device=like.device, dtype=like.dtype), deflation, progress=bar
+                )
                 exact, V = float(np.trace(basis.tridiagonal)), basis.vectors
             values: list[float] = []
             for _ in range(samples):
@@ -95,6 +105,12 @@ def hessian_trace(model: torch.nn.Module, loss_fn: LossFn, data: Any, samples: i
                     if err <= tol * abs(exact + mean):
                         break
     arr = np.asarray(values)
-    return TraceEstimate(estimate=exact + float(arr.mean()), stderr=float(arr.std(ddof=1) / math.sqrt(len(arr))),
-                         samples=len(arr), values=arr, deflated=exact, deflation=0 if V is None else V.shape[0],
-                         matvecs=hvp.matvecs)
+    return TraceEstimate(
+        estimate=exact + float(arr.mean()),
+        stderr=float(arr.std(ddof=1) / math.sqrt(len(arr))),
+        samples=len(arr),
+        values=arr,
+        deflated=exact,
+        deflation=0 if V is None else V.shape[0],
+        matvecs=hvp.matvecs,
+    )

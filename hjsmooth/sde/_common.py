@@ -51,8 +51,14 @@ class GradientOracle:
     message names the step (``step_name``) instead.
     """
 
-    def __init__(self, grad_f: Callable[..., Any], rng: Any, noisy: bool = False, name: str = "grad_f",
-                 step_name: str = "step_size"):
+    def __init__(
+        self,
+        grad_f: Callable[..., Any],
+        rng: Any,
+        noisy: bool = False,
+        name: str = "grad_f",
+        step_name: str = "step_size",
+    ):
         if not callable(grad_f):
             raise TypeError(f"`{name}` must be callable, got {type(grad_f).__name__}")
         self.grad_f = grad_f
@@ -82,11 +88,15 @@ class GradientOracle:
     def _check(self, y: Any, g: Any) -> None:
         where = f"(call {self.calls})"
         if type(g) is not type(y) or g.dtype != y.dtype:
-            raise TypeError(f"`{self.name}` must return the input's array type and dtype "
-                            f"({type(y).__name__}, {y.dtype}), got {type(g).__name__}, {getattr(g, 'dtype', None)} {where}")
+            raise TypeError(
+                f"`{self.name}` must return the input's array type and dtype "
+                f"({type(y).__name__}, {y.dtype}), got {type(g).__name__}, {getattr(g, 'dtype', None)} {where}"
+            )
         if tuple(g.shape) != tuple(y.shape):
-            raise ValueError(f"`{self.name}` must return an array of the input's shape {tuple(y.shape)}, "
-                             f"got {tuple(g.shape)} {where}")
+            raise ValueError(
+                f"`{self.name}` must return an array of the input's shape {tuple(y.shape)}, "
+                f"got {tuple(g.shape)} {where}"
+            )
         xp = self._namespace(g)
         if math.isfinite(float(xp.sum(g))):  # one reduction (a sum of finite values may overflow: recheck)
             return
@@ -99,7 +109,8 @@ class GradientOracle:
         if not math.isfinite(size) or size > limit:
             raise FloatingPointError(
                 f"the chains diverged: `{self.name}` overflowed at points as large as {size:.3g} {where}; "
-                f"pass a smaller `{self.step_name}`")
+                f"pass a smaller `{self.step_name}`"
+            )
         raise FloatingPointError(f"`{self.name}` returned {n_bad} NaN or inf value(s) at finite points {where}")
 
 
@@ -154,8 +165,9 @@ def _device(x: Any) -> Any:
     return device(x)
 
 
-def min_eigenvalue(grad: Callable[[Any], Any], y: Any, hessian: Callable[[Any], Any] | None = None,
-                   dense_limit: int = 32) -> Any:
+def min_eigenvalue(
+    grad: Callable[[Any], Any], y: Any, hessian: Callable[[Any], Any] | None = None, dense_limit: int = 32
+) -> Any:
     """Smallest eigenvalue of ``Hess f(y)`` per point (``y`` of shape ``(n, d)``, result ``(n,)``).
 
     A user ``hessian(y) -> (n, d, d)`` is used when given; otherwise for ``d <= dense_limit`` the
@@ -184,8 +196,9 @@ def min_eigenvalue(grad: Callable[[Any], Any], y: Any, hessian: Callable[[Any], 
     return radius[:, 0] - top
 
 
-def default_step_size(grad: Callable[[Any], Any], x: Any, t: float, lipschitz: float | None,
-                      fraction: float = STEP_FRACTION) -> tuple[float, float]:
+def default_step_size(
+    grad: Callable[[Any], Any], x: Any, t: float, lipschitz: float | None, fraction: float = STEP_FRACTION
+) -> tuple[float, float]:
     """The Langevin / gradient-flow step ``eta = fraction / (1/t + L)`` and the ``L`` used.
 
     ``1/t + L`` bounds the Lipschitz constant of ``grad_y H = grad f(y) + (y - x)/t``; ``L`` is

@@ -24,7 +24,7 @@ import numpy as np
 from hjsmooth.backend import from_numpy, is_torch_array
 from hjsmooth.validation import check_seed
 
-__all__ = ["make_generator", "check_generator", "normal", "sign_flips"]
+__all__ = ["make_generator", "check_generator", "normal"]
 
 
 def _is_torch_generator(rng: Any) -> bool:
@@ -32,7 +32,7 @@ def _is_torch_generator(rng: Any) -> bool:
     return mod.startswith("torch") and type(rng).__name__ == "Generator"
 
 
-def make_generator(seed: int | None, like: Any) -> Any:
+def make_generator(seed: int | np.integer | None, like: Any) -> Any:
     """A new generator: ``torch.Generator`` on ``like``'s device for torch tensors, ``numpy.random.Generator``
     otherwise; seeded with ``seed`` (an integer in ``[0, 2**63)``), or from fresh OS entropy for ``None``."""
     if seed is not None:
@@ -62,8 +62,9 @@ def check_generator(rng: Any, like: Any, name: str = "rng") -> Any:
         return rng
     if _is_torch_generator(rng):
         if not is_torch_array(like):
-            raise TypeError(f"`{name}` is a torch.Generator but the data is a {type(like).__name__}; "
-                            "pass a numpy Generator")
+            raise TypeError(
+                f"`{name}` is a torch.Generator but the data is a {type(like).__name__}; pass a numpy Generator"
+            )
         if rng.device.type != like.device.type:
             raise ValueError(f"`{name}` lives on {rng.device} but the data lives on {like.device}")
         return rng
@@ -80,14 +81,3 @@ def normal(rng: Any, shape: tuple[int, ...], like: Any) -> Any:
     import torch
 
     return torch.randn(shape, generator=rng, device=like.device, dtype=like.dtype)
-
-
-def sign_flips(rng: Any, shape: tuple[int, ...], like: Any) -> Any:
-    """Independent +-1 entries of ``shape`` (Rademacher), on ``like``'s backend, device and dtype."""
-    shape = tuple(int(s) for s in shape)
-    if isinstance(rng, np.random.Generator):
-        return from_numpy(rng.integers(0, 2, size=shape).astype(np.float64) * 2.0 - 1.0, like)
-    import torch
-
-    bits = torch.randint(0, 2, shape, generator=rng, device=like.device)
-    return bits.to(like.dtype) * 2 - 1

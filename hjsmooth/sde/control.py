@@ -60,8 +60,9 @@ def grid_control(values: Any, times: Any, grid: Grid) -> Callable[[Any, float], 
     u = np.asarray(to_numpy(values), dtype=np.float64)
     s_grid = np.asarray(times, dtype=np.float64).ravel()
     if u.shape != (s_grid.size,) + tuple(grid.shape):
-        raise ValueError(f"`values` must have shape (len(times),) + grid.shape = {(s_grid.size,) + grid.shape}, "
-                         f"got {u.shape}")
+        raise ValueError(
+            f"`values` must have shape (len(times),) + grid.shape = {(s_grid.size,) + grid.shape}, got {u.shape}"
+        )
     check_finite(u, "values")
     order = np.argsort(s_grid)
     s_grid, u = s_grid[order], u[order]
@@ -151,8 +152,9 @@ class RiccatiControl:
         return self.c / 2 * (mean_sq + x0.size * var)
 
 
-def riccati_control(a: float, c: float, beta: float, t: float | None = None, *,
-                    horizon: float | None = None) -> RiccatiControl:
+def riccati_control(
+    a: float, c: float, beta: float, t: float | None = None, *, horizon: float | None = None
+) -> RiccatiControl:
     """The closed-form optimal control of (4.29)-(4.31) for ``f = a|x|^2/2``, ``V = c|x|^2/2`` up to the
     final time ``t`` (see :class:`RiccatiControl`; ``horizon`` is the deprecated name of ``t``)."""
     return RiccatiControl(a, c, beta, renamed_argument(t, horizon, "t", "horizon"))

@@ -26,10 +26,34 @@ from hjsmooth.sde.viscous import langevin_average
 __all__ = ["replica_average"]
 
 
-def replica_average(grad: GradientOracle, x: Any, t: float, beta: float, rng: Any, *, replicas: int,
-                    burn_in: int, window: int, eta: float, grad_noise_var: float = 0.0,
-                    return_cov: bool = False) -> dict[str, Any]:
+def replica_average(
+    grad: GradientOracle,
+    x: Any,
+    t: float,
+    beta: float,
+    rng: Any,
+    *,
+    replicas: int,
+    burn_in: int,
+    window: int,
+    eta: float,
+    grad_noise_var: float = 0.0,
+    return_cov: bool = False,
+) -> dict[str, Any]:
     """Run ``replicas`` chains per point of ``x`` for ``burn_in + window`` steps; average over replicas."""
-    return langevin_average(grad, x, t, beta, rng, chains=replicas, steps=window, burn_in=burn_in, eta=eta,
-                            form="rho1", averaging="uniform", grad_noise_var=grad_noise_var,
-                            return_cov=return_cov, per_chain_window=True)
+    return langevin_average(
+        grad,
+        x,
+        t,
+        beta,
+        rng,
+        chains=replicas,
+        steps=window,
+        burn_in=burn_in,
+        eta=eta,
+        form="rho1",
+        averaging="uniform",
+        grad_noise_var=grad_noise_var,
+        return_cov=return_cov,
+        per_chain_window=True,
+    )

@@ -23,8 +23,9 @@ from hjsmooth.sde._rng import normal
 __all__ = ["gaussian_average"]
 
 
-def gaussian_average(grad: GradientOracle, x: Any, t: float, beta: float, rng: Any, *, samples: int,
-                     antithetic: bool = False) -> dict[str, Any]:
+def gaussian_average(
+    grad: GradientOracle, x: Any, t: float, beta: float, rng: Any, *, samples: int, antithetic: bool = False
+) -> dict[str, Any]:
     """Average ``grad f(x + z)`` over ``samples`` Gaussian draws (pairs when antithetic) per point of ``x``."""
     xp = array_namespace(x)
     n, d = x.shape
@@ -44,5 +45,4 @@ def gaussian_average(grad: GradientOracle, x: Any, t: float, beta: float, rng: A
     # pairs this exceeds the number of draws when the pairing helps)
     safe = xp.where(stderr > 0, stderr, xp.ones_like(stderr))
     ess = xp.where(stderr > 0, single_var / (safe * safe), xp.full_like(stderr, math.inf))
-    return {"grad": estimate, "stderr": stderr, "mean_y": x + xp.mean(z, axis=1), "ess": ess,
-            "stderr_method": "chains"}
+    return {"grad": estimate, "stderr": stderr, "mean_y": x + xp.mean(z, axis=1), "ess": ess, "stderr_method": "chains"}

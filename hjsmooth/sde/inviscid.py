@@ -16,7 +16,8 @@ from ``x`` to ``y*``.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from hjsmooth.backend import array_namespace
 from hjsmooth.sde._common import GradientOracle, min_eigenvalue
@@ -24,8 +25,17 @@ from hjsmooth.sde._common import GradientOracle, min_eigenvalue
 __all__ = ["proximal_flow", "convexity_on_segment"]
 
 
-def proximal_flow(grad: GradientOracle, x: Any, t: float, *, eta: float, max_steps: int, tol: float,
-                  form: str = "rho1", check_every: int = 10) -> dict[str, Any]:
+def proximal_flow(
+    grad: GradientOracle,
+    x: Any,
+    t: float,
+    *,
+    eta: float,
+    max_steps: int,
+    tol: float,
+    form: str = "rho1",
+    check_every: int = 10,
+) -> dict[str, Any]:
     """Run the gradient flow for every point of ``x`` (shape ``(n, d)``) until ``|grad_y h| <= tol``
     everywhere (checked every ``check_every`` steps) or ``max_steps`` steps."""
     xp = array_namespace(x)
@@ -59,13 +69,14 @@ def proximal_flow(grad: GradientOracle, x: Any, t: float, *, eta: float, max_ste
     if not bool(xp.all(xp.isfinite(y_star))):
         raise FloatingPointError(
             f"the proximal gradient flow diverged (step_size={eta:.3g}); pass a smaller `step_size` or the "
-            "Lipschitz constant of grad f as `lipschitz`")
-    return {"grad": grad_est, "mean_y": y_star, "converged": residual <= tol, "residual": residual,
-            "steps": steps}
+            "Lipschitz constant of grad f as `lipschitz`"
+        )
+    return {"grad": grad_est, "mean_y": y_star, "converged": residual <= tol, "residual": residual, "steps": steps}
 
 
-def convexity_on_segment(grad: GradientOracle, x: Any, y_star: Any, t: float,
-                         hessian: Callable[[Any], Any] | None = None, points: int = 5) -> tuple[Any, Any]:
+def convexity_on_segment(
+    grad: GradientOracle, x: Any, y_star: Any, t: float, hessian: Callable[[Any], Any] | None = None, points: int = 5
+) -> tuple[Any, Any]:
     """Smallest eigenvalue of ``I + t Hess f`` over ``points`` equally spaced points of the segment
     ``[x, y*]`` (ends included), and whether it is positive; both of shape ``(n,)``."""
     xp = array_namespace(x)

@@ -83,9 +83,11 @@ class SmoothedGradient:
     info: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
-        return (f"SmoothedGradient(kind={self.kind!r}, shape={tuple(self.grad.shape)}, steps={self.steps}, "
-                f"burn_in={self.burn_in}, step_size={self.step_size:.3g}, chains={self.chains}, "
-                f"stderr_method={self.stderr_method!r})")
+        return (
+            f"SmoothedGradient(kind={self.kind!r}, shape={tuple(self.grad.shape)}, steps={self.steps}, "
+            f"burn_in={self.burn_in}, step_size={self.step_size:.3g}, chains={self.chains}, "
+            f"stderr_method={self.stderr_method!r})"
+        )
 
 
 @dataclass(frozen=True)
@@ -131,5 +133,7 @@ class Paths:
     info: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
-        return (f"Paths(n={self.x.shape[0]}, d={self.x.shape[-1]}, t={float(self.times[-1]):g}, "
-                f"steps={self.steps}, dt={self.dt:.3g}, kind={self.info.get('kind')!r})")
+        return (
+            f"Paths(n={self.x.shape[0]}, d={self.x.shape[-1]}, t={float(self.times[-1]):g}, "
+            f"steps={self.steps}, dt={self.dt:.3g}, kind={self.info.get('kind')!r})"
+        )

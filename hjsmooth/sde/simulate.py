@@ -151,8 +151,10 @@ def simulate(
         epsilon = check_positive(epsilon, "epsilon")
         replicas = check_count(replicas, "replicas")
         fast = xp.asarray(xp.broadcast_to(x[:, None, :], (n, replicas, d)), copy=True)
+        if dt is None:
+            dt = 0.1 * epsilon * gamma
     if dt is None:
-        dt = 0.1 * epsilon * gamma if kind == "entropy_sgd" else (t / 1000 if t > 0 else 1.0)
+        dt = t / 1000 if t > 0 else 1.0
     dt = check_positive(dt, "dt")
 
     running = xp.zeros((n,), dtype=x.dtype, device=device(x)) if kind == "controlled" else None
@@ -173,10 +175,14 @@ def simulate(
                 running = running + h * xp.sum(a * a, axis=-1)
                 x = x - h * (grad(x) + a) + noise * math.sqrt(h) * normal(gen, (n, d), x)
             else:
+                assert gamma is not None and epsilon is not None  # checked above for kind="entropy_sgd"
                 mean_fast = xp.mean(fast, axis=1)
                 pull = grad(fast) + (fast - x[:, None, :]) / gamma
-                fast = fast - (h / epsilon) * pull + math.sqrt(2 * h / (beta * epsilon)) * normal(gen, fast.shape, x) \
-                    if beta != math.inf else fast - (h / epsilon) * pull
+                fast = (
+                    fast - (h / epsilon) * pull + math.sqrt(2 * h / (beta * epsilon)) * normal(gen, fast.shape, x)
+                    if beta != math.inf
+                    else fast - (h / epsilon) * pull
+                )
                 x = x - h * (x - mean_fast) / gamma
             now += h
             steps += 1
@@ -187,10 +193,19 @@ def simulate(
     density = counts = inside = None
     if grid is not None:
         density, counts, inside = histogram_density(x, grid)
-    return Paths(x=x, times=times, steps=steps, dt=dt, paths=xp.stack(snaps, axis=0) if snaps else None,
-                 running_cost=running, density=density, counts=counts, inside=inside,
-                 fast=fast if kind == "entropy_sgd" else None,
-                 info={"kind": kind, "beta": beta, "gamma": gamma, "epsilon": epsilon, "replicas": replicas})
+    return Paths(
+        x=x,
+        times=times,
+        steps=steps,
+        dt=dt,
+        paths=xp.stack(snaps, axis=0) if snaps else None,
+        running_cost=running,
+        density=density,
+        counts=counts,
+        inside=inside,
+        fast=fast if kind == "entropy_sgd" else None,
+        info={"kind": kind, "beta": beta, "gamma": gamma, "epsilon": epsilon, "replicas": replicas},
+    )
 
 
 def _sigma(sigma: Any, like: Any) -> Callable[[Any, Any], Any]:
@@ -200,14 +215,18 @@ def _sigma(sigma: Any, like: Any) -> Callable[[Any, Any], Any]:
     if sigma is None:
         return lambda x, dw: dw
     if callable(sigma):
+
         def apply(x: Any, dw: Any) -> Any:
             s = sigma(x)
             if tuple(getattr(s, "shape", ())) != tuple(x.shape) + (d,):
-                raise ValueError(f"`sigma` must return shape (..., d, d) = {tuple(x.shape) + (d,)}, "
-                                 f"got {tuple(getattr(s, 'shape', ()))}")
+                raise ValueError(
+                    f"`sigma` must return shape (..., d, d) = {tuple(x.shape) + (d,)}, "
+                    f"got {tuple(getattr(s, 'shape', ()))}"
+                )
             if not bool(xp.all(xp.isfinite(s))):
                 raise FloatingPointError("`sigma` returned NaN or inf values")
             return xp.sum(s * dw[..., None, :], axis=-1)
+
         return apply
     mat = as_real_array(sigma, "sigma")
     if mat.shape != (d, d):

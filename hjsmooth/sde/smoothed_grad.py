@@ -43,7 +43,7 @@ KINDS = ("viscous", "inviscid", "heat", "elastic")
 
 #: default chains (replicas, samples), burn-in and averaged steps per kind; ``None`` means a count of
 #: relaxation times ``t`` of the coupling, in steps of ``eta`` (see ``RELAXATION_TIMES``).
-DEFAULTS = {
+DEFAULTS: dict[str, dict[str, int | None]] = {
     "viscous": {"chains": 16, "burn_in": None, "steps": None},
     "elastic": {"chains": 256, "burn_in": None, "steps": 1},
     "heat": {"chains": 256, "burn_in": 0, "steps": 1},
@@ -88,8 +88,9 @@ def smoothed_grad(
         ``grad_f(y)`` for a batch ``y`` of shape ``(..., d)`` returns ``grad f(y)`` of the same shape,
         backend and dtype, and finite: every result is checked (``ValueError`` or ``TypeError`` for the
         wrong shape or array type, ``FloatingPointError`` for NaN or inf, naming ``grad_f`` and the call;
-        if the chains themselves diverged the error names ``step_size`` instead).  With ``noisy_grad=True`` it is called as ``grad_f(y, rng)`` and may return a
-        minibatch (noisy, unbiased) gradient, as in (4.40).
+        if the chains themselves diverged the error names ``step_size`` instead).  With ``noisy_grad=True``
+        it is called as ``grad_f(y, rng)`` and may return a minibatch (noisy, unbiased) gradient, as in
+        (4.40).
     x : array of shape ``(d,)`` or ``(..., d)``
         The points (numpy or torch, CPU or CUDA; float32 or float64).  All points and all chains are
         advanced together as one array computation of shape ``(n, chains, d)``.
@@ -175,8 +176,11 @@ def smoothed_grad(
         if beta_f == math.inf:
             raise ValueError(f"`beta` must be finite for kind={kind!r} (use kind='inviscid' for beta = inf)")
     defaults = DEFAULTS[kind]
-    chains = check_count(defaults["chains"] if chains is None else chains, "chains",
-                         2 if kind == "elastic" or averaging == "exponential" else 1)
+    chains = check_count(
+        defaults["chains"] if chains is None else chains,
+        "chains",
+        2 if kind == "elastic" or averaging == "exponential" else 1,
+    )
     if steps is not None:
         steps = check_count(steps, "steps")
     if burn_in is not None:
@@ -191,9 +195,23 @@ def smoothed_grad(
     if t == 0.0:
         g = oracle(x2)
         zeros = xp.zeros_like(x2)
-        return _result(xp, batch, kind, {"grad": g, "stderr": zeros, "mean_y": xp.asarray(x2, copy=True),
-                                         "ess": xp.full_like(x2, math.inf), "stderr_method": "none"},
-                       steps=0, burn_in=0, eta=0.0, chains=0, info={"t": 0.0})
+        return _result(
+            xp,
+            batch,
+            kind,
+            {
+                "grad": g,
+                "stderr": zeros,
+                "mean_y": xp.asarray(x2, copy=True),
+                "ess": xp.full_like(x2, math.inf),
+                "stderr_method": "none",
+            },
+            steps=0,
+            burn_in=0,
+            eta=0.0,
+            chains=0,
+            info={"t": 0.0},
+        )
 
     info = {"t": t, "beta": beta_f, "form": form}
     if kind == "heat":
@@ -211,10 +229,15 @@ def smoothed_grad(
         eta = check_positive(step_size, "step_size")
     relax = t / eta
     if steps is None:
-        steps = defaults["steps"] if defaults["steps"] is not None else math.ceil(RELAXATION_TIMES["steps"] * relax - 1e-9)
+        steps = (
+            defaults["steps"] if defaults["steps"] is not None else math.ceil(RELAXATION_TIMES["steps"] * relax - 1e-9)
+        )
     if burn_in is None:
-        burn_in = defaults["burn_in"] if defaults["burn_in"] is not None else \
-            math.ceil(RELAXATION_TIMES["burn_in"] * relax - 1e-9)
+        burn_in = (
+            defaults["burn_in"]
+            if defaults["burn_in"] is not None
+            else math.ceil(RELAXATION_TIMES["burn_in"] * relax - 1e-9)
+        )
     if kind == "viscous" and chains == 1 and steps < 40:
         raise ValueError(f"`steps` must be >= 40 for a batch-means error bar with one chain, got {steps}")
     if kind == "inviscid":
@@ -225,22 +248,70 @@ def smoothed_grad(
         curvature, convex = convexity_on_segment(oracle, x2, out["mean_y"], t, hessian)
         out.update(stderr=xp.zeros_like(x2), ess=xp.full_like(x2, math.inf), stderr_method="none")
         info["tol"] = tol
-        return _result(xp, batch, kind, out, steps=out["steps"], burn_in=0, eta=eta, chains=1, info=info,
-                       converged=out["converged"], convex=convex, min_curvature=curvature)
+        return _result(
+            xp,
+            batch,
+            kind,
+            out,
+            steps=out["steps"],
+            burn_in=0,
+            eta=eta,
+            chains=1,
+            info=info,
+            converged=out["converged"],
+            convex=convex,
+            min_curvature=curvature,
+        )
     if kind == "elastic":
-        out = replica_average(oracle, x2, t, beta_f, gen, replicas=chains, burn_in=burn_in, window=steps,
-                              eta=eta, grad_noise_var=grad_noise_var, return_cov=return_cov)
+        out = replica_average(
+            oracle,
+            x2,
+            t,
+            beta_f,
+            gen,
+            replicas=chains,
+            burn_in=burn_in,
+            window=steps,
+            eta=eta,
+            grad_noise_var=grad_noise_var,
+            return_cov=return_cov,
+        )
     else:
-        out = langevin_average(oracle, x2, t, beta_f, gen, chains=chains, steps=steps, burn_in=burn_in,
-                               eta=eta, form=form, averaging=averaging, alpha=alpha,
-                               grad_noise_var=grad_noise_var, return_cov=return_cov)
+        out = langevin_average(
+            oracle,
+            x2,
+            t,
+            beta_f,
+            gen,
+            chains=chains,
+            steps=steps,
+            burn_in=burn_in,
+            eta=eta,
+            form=form,
+            averaging=averaging,
+            alpha=alpha,
+            grad_noise_var=grad_noise_var,
+            return_cov=return_cov,
+        )
         info.update(averaging=averaging, alpha=alpha)
     return _result(xp, batch, kind, out, steps=steps, burn_in=burn_in, eta=eta, chains=chains, info=info)
 
 
-def _result(xp: Any, batch: tuple[int, ...], kind: str, out: dict[str, Any], *, steps: int, burn_in: int,
-            eta: float, chains: int, info: dict, converged: Any = None, convex: Any = None,
-            min_curvature: Any = None) -> SmoothedGradient:
+def _result(
+    xp: Any,
+    batch: tuple[int, ...],
+    kind: str,
+    out: dict[str, Any],
+    *,
+    steps: int,
+    burn_in: int,
+    eta: float,
+    chains: int,
+    info: dict,
+    converged: Any = None,
+    convex: Any = None,
+    min_curvature: Any = None,
+) -> SmoothedGradient:
     d = out["grad"].shape[-1]
 
     def shaped(a: Any) -> Any:
@@ -251,8 +322,19 @@ def _result(xp: Any, batch: tuple[int, ...], kind: str, out: dict[str, Any], *, 
 
     cov = out.get("cov_y")
     return SmoothedGradient(
-        grad=shaped(out["grad"]), stderr=shaped(out["stderr"]), mean_y=shaped(out["mean_y"]), kind=kind,
-        steps=int(steps), burn_in=int(burn_in), step_size=float(eta), chains=int(chains), ess=shaped(out["ess"]),
-        stderr_method=out["stderr_method"], cov_y=None if cov is None else xp.reshape(cov, batch + (d, d)),
-        converged=per_point(converged), convex=per_point(convex), min_curvature=per_point(min_curvature),
-        info=info)
+        grad=shaped(out["grad"]),
+        stderr=shaped(out["stderr"]),
+        mean_y=shaped(out["mean_y"]),
+        kind=kind,
+        steps=int(steps),
+        burn_in=int(burn_in),
+        step_size=float(eta),
+        chains=int(chains),
+        ess=shaped(out["ess"]),
+        stderr_method=out["stderr_method"],
+        cov_y=None if cov is None else xp.reshape(cov, batch + (d, d)),
+        converged=per_point(converged),
+        convex=per_point(convex),
+        min_curvature=per_point(min_curvature),
+        info=info,
+    )

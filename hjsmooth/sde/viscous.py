@@ -66,8 +66,10 @@ def langevin_average(
     m = chains
     noise_var = 2.0 * eta / beta - eta * eta * grad_noise_var
     if noise_var < 0:
-        raise ValueError(f"`grad_noise_var` = {grad_noise_var!r} carries more noise than the temperature 1/beta "
-                         f"allows at step {eta:.3g} (eta * sigma^2 must be <= 2 / beta)")
+        raise ValueError(
+            f"`grad_noise_var` = {grad_noise_var!r} carries more noise than the temperature 1/beta "
+            f"allows at step {eta:.3g} (eta * sigma^2 must be <= 2 / beta)"
+        )
     noise_scale = math.sqrt(noise_var)
     x3 = x[:, None, :]
     state = xp.zeros((n, m, d), dtype=x.dtype, device=_dev(x)) if form == "rho2" else xp.broadcast_to(x3, (n, m, d))
@@ -76,13 +78,13 @@ def langevin_average(
     total = burn_in + steps
     exponential = averaging == "exponential" and not per_chain_window
     zeros = lambda shape: xp.zeros(shape, dtype=x.dtype, device=_dev(x))  # noqa: E731
-    acc = zeros((n, m, d))       # per-chain sum of the averaged quantity
-    acc_sq = zeros((n, m, d))    # per-chain sum of its squares
-    ema = zeros((n, m, d)) if exponential else None
-    pos_acc = zeros((n, d))      # sum over chains and time of y - x
-    cov_acc = zeros((n, d, d)) if return_cov else None
+    acc = zeros((n, m, d))  # per-chain sum of the averaged quantity
+    acc_sq = zeros((n, m, d))  # per-chain sum of its squares
+    ema: Any = zeros((n, m, d)) if exponential else None
+    pos_acc = zeros((n, d))  # sum over chains and time of y - x
+    cov_acc: Any = zeros((n, d, d)) if return_cov else None
     single = m == 1
-    batches = zeros((n, N_BATCHES, d)) if single else None
+    batches: Any = zeros((n, N_BATCHES, d)) if single else None
     batch_len = [0] * N_BATCHES
 
     inv_t = 1.0 / t
@@ -119,8 +121,7 @@ def langevin_average(
 
     if form == "rho1" and not return_cov:
         pos_acc = xp.sum(acc, axis=1) - steps * m * x  # the sum of y - x, from the sum of y
-    return _summarise(xp, x, t, acc, acc_sq, ema, pos_acc, cov_acc, batches, batch_len, steps, m,
-                      form, return_cov)
+    return _summarise(xp, x, t, acc, acc_sq, ema, pos_acc, cov_acc, batches, batch_len, steps, m, form, return_cov)
 
 
 def _check_bounded(xp: Any, state: Any, eta: float) -> None:
@@ -129,11 +130,26 @@ def _check_bounded(xp: Any, state: Any, eta: float) -> None:
     if not bool(xp.all(xp.abs(state) < limit)):
         raise FloatingPointError(
             f"the Langevin chains diverged (step_size={eta:.3g}); pass a smaller `step_size` or the "
-            "Lipschitz constant of grad f as `lipschitz`")
+            "Lipschitz constant of grad f as `lipschitz`"
+        )
 
 
-def _summarise(xp: Any, x: Any, t: float, acc: Any, acc_sq: Any, ema: Any, pos_acc: Any, cov_acc: Any,
-               batches: Any, batch_len: list[int], steps: int, m: int, form: str, return_cov: bool) -> dict[str, Any]:
+def _summarise(
+    xp: Any,
+    x: Any,
+    t: float,
+    acc: Any,
+    acc_sq: Any,
+    ema: Any,
+    pos_acc: Any,
+    cov_acc: Any,
+    batches: Any,
+    batch_len: list[int],
+    steps: int,
+    m: int,
+    form: str,
+    return_cov: bool,
+) -> dict[str, Any]:
     """Estimates, error bars and effective sample sizes from the accumulated sums."""
     exponential = ema is not None
     single = batches is not None
@@ -162,8 +178,7 @@ def _summarise(xp: Any, x: Any, t: float, acc: Any, acc_sq: Any, ema: Any, pos_a
     cov_y = None
     if return_cov:
         cov_y = cov_acc / count - mean_offset[:, :, None] * mean_offset[:, None, :]
-    return {"grad": grad_est, "stderr": grad_err, "mean_y": mean_y, "ess": ess, "cov_y": cov_y,
-            "stderr_method": method}
+    return {"grad": grad_est, "stderr": grad_err, "mean_y": mean_y, "ess": ess, "cov_y": cov_y, "stderr_method": method}
 
 
 def _dev(x: Any) -> Any:
