@@ -14,6 +14,7 @@ point and the step is the gradient of the Hopf-Lax solution, ``(x - prox_{gamma 
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from hjsmooth.optim import _foreach as ops
 from hjsmooth.optim._base import SmoothingWrapper, finite_mean
 from hjsmooth.optim._checks import (
     check_flag,
+    check_lr,
     check_nonnegative_float,
     check_scope,
     INNER_CHECKS,
@@ -159,7 +161,11 @@ class LocalEntropy(InnerLoopGroups, SmoothingWrapper):
         Use the ``torch._foreach_*`` kernels (default: when every parameter is on CUDA);
         also passed to ``base_optimizer`` when given (``base_foreach`` overrides that).
     **base_kwargs
-        Passed to ``base_optimizer`` (``lr``, ``momentum``, ``weight_decay``, ...).
+        Passed to ``base_optimizer`` (``lr``, ``momentum``, ``weight_decay``, ...).  Without
+        ``lr`` the outer step gets defaults that train: over ``torch.optim.SGD``, EntropySGD's
+        (``lr = 0.3``, Nesterov momentum 0.9); over any other optimizer 10 times its default
+        learning rate (Adam: 0.01, the thesis' Entropy-Adam), since one outer step consumes
+        ``L`` gradients.
 
     Attributes
     ----------
@@ -208,6 +214,7 @@ class LocalEntropy(InnerLoopGroups, SmoothingWrapper):
         defaults = dict(gamma=gamma, L=L, inner_lr=inner_lr, noise=noise, alpha=alpha, inner_momentum=inner_momentum,
                         inner_nesterov=inner_nesterov, coupling_in_momentum=coupling_in_momentum,
                         keep_inner_buffer=keep_inner_buffer, scale_by_gamma=scale_by_gamma)
+        base_kwargs = outer_defaults(base_optimizer, base_kwargs)
         super().__init__(params, base_optimizer, defaults, generator=generator, foreach=foreach, freeze_bn=freeze_bn,
                          base_foreach=foreach if base_foreach is None else base_foreach, **base_kwargs)
 
@@ -334,9 +341,34 @@ class LocalEntropy(InnerLoopGroups, SmoothingWrapper):
 def _sgd_kwargs(lr: Any, momentum: Any, nesterov: Any, weight_decay: Any) -> dict[str, Any]:
     """Keyword arguments of the outer ``torch.optim.SGD`` (Nesterov only where ``momentum > 0``)."""
     momentum = check_nonnegative_float(momentum, "momentum")
-    return dict(lr=check_nonnegative_float(lr, "lr"), momentum=momentum,
+    return dict(lr=check_lr(lr, "lr"), momentum=momentum,
                 nesterov=check_flag(nesterov, "nesterov") and momentum > 0,
                 weight_decay=check_nonnegative_float(weight_decay, "weight_decay"))
+
+
+#: The outer learning rate of a base optimizer other than SGD, when none is given, in units of its own
+#: default: one outer step consumes L gradients (the thesis' Entropy-Adam: 0.01 over Adam's 0.001).
+OUTER_LR_FACTOR = 10.0
+
+
+def outer_defaults(base_optimizer: Any, base_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The base optimizer's keyword arguments with the outer step's defaults filled in where not given.
+
+    Over ``torch.optim.SGD`` (or a subclass): :class:`EntropySGD`'s outer step (``lr = 0.3``,
+    Nesterov momentum 0.9).  Over another optimizer whose default ``lr`` is a number:
+    ``OUTER_LR_FACTOR`` times that default (Adam: 0.01).  Arguments given are kept.
+    """
+    if "lr" in base_kwargs or not isinstance(base_optimizer, type):
+        return base_kwargs
+    if issubclass(base_optimizer, torch.optim.SGD):
+        return {**ENTROPY_SGD_OUTER, **base_kwargs}
+    try:
+        default = inspect.signature(base_optimizer).parameters["lr"].default
+    except (KeyError, TypeError, ValueError):
+        return base_kwargs
+    if isinstance(default, (int, float)) and not isinstance(default, bool) and default > 0:
+        return {**base_kwargs, "lr": OUTER_LR_FACTOR * float(default)}
+    return base_kwargs
 
 
 def _sgd_foreach(foreach: bool | None) -> bool:
