@@ -1,14 +1,19 @@
 """Run the ``python`` code blocks of README.md and every page in docs/: each block alone, in a fresh namespace.
 
 A block is what a reader copies: it holds its own imports and builds its own data, and runs without the
-blocks above it.  Only fences whose info string is exactly ``python`` run.  A fragment that cannot run on
-its own (it uses a ``model`` or data the page never builds) is fenced ``python skip``, which renders as
-Python and is not run; write ``text``, ``bash`` or ``pycon`` for anything else.
+blocks above it.  Fences whose info string is exactly ``python`` run here; ``python torchrun`` blocks are
+scripts run under ``torch.distributed.run`` with two processes; ``python slow`` blocks run under
+``pytest -m slow``.  A fragment that cannot run on its own (it uses a ``model`` or data the page never
+builds) is fenced ``python skip``, which renders as Python and is not run; write ``text``, ``bash`` or
+``pycon`` for anything else.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,15 +26,14 @@ FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```\s*$", re.DOTALL | re.MULTILINE)
 # every block of its page runs alone.  Empty it, and the page-level test goes with it.
 TUTORIAL_PAGES: frozenset[str] = frozenset({
     "solvers.md",
-    "optimizers.md",
 })
 
 
-def python_blocks(text: str) -> list[tuple[int, str]]:
-    """``(line number, code)`` of every fenced block whose info string is ``python``."""
+def python_blocks(text: str, info: str = "python") -> list[tuple[int, str]]:
+    """``(line number, code)`` of every fenced block whose info string is ``info``."""
     blocks = []
     for match in FENCE.finditer(text):
-        if match.group(1).strip() == "python":
+        if match.group(1).strip() == info:
             line = text.count("\n", 0, match.start()) + 2
             blocks.append((line, match.group(2)))
     return blocks
@@ -66,6 +70,28 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.mark.parametrize(("page", "line", "code"), BLOCKS, ids=[f"{p.name}:{line}" for p, line, _ in BLOCKS])
 def test_block_runs_alone(page: Path, line: int, code: str, sandbox: Path) -> None:
     _run(page, line, code, {"__name__": f"docs_{page.stem}_{line}"})
+
+
+SLOW = [(page, line, code) for page in PAGES for line, code in python_blocks(page.read_text(), "python slow")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("page", "line", "code"), SLOW, ids=[f"{p.name}:{line}" for p, line, _ in SLOW])
+def test_slow_block_runs_alone(page: Path, line: int, code: str, sandbox: Path) -> None:
+    _run(page, line, code, {"__name__": f"docs_{page.stem}_{line}"})
+
+
+TORCHRUN = [(page, line, code) for page in PAGES for line, code in python_blocks(page.read_text(), "python torchrun")]
+
+
+@pytest.mark.parametrize(("page", "line", "code"), TORCHRUN, ids=[f"{p.name}:{line}" for p, line, _ in TORCHRUN])
+def test_torchrun_block_runs_on_two_processes(page: Path, line: int, code: str, sandbox: Path) -> None:
+    script = sandbox / f"{page.stem}_{line}.py"
+    script.write_text(code)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script)], capture_output=True, text=True, timeout=600, env=env, cwd=sandbox)
+    assert done.returncode == 0, f"{page.name}, torchrun block at line {line} failed:\n{done.stderr[-4000:]}"
 
 
 def test_a_block_that_needs_an_earlier_one_fails_alone(sandbox: Path) -> None:

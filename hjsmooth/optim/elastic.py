@@ -109,17 +109,22 @@ class Parle(InnerLoopGroups, ReplicatedOptimizer):
     generator : torch.Generator or sequence of them, optional
         One per local replica (or one shared), saved in ``state_dict``.
     freeze_bn : torch.nn.Module, optional
-        The model whose BatchNorm running statistics only the first closure call of each
-        outer step (replica 0's first inner step, at ``x^0``) may update.  Default: the
-        statistics follow every call.  (Re-estimate them at the master before evaluating,
-        e.g. with ``torch.optim.swa_utils.update_bn``.)
+        The model whose BatchNorm running statistics only the first call of each outer step
+        (replica 0's first inner step, at ``x^0``) may update.  Default: the statistics
+        follow every call.  (Re-estimate them at the master before evaluating, e.g. with
+        ``torch.optim.swa_utils.update_bn``.)
 
-    ``step(closure)`` takes ``closure(a)`` (replica ``a`` evaluated with its point
-    ``y = x^a + d^a`` held in the model's parameters, ``n L`` calls per outer step) or a
-    :class:`~hjsmooth.optim.ReplicaBatches` (all local replicas at each inner step in one
-    ``torch.func.vmap`` call, ``L`` calls; the same trajectory, see the module docstring).
-    ``stats`` after a step: ``loss`` (mean over replicas of their first inner loss),
-    ``inner_loss``, ``replica_spread`` (RMS distance of the replicas to the new master).
+    Notes
+    -----
+    One outer step is ``n L`` calls of ``step()`` in one process (replica 0's ``L`` inner
+    steps, then replica 1's, ...), ``L`` per rank with ``distributed=True``; between calls the
+    model holds the point ``y = x^a + d^a`` of replica ``a = opt.replica``, and
+    ``with opt.at_anchor():`` puts the master into it.  ``step_outer`` takes ``closure(a)``
+    or a :class:`~hjsmooth.optim.ReplicaBatches` (all local replicas at each inner step in
+    one ``torch.func.vmap`` call, ``L`` calls; the same trajectory, see the module
+    docstring).  ``stats`` after an outer step: ``loss`` (mean over replicas of their first
+    inner loss), ``inner_loss``, ``replica_spread`` (RMS distance of the replicas to the new
+    master).
     """
 
     hyperparameters = _PARLE_CHECKS
@@ -352,7 +357,9 @@ class ElasticSGD(ReplicatedOptimizer):
     ``G^a = grad f_a(x^a) + (x^a - x)/rho``; SGD (momentum, Nesterov, weight decay) on each
     replica; ``x <- mean_a x^a`` (the normalisation ``eta' = rho/n`` of section 5.3.2).
     Every argument has a default (docs/optimizers.md); the others as in :class:`Parle`
-    (without the inner loop).  ``step`` takes ``closure(a)`` or a
+    (without the inner loop).  One outer step is ``n`` calls of ``step()`` in one process
+    (one per replica; the model holds replica ``opt.replica``'s point), one per rank with
+    ``distributed=True``.  ``step_outer`` takes ``closure(a)`` or a
     :class:`~hjsmooth.optim.ReplicaBatches` (every replica's gradient in one
     ``torch.func.vmap`` call at the stacked replicas).  ``freeze_bn=model``: only replica
     0's evaluation updates the BatchNorm running statistics.

@@ -65,6 +65,8 @@ class TrivializedSGD(SmoothingWrapper):
     **base_kwargs
         ``lr``, ``momentum``, ``nesterov``, ``weight_decay``... for the base optimizer.
 
+    Notes
+    -----
     ``step(closure=None)``: with a closure, it is called once (under ``enable_grad``) and
     what it returned is returned; without one, the gradients already in ``p.grad`` are used
     (and left as they were).  A NaN or infinite gradient raises
