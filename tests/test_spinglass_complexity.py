@@ -184,3 +184,25 @@ def test_theorem_2_7_and_2_8_agree_in_their_common_limit() -> None:
     assert rate == pytest.approx(0.5 * math.log((1 + b) / (1 - b)), rel=1e-5)
     with pytest.raises(ValueError, match="`b` must lie in"):
         expected_critical_points(1.0, 10)
+
+
+def test_trivialized_sgd_applies_the_annealed_field_of_2_19() -> None:
+    """Algorithm 1's field at step i has standard deviation v_c (1 + 2 tau_i / N)^{1/2}, tau_i = n (e^{-i/tau0} - 1/2):
+    the annealing (2.19)-(2.20) that puts the landscape in the polynomial band."""
+    torch = pytest.importorskip("torch")
+    from hjsmooth.optim import TrivializedSGD
+
+    weight = torch.nn.Parameter(torch.zeros(300, 200))
+    coupling, tau0 = 1e-3, 50.0
+    opt = TrivializedSGD([weight], torch.optim.SGD, coupling=coupling, tau0=tau0, layers=5, lr=0.0, momentum=0.0,
+                         generator=torch.Generator().manual_seed(0))
+    n = weight.numel()
+    for i in range(120):
+        weight.grad = torch.zeros_like(weight)              # no loss: what reaches the base optimizer is the field
+        opt.step()
+        if i in (0, 30, 119):
+            tau = opt.neurons * (math.exp(-i / tau0) - 0.5)
+            expected = annealed_field(tau, opt.weights, opt.layers, coupling)
+            std = float(weight.grad.std())
+            assert abs(std - expected) < 5 * expected / math.sqrt(2 * n), i   # stderr of a sample std
+    assert opt.layers == 5 and opt.neurons == opt.weights == n
