@@ -292,3 +292,12 @@ def test_sphere_helpers_against_brute_force() -> None:
     assert isinstance(like, torch.Tensor) and like.dtype == torch.float32
     with pytest.raises(ValueError, match="zero vector"):
         project_to_sphere(np.zeros((2, 3)))
+
+
+def test_public_names_resolve_from_the_package() -> None:
+    import hjsmooth
+    from hjsmooth import spinglass
+
+    assert hjsmooth.spinglass is spinglass
+    for name in spinglass.__all__:
+        assert getattr(spinglass, name) is not None, name
