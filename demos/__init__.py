@@ -52,6 +52,12 @@ DEMOS: dict[str, str] = {
     "slice's grid by heat, Local Entropy and Hopf-Lax",
     "sgd_noise": "Figures 6.1 and 6.3: the spectrum of the gradient-noise covariance D(x) during training, and "
     "the power spectrum and autocorrelation of an SGD trajectory",
+    "spin_glass": "Figures 2.1 and 2.2: complexity of the spherical 3-spin glass, and the minima projected gradient "
+    "descent finds from 2000 starts in the exponential, polynomial and trivial regimes of a random "
+    "field (t-SNE, energies, cosine distances; a few minutes)",
+    "trivialized": "Figure 2.3a-b: Trivialized-SGD over Adam against Adam on the 16-layer mnistfc network "
+    "(MNIST-1D): training loss, smallest back-propagated gradient, validation error over 5 seeds "
+    "(10-20 minutes on 2 cores)",
 }
 
 
@@ -62,6 +68,8 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "hessian": ("torch", "sklearn", "mnist1d"),
     "landscape": ("torch", "sklearn", "mnist1d"),
     "sgd_noise": ("torch", "sklearn", "mnist1d"),
+    "spin_glass": ("sklearn",),
+    "trivialized": ("torch", "sklearn", "mnist1d"),
 }
 
 #: import name -> distribution name, where they differ

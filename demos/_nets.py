@@ -105,7 +105,7 @@ def train_net(
             loss = closure().item()
             opt.step()
         else:
-            loss = float(opt.step_outer(closure))
+            loss = float(opt.step_outer(closure).detach())
         if callback is not None:
             callback(k, outer, model)
     if callable(getattr(opt, "eval", None)):
