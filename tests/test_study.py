@@ -205,3 +205,79 @@ def test_a_diverging_run_is_marked_and_ranked_at_chance(name: str) -> None:
     assert result.diverged
     assert result.final_val_error == 90.0 and result.test_error == 90.0
     assert result.gradient_evaluations <= 20 * method.cost(hp)
+
+
+# ----------------------------------------------------------------------------- SAM, ASAM, SWA
+def _counting_mlp() -> tuple[Any, list[int]]:
+    import torch
+
+    calls = [0]
+    model = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+    model.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return model, calls
+
+
+def _digits_draw(seed: int = 0) -> Any:
+    from hjsmooth.demos.study.loop import fresh_run
+
+    return fresh_run(load_split("digits"), "mlp", seed)[1]
+
+
+@pytest.mark.parametrize("name", ["SAM", "ASAM"])
+def test_sam_is_pytorch_optimizers_and_takes_two_gradients_of_one_minibatch_per_step(name: str) -> None:
+    import torch.nn.functional as F
+    from pytorch_optimizer import SAM
+
+    model, calls = _counting_mlp()
+    method = METHODS[name]
+    runner = method.build(model, F.cross_entropy, _digits_draw(), method.documented, None, 10)
+    assert isinstance(runner.optimizer, SAM)
+    assert runner.optimizer.param_groups[0]["adaptive"] is (name == "ASAM")
+    assert runner.optimizer.param_groups[0]["nesterov"] and runner.optimizer.param_groups[0]["momentum"] == 0.9
+    for _ in range(3):
+        runner.step()
+    assert calls[0] == 3 * 2 == 3 * method.cost(method.documented)
+
+
+def test_swa_averages_from_its_start_with_the_swa_learning_rate_and_recomputes_batchnorm() -> None:
+    """SGD until ``swa_start``, then SWALR reaches ``swa_lr`` and stays there (the loop's drops no longer apply),
+    the weights are averaged once per epoch, and ``update_bn`` recomputes BatchNorm statistics of the average
+    before it is evaluated, without touching the training stream."""
+    import torch
+    import torch.nn.functional as F
+    from torch.optim.swa_utils import AveragedModel
+
+    from hjsmooth.demos.study.loop import drive
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(),
+                                torch.nn.Linear(16, 10))
+    hp = {**METHODS["SWA"].documented, "swa_start": 0.5}
+    split = load_split("digits")
+    runner = METHODS["SWA"].build(model, F.cross_entropy, _digits_draw(), hp, torch.Generator().manual_seed(1), 40,
+                                  epoch_steps=5)
+    assert runner.own_lr_from == 20
+    assert runner.eval_model() is model                           # nothing averaged yet
+    result = drive(runner, 1, 40, split, checkpoints=4)
+    average = runner.eval_model()
+    assert isinstance(average, AveragedModel) and result.model is average
+    assert int(average.n_averaged) == 4                           # steps 25, 30, 35, 40 of the SWA phase
+    assert runner.optimizer.param_groups[0]["lr"] == pytest.approx(hp["swa_lr"])
+    bn = average.module[1]
+    assert not torch.allclose(bn.running_mean, torch.zeros(16))    # recomputed on the average's own pass
+
+
+def test_cyclic_swa_learning_rate_falls_to_a_tenth_within_each_cycle() -> None:
+    from hjsmooth.demos.study.methods import swa_cycle_lr
+
+    lrs = [swa_cycle_lr(k, 4, 0.1) for k in range(8)]
+    assert lrs[3] == pytest.approx(0.01) and lrs[7] == pytest.approx(0.01)
+    assert lrs[0] > lrs[1] > lrs[2] > lrs[3] and lrs[4] == pytest.approx(lrs[0])
+
+
+def test_the_new_methods_are_searched_around_the_papers_settings() -> None:
+    assert METHODS["SAM"].documented["rho"] == 0.05 and METHODS["ASAM"].documented["rho"] == 0.5
+    assert METHODS["SAM"].space["rho"].low < 0.05 < METHODS["SAM"].space["rho"].high
+    assert METHODS["ASAM"].space["rho"].low <= 0.5 and METHODS["ASAM"].space["rho"].high >= 2.0
+    assert METHODS["SWA"].documented["swa_start"] == 0.75
+    assert {"swa_lr", "swa_start", "swa_schedule"} <= set(METHODS["SWA"].space)
