@@ -281,3 +281,82 @@ def test_the_new_methods_are_searched_around_the_papers_settings() -> None:
     assert METHODS["ASAM"].space["rho"].low <= 0.5 and METHODS["ASAM"].space["rho"].high >= 2.0
     assert METHODS["SWA"].documented["swa_start"] == 0.75
     assert {"swa_lr", "swa_start", "swa_schedule"} <= set(METHODS["SWA"].space)
+
+
+# ----------------------------------------------------------------------------- Table 5.1 on parallel hardware
+def test_parallel_hardware_runs_every_variant_on_two_processes_with_sgds_budget_per_process(quick) -> None:
+    from hjsmooth.demos.study.hardware import RUNS
+
+    _, record, _ = quick
+    hw = record["parallel_hardware"]["digits-mlp"]
+    budget = record["settings"]["budgets"]["digits-mlp"]["gradient_evaluations"]
+    seeds = record["settings"]["seeds"]
+    assert list(hw["runs"]) == list(RUNS) and hw["processes"] == 2
+    assert hw["gradient_evaluations_per_process"] == budget
+    for name, entry in hw["runs"].items():
+        assert entry["gradient_evaluations"] == budget, name                  # per process
+        assert entry["processes"] == (1 if name == "SGD" else 2), name
+        assert entry["seeds"] == seeds, name
+        assert all(w > 0 for w in entry["wall_clock_s"]), name
+        for curve in entry["curves"]:
+            assert curve["evaluations"][-1] == budget and len(curve["val_error"]) == len(curve["wall_clock_s"])
+            assert curve["wall_clock_s"] == sorted(curve["wall_clock_s"])
+    assert hw["runs"]["Parle"]["outer_steps"] * hw["runs"]["Parle"]["hyperparameters"]["L"] == budget
+    # single-process SGD is the study's SGD run again (same setting, seeds and budget): the same errors
+    assert hw["runs"]["SGD"]["test_error"] == record["tasks"]["digits-mlp"]["SGD"]["test_error"]
+    assert hw["runs"]["SGD-DDP"]["hyperparameters"] == record["tasks"]["digits-mlp"]["SGD"]["hyperparameters"]
+    assert hw["runs"]["Parle"]["hyperparameters"] == record["tasks"]["digits-mlp"]["Parle"]["hyperparameters"]
+    for name in ("SGD-DDP", "Elastic-SGD", "Parle"):
+        c = hw["comparison"][name]
+        diff = np.mean(np.subtract(hw["runs"][name]["test_error"], hw["runs"]["SGD"]["test_error"]))
+        assert c["vs_SGD"]["difference"] == pytest.approx(diff)
+        assert len(c["wall_clock_ratio"]) == len(c["val_at_sgd_time"]) == len(seeds)
+        assert ("vs_SGD-DDP" in c) is (name != "SGD-DDP")
+
+
+def test_at_time_reads_the_last_checkpoint_reached_in_time() -> None:
+    from hjsmooth.demos.study.hardware import at_time
+
+    curve = {"val_error": [90.0, 50.0, 20.0, 10.0], "wall_clock_s": [0.0, 1.0, 2.0, 3.0]}
+    assert at_time(curve, 2.5) == 20.0 and at_time(curve, 3.0) == 10.0 and at_time(curve, 0.5) == 90.0
+
+
+def test_the_distributed_module_steps_hjsmooth_optimizers_in_one_place() -> None:
+    """Every step of a distributed hjsmooth optimizer goes through ``outer_step`` (one line to change when the
+    optimizers' calling convention changes)."""
+    import inspect
+
+    from hjsmooth.demos.study import distributed
+
+    source = inspect.getsource(distributed)
+    assert source.count(".step(") == 2          # outer_step's optimizer.step(closure), and DDP's torch SGD
+    assert "return optimizer.step(closure)" in inspect.getsource(distributed.outer_step)
+
+
+# ----------------------------------------------------------------------------- partial reruns
+def test_a_partial_rerun_replaces_its_methods_and_keeps_the_rest(quick, tmp_path: Path) -> None:
+    import shutil
+
+    _, record, out = quick
+    mine = tmp_path / "train.png"
+    shutil.copy(out.with_suffix(".json"), mine.with_suffix(".json"))
+    merged = train.study(mine, quick=True, seed=0, methods=["SAM"])
+    for name in set(NAMES) - {"SAM"}:
+        assert merged["tasks"]["digits-mlp"][name] == record["tasks"]["digits-mlp"][name], name
+    assert list(merged["tasks"]["digits-mlp"]) == list(NAMES)              # table order kept
+    sam, before = merged["tasks"]["digits-mlp"]["SAM"], record["tasks"]["digits-mlp"]["SAM"]
+    assert sam["test_error"] == before["test_error"]                        # deterministic: the same runs again
+    assert merged["parallel_hardware"] == record["parallel_hardware"]
+    assert len(merged["parts"]) == 2 and merged["parts"][1]["methods"] == ["SAM"]
+    assert merged["wall_time_s"] == pytest.approx(sum(p["wall_time_s"] for p in merged["parts"]))
+    with pytest.raises(ValueError, match="seeds"):
+        train.study(mine, quick=True, seed=7, methods=["SAM"])
+
+
+def test_unknown_method_or_task_names_the_valid_ones(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="valid values are .*SAM.*parallel-hardware"):
+        train.study(tmp_path / "t.png", quick=True, methods=["SAMM"])
+    with pytest.raises(ValueError, match="valid values are .*digits-mlp"):
+        train.study(tmp_path / "t.png", quick=True, tasks=["digits"])
+    with pytest.raises(ValueError, match="budget_scale"):
+        train.study(tmp_path / "t.png", quick=True, budget_scale=0.0)
