@@ -259,7 +259,7 @@ def run(out: Path, quick: bool = False, seed: int = 0, data_dir: Path | None = N
 def study(out: Path, quick: bool = False, seed: int = 0, data_dir: Path | None = None, workers: int | None = None,
           methods: Sequence[str] | None = None, tasks: Sequence[str] | None = None,
           budget_scale: float = 1.0) -> dict[str, Any]:
-    """:func:`run` with filters: ``methods`` and ``tasks`` run part of the study and merge it into ``out.json``.
+    """:func:`run` with filters: ``methods`` or ``tasks`` run part of the study and merge it into ``out.json``.
 
     Parameters
     ----------
@@ -267,12 +267,12 @@ def study(out: Path, quick: bool = False, seed: int = 0, data_dir: Path | None =
         As in :func:`run`.
     methods : sequence of str or None
         The methods to search and run (names of :data:`~hjsmooth.demos.study.methods.NAMES`), and
-        ``"parallel-hardware"`` for Table 5.1 under torchrun; default: all of them.  With a selection, an
-        existing ``out.json`` made with the same design is kept and the new runs replace their earlier
-        entries (:mod:`hjsmooth.demos.study.record`); the parallel-hardware runs take the settings of SGD,
-        Elastic-SGD and Parle from this run or from that record.
+        ``"parallel-hardware"`` for Table 5.1 under torchrun; default: all of them.  With a selection of
+        methods or tasks, an existing ``out.json`` made with the same design is kept and the new runs replace
+        their earlier entries (:mod:`hjsmooth.demos.study.record`); the parallel-hardware runs take the
+        settings of SGD, Elastic-SGD and Parle from this run or from that record.
     tasks : sequence of str or None
-        Task names (default: every task; the digits task alone with ``quick``).
+        Task names (default: every task; the digits task alone with ``quick``), merged as ``methods`` are.
     budget_scale : float
         Multiplies every task's budget in effective epochs (> 0; 1 for results: a smaller value is for
         timing a run of the full study's shape).
@@ -306,7 +306,8 @@ def study(out: Path, quick: bool = False, seed: int = 0, data_dir: Path | None =
                     for t in plan.tasks},
         "workers": workers, "machine": _machine(workers),
     }
-    base = load_base(out.with_suffix(".json")) if methods is not None else empty_record()
+    partial = methods is not None or tasks is not None
+    base = load_base(out.with_suffix(".json")) if partial else empty_record()
     check_compatible(base, settings, [t.name for t in plan.tasks])
 
     chosen, search_record = _search(plan, names, budgets, workers, ddir) if names else ({}, {})

@@ -360,3 +360,33 @@ def test_unknown_method_or_task_names_the_valid_ones(tmp_path: Path) -> None:
         train.study(tmp_path / "t.png", quick=True, tasks=["digits"])
     with pytest.raises(ValueError, match="budget_scale"):
         train.study(tmp_path / "t.png", quick=True, budget_scale=0.0)
+
+
+# ----------------------------------------------------------------------------- the results page
+def test_the_page_states_what_the_record_says(quick) -> None:
+    from hjsmooth.demos.study import page
+
+    _, record, _ = quick
+    text = page.render(record)
+    assert "\n## What held and what did not\n" in text and "### Table 5.1 on parallel hardware" in text
+    for competitor, per_method in record["versus"]["digits-mlp"].items():
+        for name, c in per_method.items():
+            assert f"| {page.pair_text(c)} {page.verdict_word(c)} {competitor} |" in text, (name, competitor)
+    for name, c in record["comparison"]["digits-mlp"].items():
+        assert f"digits-mlp ({page.pair_text(c)})" in text, name
+    assert f"The study took {page._int(record['wall_time_s'])} s" in text
+    for name, c in record["parallel_hardware"]["digits-mlp"]["comparison"].items():
+        assert f"{name} took {np.mean(c['wall_clock_ratio']):.2f}x SGD's time" in text, name
+
+
+def test_the_page_verdicts_follow_the_intervals() -> None:
+    from hjsmooth.demos.study import page
+
+    better = {"difference": -2.0, "interval": [-3.0, -1.0], "verdict": "better"}
+    same = {"difference": -0.5, "interval": [-1.5, 0.5], "verdict": "same"}
+    worse = {"difference": 2.0, "interval": [1.0, 3.0], "verdict": "worse"}
+    assert [page.verdict_word(c) for c in (better, same, worse)] == ["beat", "tied with", "lost to"]
+    assert page.pair_text(better) == "-2.00 [-3.00, -1.00]"
+    assert "width tracked error" in page._width_tracks(better, better)
+    assert "did not track" in page._width_tracks(better, same)
+    assert "went against" in page._width_tracks(better, worse)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -67,15 +66,10 @@ def hardware_jobs(tasks: Sequence[Any], chosen: Mapping[str, Mapping[str, Mappin
     return single, parallel
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def launch(jobs: Sequence[RankJob], processes: int = PROCESSES, timeout: float | None = None) -> list[dict[str, Any]]:
-    """Run ``jobs`` under ``python -m torch.distributed.run --nproc_per_node=processes`` (gloo on 127.0.0.1,
-    one thread per process); return process 0's numbers, one dict per job, in order.
+    """Run ``jobs`` under ``python -m torch.distributed.run --standalone --nproc_per_node=processes`` (gloo on
+    this machine, a free port chosen by torchrun, one thread per process); return process 0's numbers, one dict
+    per job, in order.
 
     Raises ``RuntimeError`` (with torchrun's exit status) when a process fails, and
     ``subprocess.TimeoutExpired`` after ``timeout`` seconds.
@@ -87,9 +81,8 @@ def launch(jobs: Sequence[RankJob], processes: int = PROCESSES, timeout: float |
     with tempfile.TemporaryDirectory(prefix="hjsmooth-table51-") as tmp:
         spec, out = Path(tmp) / "jobs.json", Path(tmp) / "results.json"
         spec.write_text(json.dumps([asdict(job) for job in jobs]))
-        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={processes}",
-                   "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
-                   "-m", "hjsmooth.demos.study.distributed", str(spec), str(out)]
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
+                   f"--nproc_per_node={processes}", "-m", "hjsmooth.demos.study.distributed", str(spec), str(out)]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         proc = subprocess.run(command, env=env, timeout=timeout, stdout=subprocess.DEVNULL)
         if proc.returncode != 0 or not out.exists():
