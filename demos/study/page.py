@@ -370,30 +370,26 @@ def _head_to_head(record: Mapping[str, Any], smoothing: Sequence[str], competito
 
 
 def _width_tracks(width: Mapping[str, Any] | None, error: Mapping[str, Any] | None) -> str:
-    """Whether a paired width difference (log10) and a paired error difference agree."""
+    """Whether a paired width difference (of log10 width) and a paired error difference agree, in words."""
     if not width or not error:
         return "not measured"
     w, e = width["verdict"], error["verdict"]
-    if w == "same" and e == "same":
-        return "neither its width nor its error differed from SGD's beyond the seed noise"
     if w == "same":
-        return f"its error {'fell' if e == 'better' else 'rose'} without a width difference: width did not track error"
-    flatter = w == "better"
+        return "no width difference" + ("" if e == "same" else ": width did not track error")
+    shape = "flatter" if w == "better" else "sharper"
     if e == "same":
-        return (f"{'flatter' if flatter else 'sharper'} minima with the same error: width did not track error")
-    if (e == "better") == flatter:
-        return (f"{'flatter' if flatter else 'sharper'} minima and {'lower' if e == 'better' else 'higher'} error: "
-                "width tracked error")
-    return (f"{'flatter' if flatter else 'sharper'} minima yet {'lower' if e == 'better' else 'higher'} error: width "
-            "went against error")
+        return f"{shape}, same error: width did not track error"
+    if w == e:
+        return f"{shape}, {'lower' if e == 'better' else 'higher'} error: width tracked error"
+    return f"{shape}, yet {'lower' if e == 'better' else 'higher'} error: width went against error"
 
 
 def _sam_width(record: Mapping[str, Any], names: Sequence[str]) -> list[str]:
     lines = ["", "### Width and error for SAM and ASAM", "",
              "Paired against SGD on the same seeds: the ratio of the top Hessian eigenvalue and of the Hessian trace "
-             "(geometric mean over seeds, 95 % interval, from the paired difference of log10 width), the test-error "
-             "difference, and whether they agree. Across all methods, the Spearman correlation of width and error "
-             "of each task is in the tables' section.", ""]
+             "(geometric mean over seeds with its 95 % interval, from the paired difference of log10 width), each "
+             "read against the test-error difference. Across all methods, the Spearman correlation of width and "
+             "error of each task is in the tables' section.", ""]
     if not names:
         return lines[:3] + ["SAM and ASAM are not in this record."]
     for name in names:
@@ -404,9 +400,9 @@ def _sam_width(record: Mapping[str, Any], names: Sequence[str]) -> list[str]:
                 continue
             top, trace = w.get("hessian_top"), w.get("hessian_trace")
             corr = record["width_vs_error"].get(task, {}).get("hessian_top", {})
-            lines.append(f"* {name} on {task}: top eigenvalue x{_ratio(top)}, trace x{_ratio(trace)}, test error "
-                         f"{pair_text(e)}: {_width_tracks(top, e)} (all methods: Spearman "
-                         f"{_num(corr.get('spearman'))}).")
+            lines.append(f"* {name} on {task}, test error {pair_text(e)} against SGD: top eigenvalue x{_ratio(top)} "
+                         f"({_width_tracks(top, e)}); trace x{_ratio(trace)} ({_width_tracks(trace, e)}). All "
+                         f"methods on {task}: Spearman {_num(corr.get('spearman'))} (top eigenvalue).")
     return lines
 
 

@@ -220,7 +220,7 @@ def write_json(record: Mapping[str, Any], path: Path) -> None:
     Path(path).write_text(json.dumps(_plain(record), indent=1) + "\n")
 
 
-_COLORS = {"SGD": "0.15", "SGD-EMA": "0.55", "SWA": "tab:gray", "Adam": "tab:olive", "SAM": "tab:cyan",
+_COLORS = {"SGD": "0.15", "SGD-EMA": "0.55", "SWA": "darkgoldenrod", "Adam": "tab:olive", "SAM": "tab:cyan",
            "ASAM": "tab:pink", "Entropy-SGD": "tab:red", "HJ": "tab:blue", "HEAT": "tab:green",
            "Elastic-SGD": "tab:purple", "Parle": "tab:orange", "SGD-DDP": "tab:brown"}
 
