@@ -68,17 +68,19 @@ class Plan:
 
 def plan_for(quick: bool, seed: int, data_dir: Path | None, tasks: Sequence[str] | None = None) -> Plan:
     """The full study (5 final seeds, 8 configurations per method) or its ``quick`` version (2 and 2), on
-    ``tasks`` (names; default: every task of the study, the digits task alone with ``quick``)."""
-    every: list[Task] = list(TASKS)
+    ``tasks`` (names; default: every task of the study, the digits task alone with ``quick``, and a task per
+    dataset found in ``data_dir``)."""
+    local: list[Task] = []
     if data_dir is not None:
         from hjsmooth.demos.local_datasets import available
 
         found = available(data_dir)
         if not found:
             raise FileNotFoundError(f"`data_dir` {str(data_dir)!r} holds neither MNIST/raw nor cifar-10-batches-py")
-        every += data_tasks(found)
+        local = data_tasks(found)
+    every = [*TASKS, *local]
     if tasks is None:
-        chosen = [TASKS[0]] if quick else every
+        chosen = [TASKS[0], *local] if quick else every
     else:
         names = [t.name for t in every]
         unknown = [t for t in tasks if t not in names]
@@ -217,9 +219,12 @@ def _machine(workers: int) -> dict[str, Any]:
 
 
 def _selection(methods: Sequence[str] | None) -> tuple[list[str], bool]:
-    """The methods to run (in table order) and whether to run the parallel-hardware section."""
+    """The methods to run (in table order) and whether to run the parallel-hardware section (by default, when
+    the methods whose settings it uses are run)."""
+    from hjsmooth.demos.study.hardware import NEEDS
+
     if methods is None:
-        return list(NAMES), True
+        return list(NAMES), all(name in NAMES for name in NEEDS)
     valid = (*NAMES, HARDWARE)
     unknown = [m for m in methods if m not in valid]
     if unknown or not methods:

@@ -33,7 +33,8 @@ from hjsmooth.demos.study.distributed import VARIANTS, RankJob
 from hjsmooth.demos.study.jobs import Job
 from hjsmooth.demos.study.report import WIDTH_MEASURES, method_entry, paired_entry
 
-__all__ = ["PROCESSES", "CHECKPOINTS", "RUNS", "BASELINE", "hardware_jobs", "launch", "at_time", "hardware_entry"]
+__all__ = ["PROCESSES", "CHECKPOINTS", "RUNS", "BASELINE", "NEEDS", "hardware_jobs", "launch", "at_time",
+           "hardware_entry"]
 
 #: Processes (one CPU core each) of the parallel runs.
 PROCESSES = 2
@@ -43,6 +44,8 @@ CHECKPOINTS = 20
 BASELINE = "SGD"
 RUNS = (BASELINE, *VARIANTS)
 _SOURCE = {"SGD-DDP": "SGD", "Elastic-SGD": "Elastic-SGD", "Parle": "Parle"}
+#: The methods whose chosen settings the runs use.
+NEEDS = ("SGD", "Elastic-SGD", "Parle")
 
 
 def hardware_jobs(tasks: Sequence[Any], chosen: Mapping[str, Mapping[str, Mapping[str, Any]]],
@@ -53,7 +56,7 @@ def hardware_jobs(tasks: Sequence[Any], chosen: Mapping[str, Mapping[str, Mappin
     single, parallel = [], []
     for task in tasks:
         hp = chosen[task.name]
-        missing = [name for name in ("SGD", "Elastic-SGD", "Parle") if name not in hp]
+        missing = [name for name in NEEDS if name not in hp]
         if missing:
             raise ValueError(f"the parallel-hardware runs of task {task.name!r} need the chosen settings of "
                              f"{missing}: run those methods too, or merge into a record that has them")
