@@ -205,3 +205,176 @@ def test_a_diverging_run_is_marked_and_ranked_at_chance(name: str) -> None:
     assert result.diverged
     assert result.final_val_error == 90.0 and result.test_error == 90.0
     assert result.gradient_evaluations <= 20 * method.cost(hp)
+
+
+# ----------------------------------------------------------------------------- SAM, ASAM, SWA
+def _counting_mlp() -> tuple[Any, list[int]]:
+    import torch
+
+    calls = [0]
+    model = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+    model.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return model, calls
+
+
+def _digits_draw(seed: int = 0) -> Any:
+    from hjsmooth.demos.study.loop import fresh_run
+
+    return fresh_run(load_split("digits"), "mlp", seed)[1]
+
+
+@pytest.mark.parametrize("name", ["SAM", "ASAM"])
+def test_sam_is_pytorch_optimizers_and_takes_two_gradients_of_one_minibatch_per_step(name: str) -> None:
+    import torch.nn.functional as F
+    from pytorch_optimizer import SAM
+
+    model, calls = _counting_mlp()
+    method = METHODS[name]
+    runner = method.build(model, F.cross_entropy, _digits_draw(), method.documented, None, 10)
+    assert isinstance(runner.optimizer, SAM)
+    assert runner.optimizer.param_groups[0]["adaptive"] is (name == "ASAM")
+    assert runner.optimizer.param_groups[0]["nesterov"] and runner.optimizer.param_groups[0]["momentum"] == 0.9
+    for _ in range(3):
+        runner.step()
+    assert calls[0] == 3 * 2 == 3 * method.cost(method.documented)
+
+
+def test_swa_averages_from_its_start_with_the_swa_learning_rate_and_recomputes_batchnorm() -> None:
+    """SGD until ``swa_start``, then SWALR reaches ``swa_lr`` and stays there (the loop's drops no longer apply),
+    the weights are averaged once per epoch, and ``update_bn`` recomputes BatchNorm statistics of the average
+    before it is evaluated, without touching the training stream."""
+    import torch
+    import torch.nn.functional as F
+    from torch.optim.swa_utils import AveragedModel
+
+    from hjsmooth.demos.study.loop import drive
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(),
+                                torch.nn.Linear(16, 10))
+    hp = {**METHODS["SWA"].documented, "swa_start": 0.5}
+    split = load_split("digits")
+    runner = METHODS["SWA"].build(model, F.cross_entropy, _digits_draw(), hp, torch.Generator().manual_seed(1), 40,
+                                  epoch_steps=5)
+    assert runner.own_lr_from == 20
+    assert runner.eval_model() is model                           # nothing averaged yet
+    result = drive(runner, 1, 40, split, checkpoints=4)
+    average = runner.eval_model()
+    assert isinstance(average, AveragedModel) and result.model is average
+    assert int(average.n_averaged) == 4                           # steps 25, 30, 35, 40 of the SWA phase
+    assert runner.optimizer.param_groups[0]["lr"] == pytest.approx(hp["swa_lr"])
+    bn = average.module[1]
+    assert not torch.allclose(bn.running_mean, torch.zeros(16))    # recomputed on the average's own pass
+
+
+def test_cyclic_swa_learning_rate_falls_to_a_tenth_within_each_cycle() -> None:
+    from hjsmooth.demos.study.methods import swa_cycle_lr
+
+    lrs = [swa_cycle_lr(k, 4, 0.1) for k in range(8)]
+    assert lrs[3] == pytest.approx(0.01) and lrs[7] == pytest.approx(0.01)
+    assert lrs[0] > lrs[1] > lrs[2] > lrs[3] and lrs[4] == pytest.approx(lrs[0])
+
+
+def test_the_new_methods_are_searched_around_the_papers_settings() -> None:
+    assert METHODS["SAM"].documented["rho"] == 0.05 and METHODS["ASAM"].documented["rho"] == 0.5
+    assert METHODS["SAM"].space["rho"].low < 0.05 < METHODS["SAM"].space["rho"].high
+    assert METHODS["ASAM"].space["rho"].low <= 0.5 and METHODS["ASAM"].space["rho"].high >= 2.0
+    assert METHODS["SWA"].documented["swa_start"] == 0.75
+    assert {"swa_lr", "swa_start", "swa_schedule"} <= set(METHODS["SWA"].space)
+
+
+# ----------------------------------------------------------------------------- Table 5.1 on parallel hardware
+def test_parallel_hardware_runs_every_variant_on_two_processes_with_sgds_budget_per_process(quick) -> None:
+    from hjsmooth.demos.study.hardware import RUNS
+
+    _, record, _ = quick
+    hw = record["parallel_hardware"]["digits-mlp"]
+    budget = record["settings"]["budgets"]["digits-mlp"]["gradient_evaluations"]
+    seeds = record["settings"]["seeds"]
+    assert list(hw["runs"]) == list(RUNS) and hw["processes"] == 2
+    assert hw["gradient_evaluations_per_process"] == budget
+    for name, entry in hw["runs"].items():
+        assert entry["gradient_evaluations"] == budget, name                  # per process
+        assert entry["processes"] == (1 if name == "SGD" else 2), name
+        assert entry["seeds"] == seeds, name
+        assert all(w > 0 for w in entry["wall_clock_s"]), name
+        for curve in entry["curves"]:
+            assert curve["evaluations"][-1] == budget and len(curve["val_error"]) == len(curve["wall_clock_s"])
+            assert curve["wall_clock_s"] == sorted(curve["wall_clock_s"])
+    assert hw["runs"]["Parle"]["outer_steps"] * hw["runs"]["Parle"]["hyperparameters"]["L"] == budget
+    # single-process SGD is the study's SGD run again (same setting, seeds and budget): the same errors
+    assert hw["runs"]["SGD"]["test_error"] == record["tasks"]["digits-mlp"]["SGD"]["test_error"]
+    assert hw["runs"]["SGD-DDP"]["hyperparameters"] == record["tasks"]["digits-mlp"]["SGD"]["hyperparameters"]
+    assert hw["runs"]["Parle"]["hyperparameters"] == record["tasks"]["digits-mlp"]["Parle"]["hyperparameters"]
+    for name in ("SGD-DDP", "Elastic-SGD", "Parle"):
+        c = hw["comparison"][name]
+        diff = np.mean(np.subtract(hw["runs"][name]["test_error"], hw["runs"]["SGD"]["test_error"]))
+        assert c["vs_SGD"]["difference"] == pytest.approx(diff)
+        assert len(c["wall_clock_ratio"]) == len(c["val_at_sgd_time"]) == len(seeds)
+        assert ("vs_SGD-DDP" in c) is (name != "SGD-DDP")
+
+
+def test_at_time_reads_the_last_checkpoint_reached_in_time() -> None:
+    from hjsmooth.demos.study.hardware import at_time
+
+    curve = {"val_error": [90.0, 50.0, 20.0, 10.0], "wall_clock_s": [0.0, 1.0, 2.0, 3.0]}
+    assert at_time(curve, 2.5) == 20.0 and at_time(curve, 3.0) == 10.0 and at_time(curve, 0.5) == 90.0
+
+
+# ----------------------------------------------------------------------------- partial reruns
+def test_a_partial_rerun_replaces_its_methods_and_keeps_the_rest(quick, tmp_path: Path) -> None:
+    import shutil
+
+    _, record, out = quick
+    mine = tmp_path / "train.png"
+    shutil.copy(out.with_suffix(".json"), mine.with_suffix(".json"))
+    merged = train.study(mine, quick=True, seed=0, methods=["SAM"])
+    for name in set(NAMES) - {"SAM"}:
+        assert merged["tasks"]["digits-mlp"][name] == record["tasks"]["digits-mlp"][name], name
+    assert list(merged["tasks"]["digits-mlp"]) == list(NAMES)              # table order kept
+    sam, before = merged["tasks"]["digits-mlp"]["SAM"], record["tasks"]["digits-mlp"]["SAM"]
+    assert sam["test_error"] == before["test_error"]                        # deterministic: the same runs again
+    assert merged["parallel_hardware"] == record["parallel_hardware"]
+    assert len(merged["parts"]) == 2 and merged["parts"][1]["methods"] == ["SAM"]
+    assert merged["wall_time_s"] == pytest.approx(sum(p["wall_time_s"] for p in merged["parts"]))
+    with pytest.raises(ValueError, match="seeds"):
+        train.study(mine, quick=True, seed=7, methods=["SAM"])
+
+
+def test_unknown_method_or_task_names_the_valid_ones(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="valid values are .*SAM.*parallel-hardware"):
+        train.study(tmp_path / "t.png", quick=True, methods=["SAMM"])
+    with pytest.raises(ValueError, match="valid values are .*digits-mlp"):
+        train.study(tmp_path / "t.png", quick=True, tasks=["digits"])
+    with pytest.raises(ValueError, match="budget_scale"):
+        train.study(tmp_path / "t.png", quick=True, budget_scale=0.0)
+
+
+# ----------------------------------------------------------------------------- the results page
+def test_the_page_states_what_the_record_says(quick) -> None:
+    from hjsmooth.demos.study import page
+
+    _, record, _ = quick
+    text = page.render(record)
+    assert "\n## What held and what did not\n" in text and "### Table 5.1 on parallel hardware" in text
+    for competitor, per_method in record["versus"]["digits-mlp"].items():
+        for name, c in per_method.items():
+            assert f"| {page.pair_text(c)} {page.verdict_word(c)} {competitor} |" in text, (name, competitor)
+    for name, c in record["comparison"]["digits-mlp"].items():
+        assert f"digits-mlp ({page.pair_text(c)})" in text, name
+    assert f"The study took {page._int(record['wall_time_s'])} s" in text
+    for name, c in record["parallel_hardware"]["digits-mlp"]["comparison"].items():
+        assert f"{name} took {np.mean(c['wall_clock_ratio']):.2f}x SGD's time" in text, name
+
+
+def test_the_page_verdicts_follow_the_intervals() -> None:
+    from hjsmooth.demos.study import page
+
+    better = {"difference": -2.0, "interval": [-3.0, -1.0], "verdict": "better"}
+    same = {"difference": -0.5, "interval": [-1.5, 0.5], "verdict": "same"}
+    worse = {"difference": 2.0, "interval": [1.0, 3.0], "verdict": "worse"}
+    assert [page.verdict_word(c) for c in (better, same, worse)] == ["beat", "tied with", "lost to"]
+    assert page.pair_text(better) == "-2.00 [-3.00, -1.00]"
+    assert "width tracked error" in page._width_tracks(better, better)
+    assert "did not track" in page._width_tracks(better, same)
+    assert "went against" in page._width_tracks(better, worse)

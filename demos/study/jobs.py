@@ -16,11 +16,13 @@ from typing import Any
 __all__ = ["Job", "run_job", "cached_split"]
 
 STAGES = ("search", "final")
+#: equal gradient evaluations; replicas evaluated at once (vmap); single-process SGD of the parallel-hardware runs
+ACCOUNTINGS = ("evaluations", "parallel", "hardware")
 
 
 @dataclass(frozen=True)
 class Job:
-    """One training run.  ``accounting`` is ``"evaluations"`` (equal gradient evaluations) or ``"parallel"``."""
+    """One training run.  ``accounting`` is one of :data:`ACCOUNTINGS`; ``checkpoints`` validation points."""
 
     stage: str
     task: str
@@ -33,10 +35,13 @@ class Job:
     accounting: str = "evaluations"
     data_dir: str | None = None
     width_samples: int = 0
+    checkpoints: int = 10
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"`stage` must be one of {STAGES}, got {self.stage!r}")
+        if self.accounting not in ACCOUNTINGS:
+            raise ValueError(f"`accounting` must be one of {ACCOUNTINGS}, got {self.accounting!r}")
 
 
 @functools.lru_cache(maxsize=4)
@@ -62,7 +67,7 @@ def run_job(job: Job) -> dict[str, Any]:
             split = split.without_test()
         method = METHODS[job.method]
         result = train_run(method, job.hp, split, job.model, job.budget, job.seed,
-                           parallel=job.accounting == "parallel")
+                           parallel=job.accounting == "parallel", checkpoints=job.checkpoints)
         out = {"job": asdict(job), "val_error": result.final_val_error, "test_error": result.test_error,
                "curve": {"evaluations": result.evaluations, "val_error": result.val_error,
                          "wall_clock_s": result.wall_clock_s},

@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from hjsmooth.demos.study.methods import Method
+from hjsmooth.demos.study.methods import Draw, Method, Runner
 from hjsmooth.demos.study.tasks import Split, make_model
 
-__all__ = ["BATCH", "LR_DROPS", "LR_FACTOR", "RunResult", "steps_per_epoch", "train_run", "error_rate"]
+__all__ = ["BATCH", "LR_DROPS", "LR_FACTOR", "RunResult", "steps_per_epoch", "fresh_run", "train_run", "drive",
+           "error_rate"]
 
 BATCH = 128
 LR_DROPS = (0.6, 0.8)
@@ -59,6 +60,29 @@ def error_rate(model: Any, x: Any, y: Any, chunk: int = 4096) -> float:
     return 100.0 * wrong / len(y)
 
 
+def fresh_run(split: Split, model_kind: str, seed: int, stream: int | None = None) -> tuple[Any, Draw]:
+    """A new ``model_kind`` network initialised from ``seed`` and its minibatch stream.
+
+    ``stream`` seeds the minibatch draws (default ``seed``; a process of a distributed run passes its own).
+    The returned ``draw(replicas=None, generator=None)`` gives ``(x, y)`` of ``BATCH`` training examples
+    (``(replicas, BATCH)`` with ``replicas``), drawn with replacement from the stream, or from ``generator``
+    when one is given (for draws that must leave the training stream alone, e.g. SWA's BatchNorm pass).
+    """
+    import torch
+
+    xt, yt = torch.as_tensor(split.x_train), torch.as_tensor(split.y_train)
+    torch.manual_seed(seed)
+    model = make_model(model_kind, split.n_features)
+    draws = torch.Generator().manual_seed(seed if stream is None else stream)
+
+    def draw(replicas: int | None = None, generator: Any = None) -> tuple[Any, Any]:
+        shape = (BATCH,) if replicas is None else (replicas, BATCH)
+        idx = torch.randint(len(yt), shape, generator=draws if generator is None else generator)
+        return xt[idx], yt[idx]
+
+    return model, draw
+
+
 def train_run(method: Method, hp: dict[str, Any], split: Split, model_kind: str, budget: int, seed: int,
               parallel: bool = False, checkpoints: int = 10) -> RunResult:
     """Train a fresh ``model_kind`` network with ``method`` at settings ``hp`` for ``budget`` gradient evaluations.
@@ -72,23 +96,28 @@ def train_run(method: Method, hp: dict[str, Any], split: Split, model_kind: str,
     import torch
     import torch.nn.functional as F
 
-    from hjsmooth.optim import NonFiniteError, at_anchor
-
-    xt, yt = torch.as_tensor(split.x_train), torch.as_tensor(split.y_train)
-    xv, yv = torch.as_tensor(split.x_val), torch.as_tensor(split.y_val)
-    torch.manual_seed(seed)
-    model = make_model(model_kind, split.n_features)
-    draws = torch.Generator().manual_seed(seed)
-
-    def draw(replicas: int | None = None) -> tuple[Any, Any]:
-        shape = (BATCH,) if replicas is None else (replicas, BATCH)
-        idx = torch.randint(len(yt), shape, generator=draws)
-        return xt[idx], yt[idx]
-
+    model, draw = fresh_run(split, model_kind, seed)
     cost = method.cost(hp)
     outer = max(1, budget // cost)
     runner = method.build(model, F.cross_entropy, draw, hp, torch.Generator().manual_seed(seed + 1000), outer,
-                          parallel)
+                          parallel, epoch_steps=steps_per_epoch(len(split.y_train)))
+    return drive(runner, cost, budget, split, checkpoints)
+
+
+def drive(runner: Runner, cost: int, budget: int, split: Split, checkpoints: int = 10) -> RunResult:
+    """Step ``runner`` until ``budget`` gradient evaluations (``cost`` per step) are spent; record the run.
+
+    The outer learning rate follows the study's drops (until the step ``runner.own_lr_from``, from which the
+    runner sets its own).  The validation error is recorded at ``checkpoints`` evenly spaced steps with the
+    training time up to each (time in ``runner.step`` only); the test error once, at the end, when ``split``
+    carries test data.  A NaN or inf loss, or an hjsmooth optimizer's ``NonFiniteError``, stops the run.
+    """
+    import torch
+
+    from hjsmooth.optim import NonFiniteError, at_anchor
+
+    xv, yv = torch.as_tensor(split.x_val), torch.as_tensor(split.y_val)
+    outer = max(1, budget // cost)
     base_lrs = [g["lr"] for g in runner.optimizer.param_groups]
 
     def error_at_anchor(x: Any, y: Any) -> float:  # the weights an hjsmooth optimizer descends, x
@@ -99,9 +128,10 @@ def train_run(method: Method, hp: dict[str, Any], split: Split, model_kind: str,
     evaluations, val_error, wall = [0], [error_at_anchor(xv, yv)], [0.0]
     used, spent, loss, diverged = 0, 0.0, math.nan, False
     for k in range(outer):
-        drop = LR_FACTOR ** sum(used / budget >= d for d in LR_DROPS)
-        for group, lr in zip(runner.optimizer.param_groups, base_lrs):
-            group["lr"] = lr * drop
+        if runner.own_lr_from is None or k < runner.own_lr_from:
+            drop = LR_FACTOR ** sum(used / budget >= d for d in LR_DROPS)
+            for group, lr in zip(runner.optimizer.param_groups, base_lrs):
+                group["lr"] = lr * drop
         start = time.perf_counter()
         try:
             loss = runner.step()

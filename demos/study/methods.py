@@ -2,9 +2,10 @@
 
 Each :class:`Method` has a documented setting (the library's defaults or the thesis' recipe, tried first by
 the search) and a search space around it.  ``cost(hp)`` is the number of minibatch gradients one outer step
-evaluates; ``replicas(hp)`` the number of replicas that could run in parallel (Elastic-SGD, Parle).
-``build`` returns a :class:`Runner`: the optimizer, one outer step, and the model to evaluate (the weight
-average for SGD-EMA, the master for the replicated methods).
+evaluates (2 for SAM and ASAM, ``L`` for Entropy-SGD...); ``replicas(hp)`` the number of replicas that could
+run in parallel (Elastic-SGD, Parle).  ``build`` returns a :class:`Runner`: the optimizer, one outer step, and
+the model to evaluate (the weight average for SGD-EMA and SWA, the master for the replicated methods).
+SAM and ASAM are pytorch-optimizer's ``SAM``, not code of this study.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ from typing import Any
 
 from hjsmooth.demos.study.search import Choice, LogUniform
 
-__all__ = ["Method", "Runner", "METHODS", "NAMES", "scope_schedule"]
+__all__ = ["Method", "Runner", "METHODS", "NAMES", "SMOOTHING", "COMPETITORS", "scope_schedule", "swa_cycle_lr",
+           "replicated_optimizer"]
 
 Draw = Callable[..., tuple[Any, Any]]
 
 #: Scoping options of the search: the scope is constant, or decays exponentially to a tenth of its start
 #: over the run (thesis 3.2.3: ``gamma_k = gamma_0 (1 - gamma_1)^k``).
 SCOPINGS = ("constant", "decay10")
+#: SWA's learning rate in its averaging phase: constant (after a one-epoch anneal) or cyclic (Izmailov et al.)
+SWA_SCHEDULES = ("constant", "cyclic")
 
 
 @dataclass
@@ -31,6 +35,8 @@ class Runner:
     optimizer: Any
     step: Callable[[], float]
     eval_model: Callable[[], Any]
+    #: the outer step from which the runner sets the learning rate itself (SWA's phase); None: never
+    own_lr_from: int | None = None
 
 
 def scope_schedule(initial: float, scoping: str, outer_steps: int) -> Any:
@@ -109,12 +115,14 @@ class Method:
         return int(self.replicas_of(hp))
 
     def build(self, model: Any, loss_fn: Callable[..., Any], draw: Draw, hp: Mapping[str, Any], generator: Any,
-              outer_steps: int, parallel: bool = False) -> Runner:
-        return self.builder(model, loss_fn, draw, dict(hp), generator, outer_steps, parallel)
+              outer_steps: int, parallel: bool = False, epoch_steps: int = 1) -> Runner:
+        """The :class:`Runner` of this method at ``hp`` for ``outer_steps`` steps (``epoch_steps`` steps of
+        one minibatch make an effective epoch: SWA's averaging period)."""
+        return self.builder(model, loss_fn, draw, dict(hp), generator, outer_steps, parallel, epoch_steps)
 
 
 # ----------------------------------------------------------------------------------------------- builders
-def _sgd(model, loss_fn, draw, hp, generator, outer_steps, parallel):  # noqa: ANN001, ARG001
+def _sgd(model, loss_fn, draw, hp, generator, outer_steps, parallel, epoch_steps):  # noqa: ANN001, ARG001
     import torch
 
     opt = torch.optim.SGD(model.parameters(), lr=hp["lr"], momentum=0.9, nesterov=True,
@@ -122,7 +130,7 @@ def _sgd(model, loss_fn, draw, hp, generator, outer_steps, parallel):  # noqa: A
     return _plain_runner(model, loss_fn, draw, opt)
 
 
-def _sgd_ema(model, loss_fn, draw, hp, generator, outer_steps, parallel):  # noqa: ANN001, ARG001
+def _sgd_ema(model, loss_fn, draw, hp, generator, outer_steps, parallel, epoch_steps):  # noqa: ANN001, ARG001
     import torch
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -133,11 +141,97 @@ def _sgd_ema(model, loss_fn, draw, hp, generator, outer_steps, parallel):  # noq
                          after=lambda: average.update_parameters(model))
 
 
-def _adam(model, loss_fn, draw, hp, generator, outer_steps, parallel):  # noqa: ANN001, ARG001
+def _adam(model, loss_fn, draw, hp, generator, outer_steps, parallel, epoch_steps):  # noqa: ANN001, ARG001
     import torch
 
     opt = torch.optim.Adam(model.parameters(), lr=hp["lr"], weight_decay=hp.get("weight_decay", 0.0))
     return _plain_runner(model, loss_fn, draw, opt)
+
+
+def _sam(model, loss_fn, draw, hp, generator, outer_steps, parallel, epoch_steps, adaptive=False):  # noqa: ANN001, ARG001
+    """pytorch-optimizer's ``SAM`` over Nesterov SGD: two gradients of one minibatch per step (at ``x``, then at
+    ``x + e``, ``e`` the ascent step of radius ``rho``; ``adaptive``: ASAM's element-wise scaling by ``|x|``)."""
+    import torch
+    from pytorch_optimizer import SAM
+
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=hp["rho"], adaptive=adaptive, lr=hp["lr"], momentum=0.9,
+              nesterov=True, weight_decay=hp.get("weight_decay", 0.0))
+
+    def step() -> float:
+        xb, yb = draw()
+
+        def closure() -> Any:
+            opt.zero_grad()
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            return loss
+
+        loss = closure()     # the first gradient, at x
+        opt.step(closure)    # ascend to x + e, the second gradient there, back to x, the SGD step
+        return float(loss.detach())
+
+    return Runner(opt, step, lambda: model)
+
+
+def _asam(model, loss_fn, draw, hp, generator, outer_steps, parallel, epoch_steps):  # noqa: ANN001
+    return _sam(model, loss_fn, draw, hp, generator, outer_steps, parallel, epoch_steps, adaptive=True)
+
+
+def swa_cycle_lr(step: int, period: int, high: float) -> float:
+    """The cyclic SWA learning rate of Izmailov et al. (2018): within each cycle of ``period`` steps it falls
+    linearly from ``high`` to ``high / 10``, reaching ``high / 10`` at the cycle's last step (``step`` counts
+    from the start of the SWA phase)."""
+    t = (step % period + 1) / period
+    return (1.0 - t) * high + t * high / 10.0
+
+
+def _swa(model, loss_fn, draw, hp, generator, outer_steps, parallel, epoch_steps):  # noqa: ANN001, ARG001
+    """SGD, then from ``swa_start`` of the run a constant SWA learning rate (``torch.optim.swa_utils.SWALR``,
+    annealed over one effective epoch) or a cyclic one (:func:`swa_cycle_lr`), the weights averaged by an
+    ``AveragedModel`` once per effective epoch (at the end of each cycle) and at the last step; BatchNorm
+    statistics are recomputed by ``update_bn`` (on an epoch of minibatches drawn with ``generator``, not from
+    the training stream) before the average is evaluated.  Before the first average the SGD weights are."""
+    import torch
+    from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
+
+    opt = torch.optim.SGD(model.parameters(), lr=hp["lr"], momentum=0.9, nesterov=True,
+                          weight_decay=hp.get("weight_decay", 0.0))
+    start = min(outer_steps - 1, int(round(hp["swa_start"] * outer_steps)))
+    period = max(1, int(epoch_steps))
+    average = AveragedModel(model)
+    state: dict[str, Any] = {"k": 0, "scheduler": None, "averaged": 0, "bn_current": True}
+
+    def step() -> float:
+        k = state["k"]
+        if k >= start and hp["swa_schedule"] == "cyclic":
+            for group in opt.param_groups:
+                group["lr"] = swa_cycle_lr(k - start, period, hp["swa_lr"])
+        elif k == start:  # constant: anneal from the current learning rate to swa_lr
+            state["scheduler"] = SWALR(opt, swa_lr=hp["swa_lr"], anneal_epochs=period, anneal_strategy="cos")
+        xb, yb = draw()
+        opt.zero_grad()
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        opt.step()
+        if k >= start:
+            if (k - start + 1) % period == 0 or k == outer_steps - 1:
+                average.update_parameters(model)
+                state["averaged"] += 1
+                state["bn_current"] = False
+            if state["scheduler"] is not None:
+                state["scheduler"].step()
+        state["k"] = k + 1
+        return float(loss.detach())
+
+    def eval_model() -> Any:
+        if not state["averaged"]:
+            return model
+        if not state["bn_current"]:
+            update_bn((draw(generator=generator)[0] for _ in range(period)), average)
+            state["bn_current"] = True
+        return average
+
+    return Runner(opt, step, eval_model, own_lr_from=start)
 
 
 def _library(cls: Any, params: Any, hp: Mapping[str, Any], outer_steps: int, scoped: tuple[str, ...] = (),
@@ -149,38 +243,49 @@ def _library(cls: Any, params: Any, hp: Mapping[str, Any], outer_steps: int, sco
     return cls(params, **kwargs, **extra)
 
 
-def _entropy_sgd(model, loss_fn, draw, hp, generator, outer_steps, parallel):  # noqa: ANN001, ARG001
+#: The replicated methods: their class in hjsmooth.optim and the hyper-parameters that their scoping schedules.
+_REPLICATED = {"Elastic-SGD": ("ElasticSGD", ("rho",)), "Parle": ("Parle", ("gamma", "rho"))}
+
+
+def replicated_optimizer(name: str, params: Any, hp: Mapping[str, Any], outer_steps: int, **extra: Any) -> Any:
+    """Elastic-SGD or Parle (``name``) at ``hp`` for ``outer_steps`` outer steps, scoped as the study scopes
+    them; ``extra`` goes to the constructor (``generator``, ``distributed=True``...)."""
+    import hjsmooth.optim as ho
+
+    if name not in _REPLICATED:
+        raise ValueError(f"`name` must be one of {tuple(_REPLICATED)}, got {name!r}")
+    cls_name, scoped = _REPLICATED[name]
+    return _library(getattr(ho, cls_name), params, hp, outer_steps, scoped, **extra)
+
+
+def _entropy_sgd(model, loss_fn, draw, hp, generator, outer_steps, parallel, epoch_steps):  # noqa: ANN001, ARG001
     import hjsmooth.optim as ho
 
     opt = _library(ho.EntropySGD, model.parameters(), hp, outer_steps, ("gamma",), generator=generator)
     return _smoothing_runner(model, loss_fn, draw, opt)
 
 
-def _hj(model, loss_fn, draw, hp, generator, outer_steps, parallel):  # noqa: ANN001, ARG001
+def _hj(model, loss_fn, draw, hp, generator, outer_steps, parallel, epoch_steps):  # noqa: ANN001, ARG001
     import hjsmooth.optim as ho
 
     opt = _library(ho.HJ, model.parameters(), hp, outer_steps, ("gamma",))
     return _smoothing_runner(model, loss_fn, draw, opt)
 
 
-def _heat(model, loss_fn, draw, hp, generator, outer_steps, parallel):  # noqa: ANN001, ARG001
+def _heat(model, loss_fn, draw, hp, generator, outer_steps, parallel, epoch_steps):  # noqa: ANN001, ARG001
     import hjsmooth.optim as ho
 
     opt = _library(ho.Heat, model.parameters(), hp, outer_steps, generator=generator)
     return _smoothing_runner(model, loss_fn, draw, opt)
 
 
-def _elastic(model, loss_fn, draw, hp, generator, outer_steps, parallel):  # noqa: ANN001, ARG001
-    import hjsmooth.optim as ho
-
-    opt = _library(ho.ElasticSGD, model.parameters(), hp, outer_steps, ("rho",))
+def _elastic(model, loss_fn, draw, hp, generator, outer_steps, parallel, epoch_steps):  # noqa: ANN001, ARG001
+    opt = replicated_optimizer("Elastic-SGD", model.parameters(), hp, outer_steps)
     return _replicated_runner(model, loss_fn, draw, opt, hp["n"], parallel)
 
 
-def _parle(model, loss_fn, draw, hp, generator, outer_steps, parallel):  # noqa: ANN001, ARG001
-    import hjsmooth.optim as ho
-
-    opt = _library(ho.Parle, model.parameters(), hp, outer_steps, ("gamma", "rho"), generator=generator)
+def _parle(model, loss_fn, draw, hp, generator, outer_steps, parallel, epoch_steps):  # noqa: ANN001, ARG001
+    opt = replicated_optimizer("Parle", model.parameters(), hp, outer_steps, generator=generator)
     return _replicated_runner(model, loss_fn, draw, opt, hp["n"], parallel)
 
 
@@ -216,8 +321,22 @@ METHODS: dict[str, Method] = {
                {"lr": _LR(0.1), "weight_decay": _WD, "ema_decay": Choice((0.99, 0.995, 0.999))}, _sgd_ema,
                source="SGD as above, evaluated at an exponential moving average of its weights "
                       "(torch.optim.swa_utils.AveragedModel)"),
+        Method("SWA", {"lr": 0.1, "weight_decay": 0.0, "swa_lr": 0.05, "swa_start": 0.75, "swa_schedule": "constant"},
+               {"lr": _LR(0.1), "weight_decay": _WD, "swa_lr": _LR(0.05), "swa_start": Choice((0.5, 0.75, 0.9)),
+                "swa_schedule": Choice(SWA_SCHEDULES)},
+               _swa,
+               source="SGD as above, then from 75 % of the budget stochastic weight averaging (Izmailov et al. 2018): "
+                      "SWA lr 0.05 (torch.optim.swa_utils.SWALR, or cyclic), AveragedModel once per epoch, update_bn"),
         Method("Adam", {"lr": 1e-3, "weight_decay": 0.0}, {"lr": _LR(1e-3), "weight_decay": _WD}, _adam,
                source="torch.optim.Adam defaults"),
+        Method("SAM", {"lr": 0.1, "weight_decay": 0.0, "rho": 0.05},
+               {"lr": _LR(0.1), "weight_decay": _WD, "rho": _LR(0.05)}, _sam, cost_of=lambda hp: 2,
+               source="pytorch_optimizer.SAM (Foret et al. 2021) over SGD with Nesterov 0.9, rho 0.05 (the paper's "
+                      "default); two gradients of one minibatch per step"),
+        Method("ASAM", {"lr": 0.1, "weight_decay": 0.0, "rho": 0.5},
+               {"lr": _LR(0.1), "weight_decay": _WD, "rho": _LR(0.5)}, _asam, cost_of=lambda hp: 2,
+               source="pytorch_optimizer.SAM(adaptive=True) (ASAM, Kwon et al. 2021) over SGD with Nesterov 0.9, "
+                      "rho 0.5 (the paper's CIFAR-10 setting); two gradients per step"),
         Method("Entropy-SGD", _ENTROPY,
                {"lr": _LR(_ENTROPY["lr"]), "gamma": _SCOPE, "inner_lr": _INNER_LR,
                 "noise": Choice((0.0, 1e-5, 1e-4)), "weight_decay": _WD, "scoping": Choice(SCOPINGS)},
@@ -248,3 +367,7 @@ METHODS: dict[str, Method] = {
 
 #: The method names in the order of the tables.
 NAMES: tuple[str, ...] = tuple(METHODS)
+
+#: The optimizers of this library in the study, and the flat-minimum methods users would pick instead.
+SMOOTHING: tuple[str, ...] = ("Entropy-SGD", "HJ", "HEAT", "Elastic-SGD", "Parle")
+COMPETITORS: tuple[str, ...] = ("SAM", "ASAM", "SWA")
