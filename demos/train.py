@@ -223,7 +223,7 @@ def _machine(workers: int) -> dict[str, Any]:
     import platform
     from importlib import metadata
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("torch", "numpy", "scipy", "scikit-learn", "mnist1d", "pytorch_optimizer"):
         try:
             versions[package] = metadata.version(package)
@@ -320,7 +320,8 @@ def study(out: Path, quick: bool = False, seed: int = 0, data_dir: Path | None =
         "configurations_per_method": plan.configurations, "width_samples": plan.width_samples,
         "batch": 128, "lr_drops": "outer lr divided by 5 after 60 % and 80 % of the budget",
         "budget_scale": float(budget_scale),
-        "budgets": {t.name: {"gradient_evaluations": budgets[t.name], "steps_per_epoch": steps_per_epoch(n_train[t.name]),
+        "budgets": {t.name: {"gradient_evaluations": budgets[t.name],
+                             "steps_per_epoch": steps_per_epoch(n_train[t.name]),
                              "effective_epochs": budgets[t.name] / steps_per_epoch(n_train[t.name]),
                              **sizes[t.name]}
                     for t in plan.tasks},

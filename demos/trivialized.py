@@ -89,7 +89,7 @@ def _field_term(opt: Any, weights: list[Any]) -> list[Any] | None:
 
 
 def _smallest_layer_gradient(weights: list[Any], added: list[Any] | None = None) -> Any:
-    """The smallest over ``weights`` of the mean absolute entry of each one's gradient (plus ``added``), a 0-d tensor."""
+    """The smallest over ``weights`` of each one's mean absolute gradient entry (plus ``added``), a 0-d tensor."""
     import torch
 
     grads = [w.grad if added is None else w.grad + a for w, a in zip(weights, added or weights)]
@@ -157,8 +157,9 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
     Returns
     -------
     dict
-        Per method (the keys of ``METHODS``): ``train_loss``, ``val_error``, ``min_grad_loss``, ``min_grad_used`` (per epoch, mean over the
-        seeds), ``final_val_error`` and ``final_test_error`` (mean over the seeds, %) with ``..._std``,
+        Per method (the keys of ``METHODS``): ``train_loss``, ``val_error``, ``min_grad_loss``,
+        ``min_grad_used`` (per epoch, mean over the seeds), ``final_val_error`` and ``final_test_error``
+        (mean over the seeds, %) with ``..._std``,
         ``val_errors`` (every seed's final validation error); the Trivialized-SGD runs also ``field_factor_end``
         and ``layers`` (its ``p``); plus ``thesis`` and ``settings``.
     """

@@ -40,7 +40,9 @@ _LAZY = {
     "solve_hjb": "hjsmooth.solvers.hjb",
     "solve_forward_backward": "hjsmooth.solvers.hjb",
 }
-_SUBMODULES = {"solvers", "landscapes", "backend", "validation", "grid", "sde", "optim", "diagnostics", "demos", "spinglass"}
+_SUBMODULES = {
+    "solvers", "landscapes", "backend", "validation", "grid", "sde", "optim", "diagnostics", "demos", "spinglass",
+}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES)
 

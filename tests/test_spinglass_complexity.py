@@ -16,6 +16,7 @@ The tests evaluate these integrals by quadrature and compare them with the close
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -192,17 +193,25 @@ def test_trivialized_sgd_applies_the_annealed_field_of_2_19() -> None:
     torch = pytest.importorskip("torch")
     from hjsmooth.optim import TrivializedSGD
 
+    class Recording(torch.optim.SGD):
+        """SGD that keeps the gradient it is handed."""
+
+        def step(self, closure: Any = None) -> Any:
+            self.seen = self.param_groups[0]["params"][0].grad.clone()
+            return super().step(closure)
+
     weight = torch.nn.Parameter(torch.zeros(300, 200))
     coupling, tau0 = 1e-3, 50.0
-    opt = TrivializedSGD([weight], torch.optim.SGD, coupling=coupling, tau0=tau0, layers=5, lr=0.0, momentum=0.0,
+    opt = TrivializedSGD([weight], Recording, coupling=coupling, tau0=tau0, layers=5, lr=0.0, momentum=0.0,
                          generator=torch.Generator().manual_seed(0))
     n = weight.numel()
     for i in range(120):
         weight.grad = torch.zeros_like(weight)              # no loss: what reaches the base optimizer is the field
         opt.step()
+        assert torch.equal(weight.grad, torch.zeros_like(weight))  # the user's gradient is left as it was
         if i in (0, 30, 119):
             tau = opt.neurons * (math.exp(-i / tau0) - 0.5)
             expected = annealed_field(tau, opt.weights, opt.layers, coupling)
-            std = float(weight.grad.std())
+            std = float(opt.base_optimizer.seen.std())
             assert abs(std - expected) < 5 * expected / math.sqrt(2 * n), i   # stderr of a sample std
     assert opt.layers == 5 and opt.neurons == opt.weights == n

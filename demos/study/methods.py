@@ -236,7 +236,7 @@ def _swa(model, loss_fn, draw, hp, generator, outer_steps, parallel, epoch_steps
 
 def _library(cls: Any, params: Any, hp: Mapping[str, Any], outer_steps: int, scoped: tuple[str, ...] = (),
              **extra: Any) -> Any:
-    """``cls(params, **hp, **extra)`` with the scopes in ``scoped`` turned into schedules (``scoping`` is no argument)."""
+    """``cls(params, **hp, **extra)``, the scopes in ``scoped`` turned into schedules (``scoping`` is no argument)."""
     kwargs = {k: v for k, v in hp.items() if k != "scoping"}
     for name in scoped:
         kwargs[name] = scope_schedule(hp[name], hp.get("scoping", "constant"), outer_steps)

@@ -158,7 +158,8 @@ def _how(record: Mapping[str, Any]) -> list[str]:
     software = ", ".join(f"{k} {m[k]}" for k in ("torch", "numpy", "scipy", "scikit-learn", "mnist1d",
                                                  "pytorch_optimizer") if m.get(k))
     lines = ["", "## How it was run", "", "```text", 'pip install -e ".[demos]"',
-             f"hjsmooth demo train --out docs/img/train.png --seed {seeds[0]}    # writes train.png, train.json, train.txt",
+             f"hjsmooth demo train --out docs/img/train.png --seed {seeds[0]}"
+             "    # writes train.png, train.json, train.txt",
              "python -m hjsmooth.demos.study.page docs/img/train.json --out docs/results.md", "```", "",
              "`docs/img/train.json` is the whole record (every configuration tried with its validation error, every",
              "final run's test and validation error, width, curve and wall-clock time, the paired comparisons, the",
@@ -218,7 +219,7 @@ def _how(record: Mapping[str, Any]) -> list[str]:
 
 
 def _spaces(record: Mapping[str, Any], names: Sequence[str]) -> list[str]:
-    first = next(iter(record["search"].values()), {})
+    first: Mapping[str, Any] = next(iter(record["search"].values()), {})
     lines = ["", "### Search spaces", "",
              "| method | documented setting (tried first) | search space (the other draws) |", "| --- | --- | --- |"]
     for name in names:

@@ -71,7 +71,7 @@ class Split:
     def has_test(self) -> bool:
         return self.x_test is not None
 
-    def without_test(self) -> "Split":
+    def without_test(self) -> Split:
         return Split(self.x_train, self.y_train, self.x_val, self.y_val)
 
     def test_arrays(self) -> tuple[np.ndarray, np.ndarray]:

@@ -86,16 +86,18 @@ def default_generator(device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(agreed_seed(seed, device))
 
 
-def agreed_seed(seed: int, device: torch.device) -> int:
-    """``seed`` of rank 0 of the default process group, or ``seed`` itself outside ``torch.distributed``."""
+def agreed_seed(seed: int, device: torch.device, group: Any = None) -> int:
+    """``seed`` of rank 0 of the process group ``group`` (default: the world), or ``seed`` itself outside
+    ``torch.distributed``."""
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size(group) == 1:
         return seed
-    backend = dist.get_backend()
+    backend = dist.get_backend(group)
     where = device if backend == "nccl" else torch.device("cpu")
     t = torch.tensor([seed], dtype=torch.int64, device=where)
-    dist.broadcast(t, src=0)
+    src = dist.get_global_rank(group, 0) if group is not None else 0
+    dist.broadcast(t, src=src, group=group)
     return int(t.item())
 
 
@@ -240,7 +242,7 @@ class SmoothingOptimizer(Optimizer):
         """The number of calls (gradients) of the current (or next) outer step."""
         return self._calls_per_outer()
 
-    def step(self, closure: Closure | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Closure | None = None) -> Any:
         """Consume one gradient: the one in ``p.grad``, or the one ``closure`` computes (called once).
 
         Every :attr:`calls_per_outer_step`-th call completes an outer step.  Afterwards the
@@ -500,7 +502,7 @@ class SmoothingOptimizer(Optimizer):
 
     def _scratch_for(self, p: torch.Tensor, keys: Sequence[str], like: torch.Tensor | None = None
                      ) -> dict[str, torch.Tensor]:
-        """Per-parameter scratch tensors (saved in ``state_dict`` only while live), shaped as ``like`` (default ``p``)."""
+        """Per-parameter scratch tensors (in ``state_dict`` only while live), shaped as ``like`` (default ``p``)."""
         like = p if like is None else like
         st = self._scratch.get(p)
         if st is None:
@@ -703,7 +705,7 @@ class SmoothingWrapper(SmoothingOptimizer):
         overwrite them.  Every parameter's ``.grad`` is what it was before, afterwards.
         """
         taking = {id(p) for p in params}
-        saved = []
+        saved: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         for p in self._params():
             saved.append((p, p.grad))
             if id(p) not in taking:
@@ -713,8 +715,8 @@ class SmoothingWrapper(SmoothingOptimizer):
         try:
             unhooked_step(self.base_optimizer)
         finally:
-            for p, g in saved:
-                p.grad = g
+            for p, before in saved:
+                p.grad = before
 
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()

@@ -186,7 +186,7 @@ def inner_step_limit(momentum: float, nesterov: bool, coupling_in_momentum: bool
 
 def warn_if_unstable(inner_lr: float, gamma: float, momentum: float, nesterov: bool,
                      coupling_in_momentum: bool, where: str) -> bool:
-    """Warn (``UserWarning``) when ``inner_lr / gamma`` is at or past :func:`inner_step_limit`; return whether it did."""
+    """A ``UserWarning`` when ``inner_lr / gamma`` is at or past :func:`inner_step_limit`; whether it warned."""
     if math.isinf(gamma):
         return False
     limit = inner_step_limit(momentum, nesterov, coupling_in_momentum)

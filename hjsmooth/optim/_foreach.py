@@ -138,20 +138,6 @@ def scaled_into_(out: Tensors, values: Tensors, scale: float, foreach: bool) -> 
             torch.mul(v, scale, out=o)
 
 
-def set_grads_(params: Sequence[torch.Tensor], values: Tensors, scale: float, foreach: bool) -> Tensors:
-    """``p.grad <- scale * value`` for each parameter (reusing ``p.grad`` when it exists); returns the grads.
-
-    ``values`` are real views of the parameters' shapes.  With ``values = m = <y> - x`` and
-    ``scale = -1/gamma`` this is the Local Entropy gradient ``(x - <y>) / gamma``.
-    """
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.empty_like(p)
-    grads = [p.grad for p in params]
-    scaled_into_(reals(grads), values, scale, foreach)
-    return grads
-
-
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from hjsmooth.optim import _foreach as F
+from hjsmooth.optim import _foreach as ops
 from hjsmooth.optim._checks import warn_if_unstable
 
 Tensors = list[torch.Tensor]
@@ -93,7 +93,7 @@ class InnerLoop:
         """
         self._fresh = True
         if self.buf is not None and not keep_buffer:
-            F.zero_(self.buf, self.foreach)
+            ops.zero_(self.buf, self.foreach)
 
     def update(self, grads: Tensors, noise: Noise | None) -> None:
         """One inner step with the gradients ``grads`` at ``y`` (real tensors, read only).
@@ -116,9 +116,9 @@ class InnerLoop:
             self._buffer(grads, inv_gamma if s.coupling_in_momentum else 0.0)
         heavy = b is not None and not s.nesterov
         shrink = 1.0 if heavy and s.coupling_in_momentum else 1.0 - s.lr * inv_gamma
-        first = b if heavy else grads  # the term with coefficient -eta
+        first = grads if b is None or s.nesterov else b  # the term with coefficient -eta
         if fresh:
-            F.scaled_into_(d, first, -s.lr, fe)
+            ops.scaled_into_(d, first, -s.lr, fe)
         elif fe:
             if shrink != 1.0:
                 torch._foreach_mul_(d, shrink)
@@ -129,13 +129,13 @@ class InnerLoop:
                     di.mul_(shrink)
                 di.add_(t, alpha=-s.lr)
         if b is not None and s.nesterov:
-            F.add_(d, b, -s.lr * s.momentum, fe)
+            ops.add_(d, b, -s.lr * s.momentum, fe)
         if noise is not None and s.noise > 0:
             noise(d, s.noise_scale)
         if fresh:  # <y> - x = alpha 0 + (1 - alpha) d
-            F.scaled_into_(self.avg, d, 1.0 - s.alpha, fe)
+            ops.scaled_into_(self.avg, d, 1.0 - s.alpha, fe)
         else:
-            F.running_average_(self.avg, d, s.alpha, fe)
+            ops.running_average_(self.avg, d, s.alpha, fe)
         self._fresh = False
 
     def _buffer(self, grads: Tensors, coupling: float) -> None:
@@ -149,14 +149,14 @@ class InnerLoop:
             for bi, gi in zip(b, grads):
                 torch.add(gi, bi, alpha=s.momentum, out=bi)
         if coupling:
-            F.add_(b, self.disp, coupling, self.foreach)
+            ops.add_(b, self.disp, coupling, self.foreach)
 
     def place(self, out: Tensors, anchors: Tensors, done: bool) -> None:
         """Write the next evaluation point into ``out``: ``x + d``, or ``x`` itself when the loop is ``done``."""
         if done:
-            F.copy_(out, anchors, self.foreach)
+            ops.copy_(out, anchors, self.foreach)
         else:
-            F.add_into_(out, anchors, self.disp, self.foreach)
+            ops.add_into_(out, anchors, self.disp, self.foreach)
 
 
 class InnerLoopGroups:

@@ -478,7 +478,9 @@ class ReplicatedOptimizer(SmoothingOptimizer):
         for w in self._current_work().groups:
             for i in w.taking:
                 p = w.params[i]
-                out[p] = {"replica_grad": w.replicas[i].grad, **self._inner_scratch(p)}
+                grad = w.replicas[i].grad
+                assert grad is not None  # allocated for every parameter taking part, at the first call
+                out[p] = {"replica_grad": grad, **self._inner_scratch(p)}
         return out
 
     def _inner_scratch(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -490,7 +492,7 @@ class ReplicatedOptimizer(SmoothingOptimizer):
         return mean_loss(losses[::per])
 
     # ------------------------------------------------------------------ the vectorised path
-    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Any = None) -> Any:
         if isinstance(closure, ReplicaBatches):
             raise TypeError(f"{type(self).__name__}.step takes a closure, not a ReplicaBatches: pass it to "
                             "step_outer(batches), which evaluates all replicas at once")

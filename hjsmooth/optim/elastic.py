@@ -37,6 +37,7 @@ of batched kernels (float64: ~1e-16 per step).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -46,10 +47,10 @@ import torch
 
 from hjsmooth.optim import _foreach as ops
 from hjsmooth.optim._checks import (
+    INNER_CHECKS,
     NonFiniteError,
     check_flag,
     check_scope_or_inf,
-    INNER_CHECKS,
     resolve,
     warn_if_unstable,
 )
@@ -228,8 +229,7 @@ class Parle(InnerLoopGroups, ReplicatedOptimizer):
                 continue
             noise = None
             if loop.settings.noise > 0:
-                gen = self.generator_for(w.params[0].device, local)
-                noise = (lambda d, scale, gen=gen: ops.add_noise_(d, scale, gen))
+                noise = _noise_from(self.generator_for(w.params[0].device, local))
             loop.update(g, noise)
             loop.place(ops.reals([w.params[i] for i in w.taking]),
                        ops.reals([w.replicas[i][local] for i in w.taking]), done=step == w.inner.settings_L - 1)
@@ -237,7 +237,7 @@ class Parle(InnerLoopGroups, ReplicatedOptimizer):
     def _replica_done(self, work: ReplicaWork, local: int) -> None:
         for w in work.groups:  # G^a = x^a - <y>^a = -m^a
             for i, m in zip(w.taking, w.inner.avg):
-                torch.mul(m[local], -1.0, out=ops.real(w.replicas[i].grad)[local])
+                torch.mul(m[local], -1.0, out=ops.real(_stack_grad(w.replicas[i]))[local])
 
     def _inner_scratch(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
         st = self._scratch.get(p, {})
@@ -319,14 +319,10 @@ class Parle(InnerLoopGroups, ReplicatedOptimizer):
                       if step < w.group["L"]]
             g_active = [[ops.real(grads[ns[i]]) if grads[ns[i]] is not None
                          else torch.zeros_like(ops.real(w.replicas[i])) for i in w.taking] for w, _, ns, _ in active]
-            self._check_grads([g for gs in g_active for g in gs], lambda: (
-                f"inner step {step + 1} of {n_inner} (outer step {outer}), one of replicas {self.replica_ids}"))
+            where = f"inner step {step + 1} of {n_inner} (outer step {outer}), one of replicas {self.replica_ids}"
+            self._check_grads([g for gs in g_active for g in gs], functools.partial(str, where))
             for (w, loop, _, yw), g in zip(active, g_active):
-                def noise(d: list[torch.Tensor], scale: float) -> None:
-                    for local in range(n_local):
-                        ops.add_noise_([t[local] for t in d], scale, gens[local])
-
-                loop.update(g, noise if loop.settings.noise > 0 else None)
+                loop.update(g, _stacked_noise(gens) if loop.settings.noise > 0 else None)
                 loop.place(ops.reals([yw[i] for i in w.taking]), ops.reals([w.replicas[i] for i in w.taking]),
                            done=step == w.group["L"] - 1)
         for local in range(n_local):
@@ -343,6 +339,27 @@ class _ParleGroup:
     avg: list[torch.Tensor]
     buf: list[torch.Tensor] | None
     settings_L: int
+
+
+def _stack_grad(stack: torch.Tensor) -> torch.Tensor:
+    """The ``.grad`` of a replica stack that takes part (allocated at the first call of the outer step)."""
+    grad = stack.grad
+    assert grad is not None
+    return grad
+
+
+def _stacked_noise(gens: list[torch.Generator]) -> Any:
+    """``noise(d, scale)`` for stacked replicas: slice ``a`` of each tensor of ``d`` from generator ``gens[a]``."""
+    def noise(d: list[torch.Tensor], scale: float) -> None:
+        for local, gen in enumerate(gens):
+            ops.add_noise_([t[local] for t in d], scale, gen)
+
+    return noise
+
+
+def _noise_from(gen: torch.Generator) -> Any:
+    """``noise(d, scale)``: add ``scale N(0, I)`` drawn from ``gen`` to the tensors ``d``."""
+    return lambda d, scale: ops.add_noise_(d, scale, gen)
 
 
 def _non_finite_loss(value: float, where: str) -> Exception:
@@ -390,7 +407,7 @@ class ElasticSGD(ReplicatedOptimizer):
     def _replica_call(self, work: ReplicaWork, local: int, step: int, grads: list[list[torch.Tensor]]) -> None:
         for w, gs in zip(work.groups, grads):
             for i, g in zip(w.taking, gs):
-                ops.real(w.replicas[i].grad)[local].copy_(g)
+                ops.real(_stack_grad(w.replicas[i]))[local].copy_(g)
 
     def _replica_gradients_stacked(self, batches: ReplicaBatches, work: ReplicaWork
                                    ) -> tuple[list[Any], list[float]]:
@@ -405,7 +422,8 @@ class ElasticSGD(ReplicatedOptimizer):
                 raise _non_finite_loss(v, f"replica {self.replica_ids[local]} (outer step {outer})")
         taken = []
         for w, ns in zip(work.groups, names):
-            w.taking = [i for i, (p, name) in enumerate(zip(w.params, ns)) if p.requires_grad and grads[name] is not None]
+            w.taking = [i for i, (p, name) in enumerate(zip(w.params, ns))
+                        if p.requires_grad and grads[name] is not None]
             taken += [grads[ns[i]] for i in w.taking]
         self._check_grads(ops.reals(taken), lambda: f"outer step {outer}, one of replicas {self.replica_ids}")
         for w, ns in zip(work.groups, names):

@@ -26,11 +26,11 @@ from torch.optim import Optimizer
 from hjsmooth.optim import _foreach as ops
 from hjsmooth.optim._base import SmoothingWrapper, finite_mean
 from hjsmooth.optim._checks import (
+    INNER_CHECKS,
     check_flag,
     check_lr,
     check_nonnegative_float,
     check_scope,
-    INNER_CHECKS,
     resolve,
     warn_if_unstable,
 )

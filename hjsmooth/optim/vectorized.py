@@ -255,6 +255,7 @@ class ReplicaBatches:
                         raise ValueError(f"`loss_fn` must return a scalar tensor per replica, got losses of "
                                          f"shape {tuple(getattr(losses, 'shape', ()))}")
                     values = list(leaves.values())
+                    found: tuple[torch.Tensor | None, ...]
                     if losses.requires_grad:
                         found = torch.autograd.grad(losses.sum(), values, allow_unused=True)
                     else:

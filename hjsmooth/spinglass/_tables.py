@@ -59,7 +59,7 @@ class MultisetTable:
             phi = phi * xp.take(spins, col, axis=0)
         return xp.permute_dims(phi, (1, 0)) @ self.weights
 
-    def like(self, sigma: Any) -> "MultisetTable":
+    def like(self, sigma: Any) -> MultisetTable:
         """The same table on ``sigma``'s backend, device and dtype."""
         weights = from_numpy(self.weights, sigma)
         if is_torch_array(sigma):

@@ -46,20 +46,21 @@ def field_for_regime(b: float, p: int, coupling: float = 1.0) -> float:
     for ``-1 < b <= 1 - 2/p``."""
     p = _p(p)
     j = check_positive(coupling, "coupling")
-    b = as_real_array(b, "b")
-    if b.ndim or not (-1.0 < float(b) <= 1.0 - 2.0 / p):
+    arr = as_real_array(b, "b")
+    if arr.ndim or not (-1.0 < float(arr) <= 1.0 - 2.0 / p):
         raise ValueError(f"`b` must be a number in (-1, 1 - 2/p] = (-1, {1 - 2 / p:.6g}] for p = {p}, got {b!r}")
-    b = float(b)
-    return j * math.sqrt(max(p * (p - 2) - b * p * p, 0.0) / (1.0 + b))
+    value = float(arr)
+    return j * math.sqrt(max(p * (p - 2) - value * p * p, 0.0) / (1.0 + value))
 
 
 def annealed_field(tau: float, n: int, p: int, coupling: float = 1.0) -> float:
     r"""The field of the annealing scheme (2.19), :math:`v = v_c (1 + 2\tau/N)^{1/2}`: for ``p >> 1`` it puts
     :math:`B \approx -\tau/N` (exactly, :math:`B = -\frac{p-2}{p-1}\frac{\tau}{N} + O(N^{-2})`)."""
     n = check_count(n, "n")
-    tau = as_real_array(tau, "tau")
-    if tau.ndim or not 1.0 + 2.0 * float(tau) / n >= 0.0:
+    arr = as_real_array(tau, "tau")
+    if arr.ndim or not 1.0 + 2.0 * float(arr) / n >= 0.0:
         raise ValueError(f"`tau` must be a number >= -n/2 = {-n / 2:g}, got {tau!r}")
+    tau = float(arr)
     return critical_field(p, coupling) * math.sqrt(1.0 + 2.0 * float(tau) / n)
 
 

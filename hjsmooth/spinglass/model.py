@@ -84,7 +84,7 @@ class SphericalSpinGlass:
         self._scale = self.coupling * self.n ** (-(self.p - 1) / 2)
         symmetric = symmetrise(self.couplings)
         self._tables = {self.p - 1: multiset_table(symmetric, self.p - 1)}
-        self._symmetric = symmetric  # kept until the Hessian's table is built
+        self._symmetric: Any = symmetric  # kept until the Hessian's table is built
         self._cache: dict[tuple[Any, ...], Any] = {}
 
     def __repr__(self) -> str:
@@ -101,6 +101,7 @@ class SphericalSpinGlass:
     # ------------------------------------------------------------------ plumbing
     def _table(self, r: int, like: Any) -> MultisetTable:
         if r not in self._tables:
+            assert self._symmetric is not None  # dropped only once both tables exist
             self._tables[r] = multiset_table(self._symmetric, r)
         if len(self._tables) == 2:
             self._symmetric = None

@@ -38,7 +38,10 @@ def project_to_sphere(sigma: Any) -> Any:
 
 
 def tangent_projection(sigma: Any, v: Any) -> Any:
-    r""":math:`P_\sigma v = v - (\sigma^\top v / |\sigma|^2)\, \sigma`: the part of ``v`` tangent to the sphere at ``sigma``."""
+    r""":math:`P_\sigma v = v - (\sigma^\top v / |\sigma|^2)\, \sigma`: the part of ``v`` tangent to the sphere.
+
+    The sphere is the one through ``sigma`` (centred at the origin).
+    """
     xp = array_namespace(sigma, v)
     return v - xp.sum(sigma * v, axis=-1, keepdims=True) / xp.sum(sigma * sigma, axis=-1, keepdims=True) * sigma
 
