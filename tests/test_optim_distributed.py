@@ -143,6 +143,31 @@ def _replica_worker(rank: int, world: int, port: int, out: str, name: str, mode:
     dist.destroy_process_group()
 
 
+def _seed_worker(rank: int, world: int, port: int, out: str) -> None:
+    """Parle with its default generators under per-rank torch seeds: which seeds did each replica get?"""
+    import torch.distributed as dist
+
+    _init(rank, world, port)
+    torch.manual_seed(7 + rank)
+    model = _model(0)
+    opt = O.Parle(model.parameters(), L=2, noise=1e-3, distributed=True)
+    for k in range(4):
+        x, y = _batch(rank, k)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    torch.save({"seed": opt.generator_for(torch.device("cpu")).initial_seed()}, f"{out}/seed{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_default_generators_of_replicas_on_ranks_are_distinct_and_reproducible(tmp_path: Path) -> None:
+    spawn(_seed_worker, 2, str(tmp_path), timeout=300)
+    first = [torch.load(tmp_path / f"seed{r}.pt")["seed"] for r in range(2)]
+    spawn(_seed_worker, 2, str(tmp_path), timeout=300)
+    again = [torch.load(tmp_path / f"seed{r}.pt")["seed"] for r in range(2)]
+    assert first[0] != first[1] and first == again
+
+
 def _one_process(name: str) -> tuple[torch.nn.Module, Any]:
     """n = 2 replicas in one process, replica a's minibatches from stream a (read from ``opt.replica``)."""
     model = _model(0)

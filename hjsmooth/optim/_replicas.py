@@ -19,7 +19,7 @@ training loop runs unchanged on every rank (each drawing its own minibatches) an
 communicate at the last call of each outer step: one small ``all_reduce`` agrees on the
 outcome (a non-finite loss or gradient on any rank stops every rank, at that same call, with
 the weights and state as they were when the outer step began; the parameters that took part),
-one ``all_reduce`` (float64 sum) forms the master and one more the spread.  A peer that dies
+and one ``all_reduce`` (float64 sums) forms the master and the replicas' spread.  A peer that dies
 makes the reduction fail within ``timeout`` seconds with ``RuntimeError``.  At the first call
 the ranks compare their gradients: bitwise equal gradients on every rank mean that every
 replica sees the same data (the model wrapped in ``DistributedDataParallel``, which averages
@@ -291,17 +291,21 @@ class ReplicatedOptimizer(SmoothingOptimizer):
                         acc += r[i]
                     m.copy_(acc.div_(self.n))
             return math.sqrt(self._spread(masters, replicas) / self.n)
-        flat = torch.cat([r.sum(0, dtype=torch.float64).reshape(-1) for r in replicas])
+        # one all_reduce: the float64 sums of the replicas and of their squared norms; the spread follows from
+        # sum_a |x^a - x|^2 = sum_a |x^a|^2 - n |x|^2 (float64, exact to ~1e-16 of |x|^2)
+        squares = sum(float(r.to(torch.float64).square().sum()) for r in replicas)
+        device = replicas[0].device
+        flat = torch.cat([r.sum(0, dtype=torch.float64).reshape(-1) for r in replicas]
+                         + [torch.tensor([squares], dtype=torch.float64, device=device)])
         self._all_reduce(flat, "the master (sum of the replicas)")
-        flat /= self.n
+        mean = flat[:-1] / self.n
         offset = 0
         for m in masters:
             k = m.numel()
-            m.copy_(flat[offset:offset + k].view_as(m))
+            m.copy_(mean[offset:offset + k].view_as(m))
             offset += k
-        local_sq = torch.tensor([self._spread(masters, replicas)], dtype=torch.float64, device=flat.device)
-        self._all_reduce(local_sq, "the replica spread")
-        return math.sqrt(float(local_sq) / self.n)
+        spread_sq = float(flat[-1]) - self.n * float(mean.square().sum())
+        return math.sqrt(max(spread_sq, 0.0) / self.n)
 
     @staticmethod
     def _spread(masters: list[torch.Tensor], replicas: list[torch.Tensor]) -> float:
