@@ -35,8 +35,11 @@ _LAZY = {
     "LocalEntropySolution": "hjsmooth.solvers.cole_hopf",
     "heat": "hjsmooth.solvers.cole_hopf",
     "solve_hj": "hjsmooth.solvers.hj",
+    "Hamiltonian": "hjsmooth.solvers.general_hj",
+    "ControlAffineDynamics": "hjsmooth.solvers.reachability",
+    "solve_reachability": "hjsmooth.solvers.reachability",
     "solve_fokker_planck": "hjsmooth.solvers.fokker_planck",
-    "fokker_planck_steady_state": "hjsmooth.solvers.fokker_planck",
+    "fokker_planck_steady_state": "hjsmooth.solvers.fokker_planck_steady",
     "solve_hjb": "hjsmooth.solvers.hjb",
     "solve_forward_backward": "hjsmooth.solvers.hjb",
 }

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hjsmooth as hs
-from hjsmooth.solvers.fokker_planck import fokker_planck_operator, fokker_planck_steady_state, solve_fokker_planck
+from hjsmooth.solvers.fokker_planck import fokker_planck_operator, solve_fokker_planck
+from hjsmooth.solvers.fokker_planck_steady import fokker_planck_steady_state
 from hjsmooth.solvers.scharfetter_gummel import bernoulli
 
 
@@ -858,11 +859,8 @@ def test_lazy_exports() -> None:
 def test_detailed_balance_path_agrees_with_the_sparse_solve_and_refuses_rotation() -> None:
     """The O(N) reversible density equals the pinned LU solve, and is refused for Example 6.43's force."""
     from hjsmooth.landscapes import limit_cycles
-    from hjsmooth.solvers.fokker_planck import (
-        _detailed_balance_density,
-        _pinned_null_vector,
-        fokker_planck_operator,
-    )
+    from hjsmooth.solvers.fokker_planck import fokker_planck_operator
+    from hjsmooth.solvers.fokker_planck_steady import _detailed_balance_density, _pinned_null_vector
 
     grid = hs.Grid((-2.0, -2.5), (2.0, 2.5), (41, 51))
     x, y = grid.coords
