@@ -804,6 +804,16 @@ def test_t_zero_returns_a_copy(backend) -> None:
     np.testing.assert_array_equal(backend.to_numpy(sol.values), backend.to_numpy(rho0))
 
 
+def test_steady_state_without_transport_is_refused() -> None:
+    """No drift and zero diffusion: every density is stationary, so there is no steady state to return."""
+    grid = hs.Grid((-1.0, -1.0), (1.0, 1.0), (11, 11))
+    for diffusion in (0.0, np.zeros(2), np.zeros(grid.shape)):
+        with pytest.raises(ValueError, match="`diffusion` is zero and there is no `drift`"):
+            fokker_planck_steady_state(grid, diffusion=diffusion)
+    rho = fokker_planck_steady_state(grid, diffusion=np.array([0.0, 1.0]), potential=grid.coords[1] ** 2)
+    assert grid.integrate(rho) == pytest.approx(1.0)
+
+
 def test_bad_input_errors() -> None:
     grid = hs.Grid((-1.0, -1.0), (1.0, 1.0), (11, 11))
     rho0 = np.ones(grid.shape)

@@ -615,6 +615,8 @@ def test_weno5_tiny_quadratic_evolves_like_the_unit_one() -> None:
         ({"bc": "dirichlet", "bc_value": float("inf")}, ValueError, "`bc_value`"),
         ({"bc": "dirichlet", "bc_value": np.zeros(3)}, ValueError, "`bc_value`"),
         ({"save_at": [2.0]}, ValueError, "`save_at`"),
+        ({"save_at": "abc"}, ValueError, "`save_at` must be a count"),  # not "could not convert string"
+        ({"beta": 1e-300}, ValueError, "^`beta`=1e-300 makes the viscous term"),  # blames beta, not t
         ({"t": "soon"}, TypeError, "`t`"),
     ],
 )
