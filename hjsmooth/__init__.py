@@ -10,6 +10,7 @@ Conventions (see ``docs/conventions.md``)::
 
     viscous HJ    u_t = -1/2 |grad u|^2 + 1/(2 beta) Laplacian u,   u(., 0) = f
     inviscid HJ   u_t = -1/2 |grad u|^2                              (beta = inf)
+    any HJ        u_t + H(x, grad u) = 1/(2 beta) Laplacian u        (solve_hj(..., hamiltonian=H))
     heat          v_t = 1/(2 beta) Laplacian v
     Fokker-Planck rho_t = -div(b rho) + 1/(2 beta) sum_ij d_i d_j (D_ij rho)
 

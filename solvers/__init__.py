@@ -1,5 +1,7 @@
 """Grid PDE solvers: exact (Hopf-Lax, Cole-Hopf, heat kernel) and time-stepping
-(monotone Hamilton-Jacobi schemes, Scharfetter-Gummel Fokker-Planck, controlled HJB).
+(monotone Hamilton-Jacobi schemes for the thesis' and any other Hamiltonian, reachability,
+Scharfetter-Gummel Fokker-Planck, controlled HJB).  Which implementation runs an operator is
+decided by one table, :mod:`hjsmooth.solvers.kernels`.
 
 Installed as ``hjsmooth.solvers``; the main names are re-exported from ``hjsmooth``.
 """

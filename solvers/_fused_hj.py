@@ -13,10 +13,8 @@ Lax-Friedrichs, Engquist-Osher or hybrid Hamiltonian (codes from
 
 Layout and launch (:mod:`hjsmooth.solvers._cuda_launch`): the array is seen as
 ``(n0, n1, n2)`` with ``n2`` contiguous; threads run along axis 2, the launch grid over
-strips of axis 1 and over axis 0.  No index is recovered by division: an earlier 1D launch
-that did ``idx / n2`` and ``idx % n2`` in 64-bit arithmetic (long emulated instruction
-sequences on a GPU) reached a third of the copy bandwidth where a division-free Laplacian
-reached 63% (docs/benchmarks.md).  Along a strip the axis-1
+strips of axis 1 and over axis 0.  No index is recovered by division (64-bit division and
+remainder are long emulated instruction sequences on a GPU).  Along a strip the axis-1
 neighbours rotate through registers, so each node is loaded once from memory by its strip.
 The scheme and the boundary code are template parameters, one compiled kernel per
 combination actually used.
@@ -35,7 +33,7 @@ from typing import Any
 from hjsmooth.backend import array_namespace, from_cupy, is_cupy_array, is_cuda, to_cupy
 
 from ._cuda_launch import cuda_source, launch_config, raw_kernel
-from .hamiltonians import SCHEMES
+from .hamiltonians import SCHEMES, three_point_rate
 from .kernels import BC_CODES, SCHEME_CODES
 from .runge_kutta import SSPMethod
 
@@ -189,10 +187,7 @@ def axis_slopes(u: Any, spacing: tuple[float, ...]) -> list[float]:
 
 def cfl_rate(slopes: list[float], spacing: tuple[float, ...], nu: float, scheme: str) -> float:
     """``sum_k rate_k / h_k`` from the :func:`axis_slopes` (exact but for Engquist-Osher, a bound)."""
-    if scheme == "hybrid":
-        return sum(max(s - 2.0 * nu / h, 0.0) / h for s, h in zip(slopes, spacing))
-    factor = 2.0 if scheme == "engquist_osher" else 1.0
-    return sum(factor * s / h for s, h in zip(slopes, spacing))
+    return sum(three_point_rate(scheme, s, 2.0 * nu / h) / h for s, h in zip(slopes, spacing))
 
 
 def fused_stage(u: Any, u0: Any, out: Any, stage: tuple[float, float, float], spacing: tuple[float, ...], nu: float,

@@ -25,7 +25,9 @@ Every Runge-Kutta method runs in Butcher form (an SSP method is converted,
 own and :func:`hjsmooth.solvers._numba_hj.butcher_combine` forms the next stage.  The buffers,
 their ghost layers and the boundary rules are those of :mod:`hjsmooth.solvers._numba_hj`; the
 stencils are its :func:`~hjsmooth.solvers._numba_hj.line_slopes`.  Results agree with the array
-code to rounding.
+code to rounding.  The kernel of the linear forms is compiled once and cached on disk; a compiled
+``H`` is compiled into its own kernel once per process (seconds): numba keys a cache by the
+function it was given, which another process need not be able to import.
 """
 
 from __future__ import annotations
@@ -75,8 +77,8 @@ def _bound_kind(op: Any) -> int | None:
 def numba_general_supports(case: Any, like: Any) -> bool:
     """True where these kernels apply to ``case`` (an :class:`hjsmooth.solvers.hj_stepping.HJCase` of a
     :class:`~hjsmooth.solvers.general_hj.GeneralHJOperator`): float32/float64, 1 to 3 axes, an ``H``
-    given as linear forms or with a compiled twin, depending on neither time nor value, bounds that
-    are numbers, fields or estimated, and for Godunov a constant minimiser."""
+    given as linear forms (with bounds) or with a compiled twin, depending on neither time nor value,
+    bounds that are numbers, fields or estimated, and for Godunov a constant minimiser."""
     op = case.operator
     h = op.hamiltonian
     if not float_grid(like) or (h.forms is None and h.compiled is None):
@@ -85,9 +87,7 @@ def numba_general_supports(case: Any, like: Any) -> bool:
         return False
     if op.scheme == "godunov" and not all(isinstance(m, float) for m in op.minimizer):
         return False
-    if h.forms is not None and _bound_kind(op) == _ESTIMATED:
-        return False
-    return True
+    return h.forms is None or _bound_kind(op) != _ESTIMATED  # linear forms come with their bounds
 
 
 def numba_general_stepper(case: Any, like: Any) -> "NumbaGeneralHJStepper":
@@ -105,14 +105,18 @@ def _constants(c):  # pragma: no cover - compiled
 
 @numba.njit(fastmath={"contract"}, error_model="numpy")
 def _compiled_row(out, h, x, p, rows, first, n2, real, a0, a1):  # pragma: no cover - compiled
-    """``out[j] = h(x_j, p_j)`` along a line, ``p_j`` from ``rows[first:3, j]`` (node by node)."""
-    x[0] = real[0, a0]
-    x[1] = real[1, a1]
+    """``out[j] = h(x_j, p_j)`` along a line, ``p_j`` from ``rows[first:3, j]`` (node by node; ``x``
+    and ``p`` are the thread's vectors of length ``ndim``)."""
+    if first == 0:
+        x[0] = real[0, a0]
+    if first <= 1:
+        x[1 - first] = real[1, a1]
+    last = 2 - first
     for j in range(n2):
-        x[2] = real[2, j]
+        x[last] = real[2, j]
         for k in range(first, 3):
-            p[k] = rows[k, j]
-        out[j] = h(x[first:], p[first:])
+            p[k - first] = rows[k, j]
+        out[j] = h(x, p)
 
 
 @numba.njit(fastmath={"contract"}, error_model="numpy")
@@ -180,9 +184,8 @@ def _line_pass(line, h, u, out, split, scheme, bound_kind, mode, tube, ndim, ord
     a0 = i0 - g0
     a1 = i1 - g1
     rows = scratch[numba.get_thread_id()]
-    vec = vectors[numba.get_thread_id()]
-    x = vec[0]
-    p = vec[1]
+    x = vectors[numba.get_thread_id(), 0, :ndim]
+    p = vectors[numba.get_thread_id(), 1, :ndim]
     dst = out[i0, i1, w:w + n2]
     for j in range(n2):
         dst[j] = zero
@@ -294,12 +297,27 @@ def _line_pass(line, h, u, out, split, scheme, bound_kind, mode, tube, ndim, ord
 
 
 @numba.njit(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy")
-def _general_pass(h, u, out, split, scheme, bound_kind, mode, tube, ndim, order, real, inv_h, inv_h2, inv_scale,
-                  back, minimizer, constant_alpha, alpha_field, forms_g, forms_v, signs, nu, safety, root, consts,
-                  scratch, vectors, line_rates, line_alphas):  # pragma: no cover - compiled
-    """One parallel pass of :func:`_line_pass` over the interior lines, ``h`` the compiled ``H`` or ``None``
-    for the linear forms.  The forms' specialisation is cached on disk; a compiled ``h`` is compiled
-    into it once per process (numba does not cache a function that takes a function)."""
+def _forms_pass(u, out, split, scheme, bound_kind, mode, tube, ndim, order, real, inv_h, inv_h2, inv_scale, back,
+                minimizer, constant_alpha, alpha_field, forms_g, forms_v, signs, nu, safety, root, consts, scratch,
+                vectors, line_rates, line_alphas):  # pragma: no cover - compiled
+    """One parallel pass of :func:`_line_pass` over the interior lines with ``H`` as linear forms
+    (compiled once and cached on disk)."""
+    g0 = order if ndim == 3 else 0
+    g1 = order if ndim >= 2 else 0
+    lines = (u.shape[0] - 2 * g0) * (u.shape[1] - 2 * g1)
+    for line in numba.prange(lines):
+        _line_pass(line, None, u, out, split, scheme, bound_kind, mode, tube, ndim, order, real, inv_h, inv_h2,
+                   inv_scale, back, minimizer, constant_alpha, alpha_field, forms_g, forms_v, signs, nu, safety, root,
+                   consts, scratch, vectors, line_rates, line_alphas)
+
+
+@numba.njit(parallel=True, fastmath={"contract"}, error_model="numpy")
+def _compiled_pass(h, u, out, split, scheme, bound_kind, mode, tube, ndim, order, real, inv_h, inv_h2, inv_scale,
+                   back, minimizer, constant_alpha, alpha_field, forms_g, forms_v, signs, nu, safety, root, consts,
+                   scratch, vectors, line_rates, line_alphas):  # pragma: no cover - compiled
+    """The same pass with the user's compiled ``h``.  Never cached on disk: numba would key the cache
+    by the function, which another process may not be able to import; it compiles once per ``h``
+    and process."""
     g0 = order if ndim == 3 else 0
     g1 = order if ndim >= 2 else 0
     lines = (u.shape[0] - 2 * g0) * (u.shape[1] - 2 * g1)
@@ -403,7 +421,7 @@ class NumbaGeneralHJStepper:
         self.split = np.zeros((3, *padded) if self.mode == _SPLIT else (3, 1, 1, 1), dtype=dt)
         threads = numba.config.NUMBA_NUM_THREADS
         self.scratch = np.zeros((threads, 16, padded[2]), dtype=dt)
-        self.vectors = np.zeros((threads, 4, 3), dtype=dt)
+        self.vectors = np.zeros((threads, 2, 3), dtype=dt)  # x and p of one node
         lines = padded[0] * padded[1]
         self.line_rates = np.zeros(lines, dtype=dt)
         self.line_alphas = np.zeros((lines, 3), dtype=dt)
@@ -489,7 +507,10 @@ class NumbaGeneralHJStepper:
                      self.real, self.inv_h, self.inv_h2, self.inv_scale, self.back, self.minimizer, self.constant_alpha,
                      self.alpha_field, self.forms_g, self.forms_v, self.signs, self.nu, self.safety, self.root,
                      self.consts, self.scratch, self.vectors, self.line_rates, self.line_alphas)
-        _general_pass(self.function, *arguments)
+        if self.function is None:
+            _forms_pass(*arguments)
+        else:
+            _compiled_pass(self.function, *arguments)
         if self.mode == _SPLIT:
             alpha = np.zeros(3, dtype=self.dtype)
             alpha[3 - self.ndim:] = self.line_alphas.max(axis=0)[3 - self.ndim:]

@@ -61,12 +61,12 @@ from hjsmooth.backend import from_numpy, is_numpy_array, to_numpy
 
 from .boundary import check_ghost_width
 from .derivatives import WENO_EPS
-from .hamiltonians import SCHEMES
+from .hamiltonians import SCHEMES, three_point_rate
 from .kernels import ACCURACY_CODES, BC_CODES, SCHEME_CODES, numba_threads
 from .runge_kutta import ButcherMethod
 
 __all__ = ["NumbaHJStepper", "NUMBA_SCHEMES", "numba_supports", "numba_stepper", "fill_ghosts", "butcher_combine",
-           "padded_shape", "bc_codes", "slope_rows", "row", "line_index", "bits_max", "weno_constants",
+           "padded_shape", "bc_codes", "line_slopes", "row", "line_index", "bits_max", "weno_constants",
            "WENO_CONSTANTS", "float_grid", "viscous_terms"]
 
 NUMBA_SCHEMES = SCHEMES
@@ -676,6 +676,7 @@ class NumbaHJStepper:
         self.shape = tuple(host.shape)
         self.ndim = host.ndim
         self.scheme = SCHEME_CODES[scheme]
+        self.scheme_name = scheme
         names = (bc,) * self.ndim if isinstance(bc, str) else tuple(bc)
         self.bc = bc_codes(names, self.ndim)
         self.order = ACCURACY_CODES[accuracy]
@@ -785,11 +786,10 @@ class NumbaHJStepper:
         _rates_kernel(state, self.params, self.scheme, self.ndim, *self._scratch)
         largest = self.rate_bits.view(self.dtype)
         for axis in range(3 - self.ndim, 3):
-            m = largest[axis]
-            if self.scheme == _HYBRID:
-                excess = m - self.params[_LIMIT + axis] / self.params[_INV_H + axis]
-                m = excess if (excess > 0 or excess != excess) else excess - excess
-            self.rates[axis] = m * self.params[_INV_H + axis]
+            slope = largest[axis] * self.params[_INV_H + axis]
+            if self.scheme != _ENGQUIST_OSHER:  # its rates were formed node by node, exactly
+                slope = three_point_rate(self.scheme_name, slope, self.params[_LIMIT + axis])
+            self.rates[axis] = slope
         return self.rates[3 - self.ndim:]
 
     def _prepare_alpha(self, state: np.ndarray) -> None:

@@ -81,7 +81,7 @@ def local_entropy(f: Any, grid: Grid, t: float, beta: float) -> Any:
     threshold (where ``beta`` times the variation of ``f`` is large) are recomputed exactly by a
     per-entry max-shifted log-sum-exp, whose largest term is ``1`` (a parallel numba loop on the
     CPU, chunked array operations elsewhere; ``O(n)`` scalar work per entry, so a pass where most
-    entries need it runs about ten times slower than the matrix product).  The result stays finite and
+    entries need it costs more than the matrix product, see docs/benchmarks.md).  The result stays finite and
     accurate for any ``beta (max f - min f)`` that the dtype can hold (tested to ``1e6`` in float64).
 
     Parameters

@@ -238,9 +238,8 @@ def solve_fokker_planck(
         Tolerances of TR-BDF2's error control (``dt=None``): a step is accepted when its
         estimated local error satisfies ``|e_i| <= atol + rtol max(|rho_i|, |rho_new,i|)`` at
         every node.  Defaults ``rtol = 1e-4`` and ``atol = 1e-3 rtol max(rho0)`` (``1e-7`` of the
-        initial peak).  The error at ``t`` accumulates over the steps: on an OU transient it was
-        ``0.15 rtol`` of the peak at ``rtol = 1e-3`` and ``0.7 rtol`` at ``1e-5``
-        (``tests/test_fokker_planck.py``).  Unused by the other methods.
+        initial peak).  The error at ``t`` accumulates over the steps (a few tenths of ``rtol`` of
+        the peak on an OU transient, docs/benchmarks.md).  Unused by the other methods.
 
     Returns
     -------

@@ -63,7 +63,8 @@ from typing import Any
 
 from hjsmooth.backend import array_namespace
 
-__all__ = ["SCHEMES", "GENERAL_SCHEMES", "flux_and_rate", "lax_friedrichs_flux", "godunov_slopes"]
+__all__ = ["SCHEMES", "GENERAL_SCHEMES", "flux_and_rate", "three_point_rate", "lax_friedrichs_flux",
+           "godunov_slopes"]
 
 #: the numerical Hamiltonians of the thesis' Hamiltonian
 SCHEMES = ("godunov", "lax_friedrichs", "engquist_osher", "hybrid")
@@ -134,6 +135,23 @@ def flux_and_rate(p_minus: Any, p_plus: Any, scheme: str, shift: Any | None = No
     if shift is not None:
         flux = flux - 0.5 * shift * shift
     return flux, rate
+
+
+def three_point_rate(scheme: str, slope: Any, peclet_slope: Any) -> Any:
+    """An axis' CFL rate of the three-point scheme from the largest ``|p|`` along it, ``slope``.
+
+    Godunov and Lax-Friedrichs: ``slope`` (exact); hybrid: ``max(slope - 2 nu / h, 0)`` (exact, a NaN
+    carried); Engquist-Osher: ``2 slope`` (a bound; its exact rate ``max(max(p-,0) - min(p+,0))``
+    needs both slopes of every node).  The fused kernels (numba, CUDA) find ``slope`` in one
+    reduction and take the rate from here; the array code forms the same rates from every node in
+    :func:`flux_and_rate`.
+    """
+    if scheme == "hybrid":
+        excess = slope - peclet_slope
+        return excess if (excess > 0 or excess != excess) else excess - excess
+    if scheme == "engquist_osher":
+        return slope + slope
+    return slope
 
 
 def lax_friedrichs_flux(h_mean: Any, alphas: tuple[Any, ...], p_minus: tuple[Any, ...],

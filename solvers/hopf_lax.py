@@ -94,12 +94,10 @@ def hopf_lax(
         the others.  Each pass keeps ``min(refined, grid minimum)``, so the result is
         never above the ``subgrid=None`` result.  For ``f`` smooth enough that the
         minimiser is unique and ``f'' + 1/t`` stays positive near it, the error is
-        ``O(|h|^3)``, ``O(|h|^4)``, ``O(|h|^5)`` respectively (measured: orders 2.99, 3.99,
-        4.95 in 1D and 2.9, 4.0, 5.0 in 2D for ``f = log(1 + |x|^2)``, ``t = 1``), and
+        ``O(|h|^3)``, ``O(|h|^4)``, ``O(|h|^5)`` respectively (tested in 1D and 2D), and
         ``u`` is exact up to rounding for quadratic ``f`` (in any dimension).  For numpy
-        and CPU torch a compiled kernel follows each envelope (one thread, 256^2, float64:
-        about 2x the plain transform's time for ``"quadratic"``, 7-10x for ``"cubic"`` and
-        ``"quartic"``); other arrays run the same steps as array-API operations after the
+        and CPU torch a compiled kernel follows each envelope (its cost is in
+        docs/benchmarks.md); other arrays run the same steps as array-API operations after the
         envelope or GPU kernel, so every backend has it.  Float32 stays float32 (the
         CPU kernel computes in double, the array-API path in float32), and its error
         is then about ``1e-7 |u|``.  It is opt-in because it gives up the exact
