@@ -119,18 +119,29 @@ class ArrayStepper:
         return new
 
 
-def _refuse_stiff_viscosity(operator: Any, t: float, dt: float | None, max_steps: int) -> None:
-    """Refuse, naming ``beta``, a run whose viscous step bound alone needs more than ``max_steps`` steps."""
+def _refuse_stiff_viscosity(operator: Any, u0: Any, t: float, dt: float | None, max_steps: int) -> None:
+    """Refuse, naming ``beta``, a run that the viscous step bound alone makes longer than ``max_steps``
+    steps where a step ``C cfl / sum_k max |D_k u0| / h_k`` (the transport scale of the data) would
+    not: a long ``t`` is the march's to refuse."""
     if operator.nu <= 0.0 or t <= 0.0:
         return
-    bound = operator.step_for_rate(0.0)
+    viscous = operator.step_for_rate(0.0)
     if dt is not None:
-        bound = min(bound, dt)
-    if t / bound > max_steps:
-        beta = 0.5 / operator.nu
-        raise ValueError(f"`beta`={beta:g} makes the viscous term 1/(2 beta) Laplacian u so stiff that the explicit "
-                         f"step is {bound:.3g}: `t`={t:g} would take about {t / bound:.3g} steps, more than "
-                         f"`max_steps`={max_steps}; raise `beta`, coarsen the grid, or shorten `t`")
+        viscous = min(viscous, dt)
+    if t / viscous <= max_steps:
+        return
+    xp = array_namespace(u0)
+    rate = sum(float(xp.max(xp.abs(xp.diff(u0, axis=k)))) / h for k, h in enumerate(operator.spacing))
+    hyperbolic = operator.method.coefficient * operator.cfl / rate if rate > 0.0 else math.inf
+    if dt is not None:
+        hyperbolic = min(hyperbolic, dt)
+    if t / hyperbolic > max_steps:
+        return
+    beta = 0.5 / operator.nu
+    raise ValueError(f"`beta`={beta:g} makes the viscous term 1/(2 beta) Laplacian u so stiff that the explicit "
+                     f"step is {viscous:.3g}: `t`={t:g} would take about {t / viscous:.3g} steps (without it, "
+                     f"about {math.ceil(t / hyperbolic)}), more than `max_steps`={max_steps}; raise `beta` or coarsen "
+                     f"the grid")
 
 
 def run_scheme(u0: Any, grid: Grid, t: float, operator: Any, project: Any, *, dt: float | None, save_at: Any,
@@ -140,7 +151,7 @@ def run_scheme(u0: Any, grid: Grid, t: float, operator: Any, project: Any, *, dt
 
     The engine (numba, CUDA or array code) is chosen here, once, by the stepper registry's
     ``kind`` row (``"hj_step"`` for the thesis' Hamiltonian, ``"hj_general_step"`` for any other)."""
-    _refuse_stiff_viscosity(operator, t, dt, max_steps)
+    _refuse_stiff_viscosity(operator, u0, t, dt, max_steps)
     engine, stepper = build(kind, u0, HJCase(operator, project))
     result = march(stepper.start(u0), t, stepper.step, stepper.stable_dt, dt=dt, save_at=save_at,
                    progress=progress, desc=desc, max_steps=max_steps, read=stepper.read)
