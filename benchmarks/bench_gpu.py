@@ -11,7 +11,7 @@ Parts (each row is independent: a failing row prints its error and the rest stil
     - ``laplacian5 (eager)``: the plain 5-point Laplacian written with array slices;
     - ``laplacian5 (fused)``: the same as one CuPy raw kernel (the attainable reference);
     - ``hj godunov step``: one forward-Euler step of the viscous HJ Godunov scheme
-      (``HamiltonJacobiOperator`` of ``hjsmooth.solvers.hj`` with ``forward_euler``), as
+      (``HamiltonJacobiOperator`` of ``hjsmooth.solvers.hj_operator`` with a forward-Euler ``rk_step``), as
       array code and as the fused kernel that ``solve_hj`` runs on CUDA arrays, the latter
       for strips of 1, 2, 4 and 8 rows per thread; and one stage of the default hybrid
       scheme's SSP-RK(4,2) (three arrays: ``u``, ``u^n`` in, the stage out);
@@ -184,8 +184,8 @@ extern "C" __global__ void laplacian5(const float* u, float* out, const long lon
 def stencil_kernels(backend: str, lib: Any, n: int) -> dict[str, Callable[[], Callable[[], Any]]]:
     """Factories (built lazily, inside each row's try) of the one-step calls to time."""
     import hjsmooth.solvers.fokker_planck as fp
-    from hjsmooth.solvers.hj import HamiltonJacobiOperator
-    from hjsmooth.solvers.runge_kutta import forward_euler
+    from hjsmooth.solvers.hj_operator import HamiltonJacobiOperator
+    from hjsmooth.solvers.runge_kutta import SSP_METHODS, rk_step
 
     def laplacian_eager():
         grid, u = make_field(backend, lib, n)
@@ -212,7 +212,7 @@ def stencil_kernels(backend: str, lib: Any, n: int) -> dict[str, Callable[[], Ca
         grid, u = make_field(backend, lib, n)
         op = HamiltonJacobiOperator(grid, "godunov", "first", "extrapolate", BETA, 0.9)
         dt = 0.5 * op.cfl / (op.viscous_rate + 2 * HALF_WIDTH / grid.spacing[0])
-        return lambda: forward_euler(u, dt, op.rhs)
+        return lambda: rk_step(u, dt, op.rhs, SSP_METHODS['euler'])
 
     def hj_step_fused(rows, scheme="godunov", weights=(0.0, 1.0)):
         """One fused stage ``a u0 + b (u + dt L(u))`` (forward Euler: a = 0, u0 not read)."""

@@ -44,7 +44,8 @@ import numpy as np
 
 import hjsmooth as hs
 from hjsmooth.solvers import kernels
-from hjsmooth.solvers.hj import HamiltonJacobiOperator, _ArrayStepper, _dirichlet_projection, _stepper, method_for
+from hjsmooth.solvers.hj_operator import HamiltonJacobiOperator, method_for
+from hjsmooth.solvers.hj_stepping import HJCase, stage_projection
 
 CONFIGS = [
     ("first godunov", "godunov", "first"),
@@ -58,13 +59,13 @@ CONFIGS = [
 def build(label: str, scheme: str, accuracy: str, engine: str, f: np.ndarray, grid: hs.Grid, beta: float) -> dict:
     cfl = 0.9 if method_for(scheme, accuracy).name == "ssp42" else 0.5
     op = HamiltonJacobiOperator(grid, scheme, accuracy, "extrapolate", beta, cfl)
-    project = _dirichlet_projection(f, "extrapolate", None)
-    stepper = _ArrayStepper(op, project) if engine == "array" else _stepper(engine, f, op, project)
+    project = stage_projection(f, "extrapolate", None)
+    stepper = kernels.build("hj_step", f, HJCase(op, project), engine=engine)[1]
     state = stepper.start(f)
     dt0 = stepper.stable_dt(state)
     state = stepper.step(state, dt0)  # compiled and warm
     return dict(label=f"{label} [{engine}]", stepper=stepper, start=state, dt0=dt0,
-                stages=len(op.method.stages), times=[])
+                stages=op.method.stage_count, times=[])
 
 
 def time_steps(case: dict, steps: int) -> float:

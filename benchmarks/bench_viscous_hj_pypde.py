@@ -128,7 +128,7 @@ def run_hjsmooth(args: argparse.Namespace) -> list[Row]:
 
         return run, holder
 
-    from hjsmooth.solvers.hj import method_for
+    from hjsmooth.solvers.hj_operator import method_for
 
     cases = [("auto", np.float64, False), ("auto", np.float32, False), ("godunov", np.float64, False),
              ("godunov", np.float32, False), ("auto", np.float64, True), ("godunov", np.float64, True)]

@@ -10,6 +10,7 @@ Conventions (see ``docs/conventions.md``)::
 
     viscous HJ    u_t = -1/2 |grad u|^2 + 1/(2 beta) Laplacian u,   u(., 0) = f
     inviscid HJ   u_t = -1/2 |grad u|^2                              (beta = inf)
+    any HJ        u_t + H(x, grad u) = 1/(2 beta) Laplacian u        (solve_hj(..., hamiltonian=H))
     heat          v_t = 1/(2 beta) Laplacian v
     Fokker-Planck rho_t = -div(b rho) + 1/(2 beta) sum_ij d_i d_j (D_ij rho)
 
@@ -35,8 +36,11 @@ _LAZY = {
     "LocalEntropySolution": "hjsmooth.solvers.cole_hopf",
     "heat": "hjsmooth.solvers.cole_hopf",
     "solve_hj": "hjsmooth.solvers.hj",
+    "Hamiltonian": "hjsmooth.solvers.general_hj",
+    "ControlAffineDynamics": "hjsmooth.solvers.reachability",
+    "solve_reachability": "hjsmooth.solvers.reachability",
     "solve_fokker_planck": "hjsmooth.solvers.fokker_planck",
-    "fokker_planck_steady_state": "hjsmooth.solvers.fokker_planck",
+    "fokker_planck_steady_state": "hjsmooth.solvers.fokker_planck_steady",
     "solve_hjb": "hjsmooth.solvers.hjb",
     "solve_forward_backward": "hjsmooth.solvers.hjb",
 }

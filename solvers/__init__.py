@@ -1,5 +1,7 @@
 """Grid PDE solvers: exact (Hopf-Lax, Cole-Hopf, heat kernel) and time-stepping
-(monotone Hamilton-Jacobi schemes, Scharfetter-Gummel Fokker-Planck, controlled HJB).
+(monotone Hamilton-Jacobi schemes for the thesis' and any other Hamiltonian, reachability,
+Scharfetter-Gummel Fokker-Planck, controlled HJB).  Which implementation runs an operator is
+decided by one table, :mod:`hjsmooth.solvers.kernels`.
 
 Installed as ``hjsmooth.solvers``; the main names are re-exported from ``hjsmooth``.
 """
@@ -19,8 +21,11 @@ _LAZY = {
     "LocalEntropySolution": "hjsmooth.solvers.cole_hopf",
     "heat": "hjsmooth.solvers.cole_hopf",
     "solve_hj": "hjsmooth.solvers.hj",
+    "Hamiltonian": "hjsmooth.solvers.general_hj",
+    "ControlAffineDynamics": "hjsmooth.solvers.reachability",
+    "solve_reachability": "hjsmooth.solvers.reachability",
     "solve_fokker_planck": "hjsmooth.solvers.fokker_planck",
-    "fokker_planck_steady_state": "hjsmooth.solvers.fokker_planck",
+    "fokker_planck_steady_state": "hjsmooth.solvers.fokker_planck_steady",
     "solve_hjb": "hjsmooth.solvers.hjb",
     "solve_forward_backward": "hjsmooth.solvers.hjb",
 }

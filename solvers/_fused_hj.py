@@ -13,10 +13,8 @@ Lax-Friedrichs, Engquist-Osher or hybrid Hamiltonian (codes from
 
 Layout and launch (:mod:`hjsmooth.solvers._cuda_launch`): the array is seen as
 ``(n0, n1, n2)`` with ``n2`` contiguous; threads run along axis 2, the launch grid over
-strips of axis 1 and over axis 0.  No index is recovered by division: an earlier 1D launch
-that did ``idx / n2`` and ``idx % n2`` in 64-bit arithmetic (long emulated instruction
-sequences on a GPU) reached a third of the copy bandwidth where a division-free Laplacian
-reached 63% (docs/benchmarks.md).  Along a strip the axis-1
+strips of axis 1 and over axis 0.  No index is recovered by division (64-bit division and
+remainder are long emulated instruction sequences on a GPU).  Along a strip the axis-1
 neighbours rotate through registers, so each node is loaded once from memory by its strip.
 The scheme and the boundary code are template parameters, one compiled kernel per
 combination actually used.
@@ -35,12 +33,14 @@ from typing import Any
 from hjsmooth.backend import array_namespace, from_cupy, is_cupy_array, is_cuda, to_cupy
 
 from ._cuda_launch import cuda_source, launch_config, raw_kernel
+from .hamiltonians import SCHEMES, three_point_rate
 from .kernels import BC_CODES, SCHEME_CODES
+from .runge_kutta import SSPMethod
 
-__all__ = ["cuda_supports", "axis_slopes", "cfl_rate", "fused_stage", "kernel_source", "kernel_name",
+__all__ = ["cuda_supports", "cuda_stepper", "axis_slopes", "cfl_rate", "fused_stage", "kernel_source", "kernel_name",
            "kernel_arguments", "FUSED_SCHEMES", "ROWS_PER_THREAD", "CudaHJStepper"]
 
-FUSED_SCHEMES = tuple(SCHEME_CODES)
+FUSED_SCHEMES = SCHEMES
 ROWS_PER_THREAD = 1  # strip length along axis 1; benchmarks/bench_gpu.py sweeps it
 
 _BODY = r"""
@@ -161,11 +161,22 @@ def kernel_arguments(u: Any, u0: Any, out: Any, dims: tuple[int, int, int], rows
             *(scalar(a) for a in alpha), *(scalar(v) for v in limit), scalar(nu), *(scalar(w) for w in stage))
 
 
-def cuda_supports(u: Any, scheme: str, accuracy: str, shift: Any) -> bool:
-    """True where the fused kernel applies: a CUDA array of float32/float64, three-point stencil, no shift."""
-    if accuracy != "first" or shift is not None or scheme not in FUSED_SCHEMES:
+def cuda_supports(case: Any, like: Any) -> bool:
+    """True where the fused kernel applies to ``case`` (an :class:`hjsmooth.solvers.hj_stepping.HJCase`
+    of the thesis' operator): a CUDA array of float32/float64, three-point stencil, no shift, one
+    boundary condition for all axes, an SSP method."""
+    op = case.operator
+    if op.accuracy != "first" or op.shift is not None or op.scheme not in FUSED_SCHEMES:
         return False
-    return is_cuda(u) and str(u.dtype).rsplit(".", 1)[-1] in ("float32", "float64")
+    if len(set(op.bc)) != 1 or not isinstance(op.method, SSPMethod):
+        return False
+    return is_cuda(like) and str(like.dtype).rsplit(".", 1)[-1] in ("float32", "float64")
+
+
+def cuda_stepper(case: Any, like: Any) -> "CudaHJStepper":
+    """The registry's factory: a :class:`CudaHJStepper` for ``case`` on arrays like ``like``."""
+    op = case.operator
+    return CudaHJStepper(like, op.spacing, op.nu, op.bc[0], op.scheme, op.method, op.step_for_rate, case.project)
 
 
 def axis_slopes(u: Any, spacing: tuple[float, ...]) -> list[float]:
@@ -176,10 +187,7 @@ def axis_slopes(u: Any, spacing: tuple[float, ...]) -> list[float]:
 
 def cfl_rate(slopes: list[float], spacing: tuple[float, ...], nu: float, scheme: str) -> float:
     """``sum_k rate_k / h_k`` from the :func:`axis_slopes` (exact but for Engquist-Osher, a bound)."""
-    if scheme == "hybrid":
-        return sum(max(s - 2.0 * nu / h, 0.0) / h for s, h in zip(slopes, spacing))
-    factor = 2.0 if scheme == "engquist_osher" else 1.0
-    return sum(factor * s / h for s, h in zip(slopes, spacing))
+    return sum(three_point_rate(scheme, s, 2.0 * nu / h) / h for s, h in zip(slopes, spacing))
 
 
 def fused_stage(u: Any, u0: Any, out: Any, stage: tuple[float, float, float], spacing: tuple[float, ...], nu: float,

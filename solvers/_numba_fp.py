@@ -26,14 +26,18 @@ import numpy as np
 
 from hjsmooth.backend import from_numpy, is_numpy_array, to_numpy
 
+from ._fused_fp import axis_links_only, packed_rates, rates_like
 from .kernels import numba_threads
 
 __all__ = ["NumbaFPStepper", "numba_fp_supports"]
 
 
-def numba_fp_supports(rho: Any) -> bool:
-    """True for float32/float64 arrays of 1 to 3 axes (the operator must have axis links only)."""
-    return str(rho.dtype).rsplit(".", 1)[-1] in ("float32", "float64") and 1 <= rho.ndim <= 3
+def numba_fp_supports(operator: Any, rho: Any) -> bool:
+    """True for float32/float64 densities of 1 to 3 axes and an operator with axis links only (a
+    diagonal diffusion) whose rates live on ``rho``'s backend and dtype."""
+    if str(rho.dtype).rsplit(".", 1)[-1] not in ("float32", "float64") or not 1 <= rho.ndim <= 3:
+        return False
+    return axis_links_only(operator) and rates_like(operator, rho)
 
 
 @numba.njit(cache=True)
@@ -139,8 +143,6 @@ class NumbaFPStepper:
     """
 
     def __init__(self, operator: Any, like: Any):
-        from ._fused_fp import packed_rates
-
         self.like = like
         host = to_numpy(like)
         self.dtype = host.dtype

@@ -24,7 +24,9 @@ A strong-stability-preserving Runge-Kutta step in Shu-Osher form,
     u_k = a_k u^n + b_k (u_{k-1} + c_k dt L(u_{k-1})),   u_0 = u^n,   u^{n+1} = u_s,
 
 (:data:`hjsmooth.solvers.runge_kutta.SSP_METHODS`) runs as one parallel pass over the grid per
-stage, on buffers padded by ``w`` ghost nodes per axis that are allocated once per solve
+stage; a method in Butcher form (WENO5's fifth-order ``"rk5"``, ENO2/WENO5 only) evaluates
+``L`` of every stage into a buffer of its own (:func:`butcher_combine` forms the next stage).
+Each pass works on buffers padded by ``w`` ghost nodes per axis that are allocated once per solve
 (:class:`NumbaHJStepper`): nothing is allocated per step.  The ghosts are filled after every
 stage from the boundary condition, as :func:`hjsmooth.solvers.boundary.pad_axis` fills them
 (Dirichlet nodes are reset to their held values first), so the stencil loops run without a
@@ -59,11 +61,15 @@ from hjsmooth.backend import from_numpy, is_numpy_array, to_numpy
 
 from .boundary import check_ghost_width
 from .derivatives import WENO_EPS
+from .hamiltonians import SCHEMES, three_point_rate
 from .kernels import ACCURACY_CODES, BC_CODES, SCHEME_CODES, numba_threads
+from .runge_kutta import ButcherMethod
 
-__all__ = ["NumbaHJStepper", "NUMBA_SCHEMES", "numba_supports"]
+__all__ = ["NumbaHJStepper", "NUMBA_SCHEMES", "numba_supports", "numba_stepper", "fill_ghosts", "butcher_combine",
+           "padded_shape", "bc_codes", "line_slopes", "row", "line_index", "bits_max", "weno_constants",
+           "WENO_CONSTANTS", "float_grid", "viscous_terms"]
 
-NUMBA_SCHEMES = tuple(SCHEME_CODES)
+NUMBA_SCHEMES = SCHEMES
 _GODUNOV, _LAX_FRIEDRICHS, _ENGQUIST_OSHER, _HYBRID = (SCHEME_CODES[s] for s in
                                                        ("godunov", "lax_friedrichs", "engquist_osher", "hybrid"))
 _EXTRAPOLATE, _NEUMANN, _PERIODIC = BC_CODES["extrapolate"], BC_CODES["neumann"], BC_CODES["periodic"]
@@ -73,23 +79,46 @@ _HALF, _NU, _INV_H, _INV_H2, _LIMIT, _ALPHA, _A, _B, _CDT = 0, 1, 2, 5, 8, 11, 1
 _INV_SCALE, _BACK, _EPS = 17, 20, 23  # WENO5: 1 / max |u_{i+1} - u_i| per axis, its inverse, eps
 #: the constants of the ENO2/WENO5 stencils, stored in the parameter vector from ``_K`` on so that
 #: the kernels compute in the array's dtype (a float64 literal would promote float32 arithmetic)
-_CONSTANTS = (1.0, 2.0, 3.0, 4.0, 1 / 3, 7 / 6, 11 / 6, 1 / 6, 5 / 6, 13 / 12, 0.25, 0.1, 0.6, 0.3, 16.0, 30.0, 1 / 12)
+WENO_CONSTANTS = (1.0, 2.0, 3.0, 4.0, 1 / 3, 7 / 6, 11 / 6, 1 / 6, 5 / 6, 13 / 12, 0.25, 0.1, 0.6, 0.3, 16.0, 30.0, 1 / 12)
 _K = 24
-_N_PARAMS = _K + len(_CONSTANTS)
+_N_PARAMS = _K + len(WENO_CONSTANTS)
 # rows of the per-thread scratch of the ENO2/WENO5 kernels: p-, p+ and the rate of one line
 _PM, _PP, _RATE = 0, 1, 2
 
 
-def numba_supports(u: Any, scheme: str, accuracy: str, shift: Any) -> bool:
-    """True where these kernels apply: float32/float64, 1 to 3 axes, no shift (every scheme and stencil)."""
-    if accuracy not in ACCURACY_CODES or shift is not None or scheme not in NUMBA_SCHEMES:
-        return False
+def float_grid(u: Any) -> bool:
+    """A float32/float64 array of 1 to 3 axes (what every fused CPU kernel takes)."""
     return str(u.dtype).rsplit(".", 1)[-1] in ("float32", "float64") and 1 <= u.ndim <= 3
+
+
+def numba_supports(case: Any, like: Any) -> bool:
+    """True where these kernels apply to ``case`` (an :class:`hjsmooth.solvers.hj_stepping.HJCase` of
+    the thesis' operator): float32/float64, 1 to 3 axes, no shift, any scheme, stencil and boundary
+    conditions, SSP methods, and Butcher-form methods with ENO2/WENO5."""
+    op = case.operator
+    if op.accuracy not in ACCURACY_CODES or op.shift is not None or op.scheme not in NUMBA_SCHEMES:
+        return False
+    if isinstance(op.method, ButcherMethod) and op.accuracy == "first":
+        return False
+    return float_grid(like)
+
+
+def numba_stepper(case: Any, like: Any) -> "NumbaHJStepper":
+    """The registry's factory: a :class:`NumbaHJStepper` for ``case`` on arrays like ``like``."""
+    op = case.operator
+    held = case.project.held if op.bc[0] == "dirichlet" else None
+    return NumbaHJStepper(like, op.spacing, op.nu, op.bc, op.scheme, op.method, op.step_for_rate, held, op.accuracy)
+
+
+def bc_codes(bc: Any, ndim: int) -> np.ndarray:
+    """The ghost-rule codes of the three axes of the padded 3D view (leading fake axes: 0)."""
+    names = (bc,) * ndim if isinstance(bc, str) else tuple(bc)
+    return np.array([0] * (3 - ndim) + [BC_CODES[b] for b in names], dtype=np.int64)
 
 
 # ------------------------------------------------------------------------------------------- rows
 @numba.njit(cache=True)
-def _row(u, i0, i1, w, n2, axis, k):  # pragma: no cover - compiled
+def row(u, i0, i1, w, n2, axis, k):  # pragma: no cover - compiled
     """The interior of line ``(i0, i1)`` shifted by ``k`` nodes along ``axis`` (padded 3D ``u``, ghost ``w``)."""
     if axis == 2:
         return u[i0, i1, w + k:w + k + n2]
@@ -99,7 +128,7 @@ def _row(u, i0, i1, w, n2, axis, k):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
-def _line_index(line, n1, g0, g1):  # pragma: no cover - compiled
+def line_index(line, n1, g0, g1):  # pragma: no cover - compiled
     """Padded indices ``(i0, i1)`` of interior line number ``line`` (``n1`` interior lines per plane)."""
     l0 = line // n1
     return l0 + g0, line - l0 * n1 + g1
@@ -166,7 +195,7 @@ def _line(u, i0, i1, g0, g1, n2, axis):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
-def _bits_max(bits, n):  # pragma: no cover - compiled
+def bits_max(bits, n):  # pragma: no cover - compiled
     """The largest of ``n`` bit patterns.  For floats ``>= +0`` that is the float maximum, and a NaN
     (its pattern lies above that of ``+inf``, whatever its sign bit) wins; an integer maximum
     vectorises without fast-math, where a float one does not."""
@@ -204,21 +233,21 @@ def _rates_kernel(u, p, scheme, ndim, line_rates, line_bits, partial_bits, rate_
             else:
                 for j in range(n2):
                     r[j] = abs(hi[j] - c[j])
-            partial_bits[axis, line] = _bits_max(line_bits[line], n2)
+            partial_bits[axis, line] = bits_max(line_bits[line], n2)
     for axis in range(3 - ndim, 3):
-        rate_bits[axis] = _bits_max(partial_bits[axis], lines)
+        rate_bits[axis] = bits_max(partial_bits[axis], lines)
 
 
 # --------------------------------------------------------------------------- ENO2 and WENO5 stencils
 @numba.njit(cache=True, fastmath={"contract"}, error_model="numpy")
-def _eno2_slopes(pm, pp, u, i0, i1, w, n2, axis, inv_h, half):  # pragma: no cover - compiled
+def eno2_slopes(pm, pp, u, i0, i1, w, n2, axis, inv_h, half):  # pragma: no cover - compiled
     """ENO2 ``p-``, ``p+`` along one line: the first difference corrected by ``+-1/2`` the second
     difference of smaller magnitude among the two candidate stencils, over ``h``."""
-    m2 = _row(u, i0, i1, w, n2, axis, -2)
-    m1 = _row(u, i0, i1, w, n2, axis, -1)
-    c = _row(u, i0, i1, w, n2, axis, 0)
-    p1 = _row(u, i0, i1, w, n2, axis, 1)
-    p2 = _row(u, i0, i1, w, n2, axis, 2)
+    m2 = row(u, i0, i1, w, n2, axis, -2)
+    m1 = row(u, i0, i1, w, n2, axis, -1)
+    c = row(u, i0, i1, w, n2, axis, 0)
+    p1 = row(u, i0, i1, w, n2, axis, 1)
+    p2 = row(u, i0, i1, w, n2, axis, 2)
     two = half + half + half + half
     for j in range(n2):
         d_lo = m2[j] - two * m1[j] + c[j]
@@ -233,7 +262,7 @@ def _eno2_slopes(pm, pp, u, i0, i1, w, n2, axis, inv_h, half):  # pragma: no cov
 @numba.njit(cache=True, fastmath={"contract"}, error_model="numpy")
 def _weno5_value(v1, v2, v3, v4, v5, eps, k):  # pragma: no cover - compiled
     """Jiang-Peng WENO5 value from five consecutive (scaled) differences, with one division
-    (``k``: :data:`_CONSTANTS` in the data's dtype).
+    (``k``: :data:`WENO_CONSTANTS` in the data's dtype).
 
     The weights ``w_k / (s_k + eps)^2`` normalised to sum one are ``w_k t_l t_m / sum`` with
     ``t = (s + eps)^2``; on differences of magnitude at most one ``t`` lies in ``[eps^2, 1.2e3]``."""
@@ -260,15 +289,15 @@ def _weno5_value(v1, v2, v3, v4, v5, eps, k):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, fastmath={"contract"}, error_model="numpy")
-def _weno5_slopes(pm, pp, u, i0, i1, w, n2, axis, inv_h, inv_scale, back, eps, k):  # pragma: no cover - compiled
+def weno5_slopes(pm, pp, u, i0, i1, w, n2, axis, inv_h, inv_scale, back, eps, k):  # pragma: no cover - compiled
     """WENO5 ``p-``, ``p+`` along one line, on the differences times ``inv_scale`` (``back`` undoes it)."""
-    m3 = _row(u, i0, i1, w, n2, axis, -3)
-    m2 = _row(u, i0, i1, w, n2, axis, -2)
-    m1 = _row(u, i0, i1, w, n2, axis, -1)
-    c = _row(u, i0, i1, w, n2, axis, 0)
-    p1 = _row(u, i0, i1, w, n2, axis, 1)
-    p2 = _row(u, i0, i1, w, n2, axis, 2)
-    p3 = _row(u, i0, i1, w, n2, axis, 3)
+    m3 = row(u, i0, i1, w, n2, axis, -3)
+    m2 = row(u, i0, i1, w, n2, axis, -2)
+    m1 = row(u, i0, i1, w, n2, axis, -1)
+    c = row(u, i0, i1, w, n2, axis, 0)
+    p1 = row(u, i0, i1, w, n2, axis, 1)
+    p2 = row(u, i0, i1, w, n2, axis, 2)
+    p3 = row(u, i0, i1, w, n2, axis, 3)
     out = back * inv_h
     for j in range(n2):
         d_m2 = (m2[j] - m3[j]) * inv_scale  # d_k = u_{i+k} - u_{i+k-1}, k = -2 .. 3
@@ -282,20 +311,38 @@ def _weno5_slopes(pm, pp, u, i0, i1, w, n2, axis, inv_h, inv_scale, back, eps, k
 
 
 @numba.njit(cache=True)
-def _constants(p):  # pragma: no cover - compiled
-    """:data:`_CONSTANTS` as a tuple of scalars of the data's dtype."""
+def weno_constants(p):  # pragma: no cover - compiled
+    """:data:`WENO_CONSTANTS` as a tuple of scalars of the data's dtype."""
     return (p[_K], p[_K + 1], p[_K + 2], p[_K + 3], p[_K + 4], p[_K + 5], p[_K + 6], p[_K + 7], p[_K + 8],
             p[_K + 9], p[_K + 10], p[_K + 11], p[_K + 12], p[_K + 13], p[_K + 14], p[_K + 15], p[_K + 16])
+
+
+@numba.njit(cache=True, fastmath={"contract"}, error_model="numpy")
+def line_slopes(pm, pp, u, i0, i1, w, n2, axis, order, inv_h, inv_scale, back, eps, k):  # pragma: no cover
+    """One-sided slopes ``p-``, ``p+`` of one line along ``axis`` of padded ``u`` (ghost ``w``) with the
+    stencil ``order`` (1: first differences, 2: ENO2, 3: WENO5 on the differences times ``inv_scale``;
+    ``k``: :data:`WENO_CONSTANTS` in the data's dtype)."""
+    if order == _FIRST:
+        lo = row(u, i0, i1, w, n2, axis, -1)
+        c = row(u, i0, i1, w, n2, axis, 0)
+        hi = row(u, i0, i1, w, n2, axis, 1)
+        for j in range(n2):
+            pm[j] = (c[j] - lo[j]) * inv_h
+            pp[j] = (hi[j] - c[j]) * inv_h
+    elif order == _ENO2:
+        eno2_slopes(pm, pp, u, i0, i1, w, n2, axis, inv_h, k[0] * k[10] * k[1])
+    else:
+        weno5_slopes(pm, pp, u, i0, i1, w, n2, axis, inv_h, inv_scale, back, eps, k)
 
 
 @numba.njit(cache=True, fastmath={"contract"}, error_model="numpy")
 def _slope_rows(scratch, u, i0, i1, w, n2, axis, order, p):  # pragma: no cover - compiled
     """The rows ``p-``, ``p+`` of one line along ``axis`` into ``scratch[_PM]``, ``scratch[_PP]``."""
     if order == _ENO2:
-        _eno2_slopes(scratch[_PM], scratch[_PP], u, i0, i1, w, n2, axis, p[_INV_H + axis], p[_HALF])
+        eno2_slopes(scratch[_PM], scratch[_PP], u, i0, i1, w, n2, axis, p[_INV_H + axis], p[_HALF])
     else:
-        _weno5_slopes(scratch[_PM], scratch[_PP], u, i0, i1, w, n2, axis, p[_INV_H + axis],
-                      p[_INV_SCALE + axis], p[_BACK + axis], p[_EPS], _constants(p))
+        weno5_slopes(scratch[_PM], scratch[_PP], u, i0, i1, w, n2, axis, p[_INV_H + axis],
+                      p[_INV_SCALE + axis], p[_BACK + axis], p[_EPS], weno_constants(p))
 
 
 @numba.njit(cache=True, fastmath={"contract"}, error_model="numpy")
@@ -320,14 +367,14 @@ def _flux_terms(acc, pm, pp, n, scheme, alpha, half, zero):  # pragma: no cover 
 
 
 @numba.njit(cache=True, fastmath={"contract"}, error_model="numpy")
-def _viscous_terms(acc, u, i0, i1, w, n2, axis, order, nu, inv_h2, k):  # pragma: no cover - compiled
-    """``acc[j] += nu (D^2 u)_j``: five points for WENO5, three otherwise (``k``: :data:`_CONSTANTS`)."""
-    lo = _row(u, i0, i1, w, n2, axis, -1)
-    c = _row(u, i0, i1, w, n2, axis, 0)
-    hi = _row(u, i0, i1, w, n2, axis, 1)
+def viscous_terms(acc, u, i0, i1, w, n2, axis, order, nu, inv_h2, k):  # pragma: no cover - compiled
+    """``acc[j] += nu (D^2 u)_j``: five points for WENO5, three otherwise (``k``: :data:`WENO_CONSTANTS`)."""
+    lo = row(u, i0, i1, w, n2, axis, -1)
+    c = row(u, i0, i1, w, n2, axis, 0)
+    hi = row(u, i0, i1, w, n2, axis, 1)
     if order == _WENO5:
-        lo2 = _row(u, i0, i1, w, n2, axis, -2)
-        hi2 = _row(u, i0, i1, w, n2, axis, 2)
+        lo2 = row(u, i0, i1, w, n2, axis, -2)
+        hi2 = row(u, i0, i1, w, n2, axis, 2)
         scale = nu * inv_h2 * k[16]
         sixteen, thirty = k[14], k[15]
         for j in range(n2):
@@ -379,7 +426,7 @@ def _high_order_line(acc, split, scratch, u, i0, i1, w, n2, axis, order, scheme,
         else:
             _flux_terms(acc, pm, pp, n2, scheme, zero, half, zero)
         if p[_NU] != zero:
-            _viscous_terms(acc, u, i0, i1, w, n2, axis, order, p[_NU], p[_INV_H2 + axis], _constants(p))
+            viscous_terms(acc, u, i0, i1, w, n2, axis, order, p[_NU], p[_INV_H2 + axis], weno_constants(p))
 
 
 # ------------------------------------------------------------------------------------------ stages
@@ -464,16 +511,16 @@ def _high_order_kernel(u, u0, lu, out, split, p, scheme, ndim, order, mode, scra
     lines = (u.shape[0] - 2 * g0) * n1
     split_parts = scheme == _LAX_FRIEDRICHS
     for line in numba.prange(lines):
-        i0, i1 = _line_index(line, n1, g0, g1)
+        i0, i1 = line_index(line, n1, g0, g1)
         dst = out[i0, i1, w:w + n2]
         r = line_rates[line]
         if mode == _LARGEST:
             for axis in range(3 - ndim, 3):
-                c = _row(u, i0, i1, w, n2, axis, 0)
-                hi = _row(u, i0, i1, w, n2, axis, 1)
+                c = row(u, i0, i1, w, n2, axis, 0)
+                hi = row(u, i0, i1, w, n2, axis, 1)
                 for j in range(n2):
                     r[j] = abs(hi[j] - c[j])
-                partial_bits[axis, line] = _bits_max(line_bits[line], n2)
+                partial_bits[axis, line] = bits_max(line_bits[line], n2)
         elif mode == _COMBINE:
             src = lu[i0, i1, w:w + n2]
             if split_parts:
@@ -497,18 +544,19 @@ def _high_order_kernel(u, u0, lu, out, split, p, scheme, ndim, order, mode, scra
                 _high_order_line(dst, parts, rows, u, i0, i1, w, n2, axis, order, scheme, p, flux)
                 if mode != _STAGE:
                     _slope_rates(r, rows[_PM], rows[_PP], n2, scheme, zero)
-                    partial_bits[axis, line] = _bits_max(line_bits[line], n2)
+                    partial_bits[axis, line] = bits_max(line_bits[line], n2)
             if mode == _STAGE:
                 _combine_line(dst, dst, u, u0, i0, i1, w, n2, p, zero)
     if mode != _STAGE and mode != _COMBINE:
         for axis in range(3 - ndim, 3):
-            rate_bits[axis] = _bits_max(partial_bits[axis], lines)
+            rate_bits[axis] = bits_max(partial_bits[axis], lines)
 
 
 @numba.njit(cache=True)
-def _fill_ghosts(u, ndim, bc, held, hold, w, p):  # pragma: no cover - compiled
+def fill_ghosts(u, ndim, bcs, held, hold, w, p):  # pragma: no cover - compiled
     """The ``w`` ghost nodes at both ends of every real axis from the boundary rule (after holding
-    the Dirichlet faces), as :func:`hjsmooth.solvers.boundary.pad_axis` forms them (the ghost
+    the Dirichlet faces; ``bcs`` the rule code of every axis of the 3D view), as
+    :func:`hjsmooth.solvers.boundary.pad_axis` forms them (the ghost
     counts ``k = 2 .. w`` of the linear extrapolation taken from ``p``, in the data's dtype)."""
     g0 = w if ndim == 3 else 0
     g1 = w if ndim >= 2 else 0
@@ -524,6 +572,7 @@ def _fill_ghosts(u, ndim, bc, held, hold, w, p):  # pragma: no cover - compiled
                     if face or j == 0 or j == n2 - 1:
                         u[i0 + g0, i1 + g1, j + w] = held[i0, i1, j]
     for axis in range(3 - ndim, 3):
+        bc = bcs[axis]
         lo = w  # the first and last interior index along the axis
         hi = u.shape[axis] - w - 1
         for a in range(m0 if axis != 0 else 1):
@@ -558,7 +607,31 @@ def _fill_ghosts(u, ndim, bc, held, hold, w, p):  # pragma: no cover - compiled
                             u[a, b, lo - k], u[a, b, hi + k] = low, high
 
 
-def _padded_shape(shape: tuple[int, ...], width: int) -> tuple[int, int, int]:
+@numba.njit(cache=True, parallel=True, fastmath={"contract"})
+def butcher_combine(out, u0, slopes, weights, count, dt, ndim, w):  # pragma: no cover - compiled
+    """``out = u0 + dt sum_{j < count} weights[j] slopes[j]`` on the interior of padded 3D arrays."""
+    g0 = w if ndim == 3 else 0
+    g1 = w if ndim >= 2 else 0
+    n1 = u0.shape[1] - 2 * g1
+    n2 = u0.shape[2] - 2 * w
+    lines = (u0.shape[0] - 2 * g0) * n1
+    for line in numba.prange(lines):
+        l0 = line // n1
+        i0 = l0 + g0
+        i1 = line - l0 * n1 + g1
+        dst = out[i0, i1, w:w + n2]
+        src = u0[i0, i1, w:w + n2]
+        for j in range(n2):
+            dst[j] = src[j]
+        for k in range(count):
+            c = weights[k] * dt
+            if c != 0:
+                part = slopes[k, i0, i1, w:w + n2]
+                for j in range(n2):
+                    dst[j] += c * part[j]
+
+
+def padded_shape(shape: tuple[int, ...], width: int) -> tuple[int, int, int]:
     full = (1,) * (3 - len(shape)) + tuple(int(n) for n in shape)
     return tuple(n + 2 * width if axis >= 3 - len(shape) else n for axis, n in enumerate(full))  # type: ignore
 
@@ -603,17 +676,26 @@ class NumbaHJStepper:
         self.shape = tuple(host.shape)
         self.ndim = host.ndim
         self.scheme = SCHEME_CODES[scheme]
-        self.bc = BC_CODES[bc]
+        self.scheme_name = scheme
+        names = (bc,) * self.ndim if isinstance(bc, str) else tuple(bc)
+        self.bc = bc_codes(names, self.ndim)
         self.order = ACCURACY_CODES[accuracy]
         width = self.order
-        for n in self.shape:
-            check_ghost_width(n, width, bc)
+        for n, name in zip(self.shape, names):
+            check_ghost_width(n, width, name)
         self.method = method
+        self.butcher = isinstance(method, ButcherMethod)
+        if self.butcher and self.order == _FIRST:
+            raise ValueError("a Butcher-form method runs on the ENO2/WENO5 kernels only")
         self.step_for_rate = step_for_rate
-        padded = _padded_shape(self.shape, width)
+        padded = padded_shape(self.shape, width)
         high = self.order != _FIRST
         self.buffers = [np.zeros(padded, dtype=self.dtype) for _ in range(3)]
-        self.rhs = np.zeros(padded if high else (1, 1, 1), dtype=self.dtype)  # L(u^n) of the rates pass
+        # L of every stage of a Butcher-form method; L(u^n) of the rates pass is the first
+        self.stage_slopes = np.zeros((len(method.b), *padded) if self.butcher else (1, 1, 1, 1), dtype=self.dtype)
+        self.rhs = (self.stage_slopes[0] if self.butcher
+                    else np.zeros(padded if high else (1, 1, 1), dtype=self.dtype))  # L(u^n) of the rates pass
+        self.weights = np.zeros(max(len(getattr(method, "b", ())), 1), dtype=np.float64)
         split = high and self.scheme == _LAX_FRIEDRICHS  # Lax-Friedrichs' (p+ - p-) / 2 per axis
         self.split = np.zeros((3, *padded) if split else (3, 1, 1, 1), dtype=self.dtype)
         self.scratch = np.zeros((numba.config.NUMBA_NUM_THREADS, 3, padded[2]) if high else (1, 3, 1),
@@ -630,7 +712,7 @@ class NumbaHJStepper:
         self.params[_INV_H:_INV_H + 3] = [1.0 / s for s in h]
         self.params[_INV_H2:_INV_H2 + 3] = [1.0 / (s * s) for s in h]
         self.params[_LIMIT:_LIMIT + 3] = [2.0 * nu / s for s in h]
-        self.params[_K:] = _CONSTANTS
+        self.params[_K:] = WENO_CONSTANTS
         self.params[_INV_SCALE:_INV_SCALE + 3] = 1.0
         self.params[_BACK:_BACK + 3] = 1.0
         self.spacing = tuple(float(s) for s in spacing)
@@ -663,7 +745,7 @@ class NumbaHJStepper:
         return values if is_numpy_array(self.like) else from_numpy(values, self.like)
 
     def _ghosts(self, u: np.ndarray) -> None:
-        _fill_ghosts(u, self.ndim, self.bc, self.held, self.hold, self.order, self.params)
+        fill_ghosts(u, self.ndim, self.bc, self.held, self.hold, self.order, self.params)
 
     def _others(self, state: np.ndarray) -> list[np.ndarray]:
         return [b for b in self.buffers if b is not state]
@@ -704,11 +786,10 @@ class NumbaHJStepper:
         _rates_kernel(state, self.params, self.scheme, self.ndim, *self._scratch)
         largest = self.rate_bits.view(self.dtype)
         for axis in range(3 - self.ndim, 3):
-            m = largest[axis]
-            if self.scheme == _HYBRID:
-                excess = m - self.params[_LIMIT + axis] / self.params[_INV_H + axis]
-                m = excess if (excess > 0 or excess != excess) else excess - excess
-            self.rates[axis] = m * self.params[_INV_H + axis]
+            slope = largest[axis] * self.params[_INV_H + axis]
+            if self.scheme != _ENGQUIST_OSHER:  # its rates were formed node by node, exactly
+                slope = three_point_rate(self.scheme_name, slope, self.params[_LIMIT + axis])
+            self.rates[axis] = slope
         return self.rates[3 - self.ndim:]
 
     def _prepare_alpha(self, state: np.ndarray) -> None:
@@ -747,6 +828,8 @@ class NumbaHJStepper:
             return self._step(state, dt)
 
     def _step(self, state: np.ndarray, dt: float) -> np.ndarray:
+        if self.butcher:
+            return self._butcher_step(state, dt)
         current = state
         others = self._others(state)
         split = self.scheme == _LAX_FRIEDRICHS
@@ -775,3 +858,46 @@ class NumbaHJStepper:
             self._rhs_of = self._rhs_of if self._rhs_of is not out else None
         self._rhs_of = None
         return current
+
+    def _stage_slope(self, current: np.ndarray, k: int) -> None:
+        """``L(current)`` into :attr:`stage_slopes` ``[k]`` (Lax-Friedrichs: its parts and ``alpha``, then the sum)."""
+        out = self.stage_slopes[k]
+        cached = k == 0 and self._rhs_of is current  # the rates pass of stable_dt left it in stage_slopes[0]
+        if not cached:
+            self._scale(current)
+            self._pass(current, _RATES_RHS, out=out)
+        if self.scheme == _LAX_FRIEDRICHS:
+            if not cached:
+                self.params[_ALPHA + 3 - self.ndim:_ALPHA + 3] = self.rate_bits.view(self.dtype)[3 - self.ndim:]
+            self.params[_A], self.params[_B], self.params[_CDT] = 0.0, 1.0, 1.0
+            # out = 0 + 1 (0 + 1 (parts + sum_k alpha_k split_k)): L itself
+            _high_order_kernel(self._zero(), current, out, out, self.split, self.params, self.scheme, self.ndim,
+                               self.order, _COMBINE, self.scratch, *self._scratch)
+
+    def _zero(self) -> np.ndarray:
+        """A zero buffer of the padded shape (the ``u`` of a combine that forms ``L`` alone)."""
+        if not hasattr(self, "_zeros"):
+            self._zeros = np.zeros_like(self.buffers[0])
+        return self._zeros
+
+    def _butcher_step(self, state: np.ndarray, dt: float) -> np.ndarray:
+        """One step of a Butcher-form method: ``L`` of every stage into its own buffer."""
+        stage, final = self._others(state)
+        for k, row_k in enumerate(self.method.a):
+            if k == 0:
+                current = state
+            else:
+                self.weights[:k] = row_k
+                butcher_combine(stage, state, self.stage_slopes, self.weights, k, dt, self.ndim, self.order)
+                self._ghosts(stage)
+                self._scaled_of = self._scaled_of if self._scaled_of is not stage else None
+                self._rhs_of = self._rhs_of if self._rhs_of is not stage else None
+                current = stage
+            self._stage_slope(current, k)
+        self.weights[:len(self.method.b)] = self.method.b
+        butcher_combine(final, state, self.stage_slopes, self.weights, len(self.method.b), dt, self.ndim, self.order)
+        self._ghosts(final)
+        self._scaled_of = self._scaled_of if self._scaled_of is not final else None
+        self._rates_of = None
+        self._rhs_of = None
+        return final

@@ -21,6 +21,10 @@ of the Hamilton-Jacobi solvers are axis-aligned, so corners are never needed):
     The end nodes are held at fixed values (:func:`dirichlet_hold` resets them after
     every step and Runge-Kutta stage); the ghosts are filled by linear extrapolation,
     they only serve to evaluate the stencils of the nodes next to the edge.
+
+The solvers take one condition for every axis or a tuple with one per axis (e.g. a periodic
+angle beside extrapolated positions, :func:`axis_conditions`); ``"dirichlet"`` holds every
+face of the box, so it is given for all axes or none.
 """
 
 from __future__ import annotations
@@ -28,10 +32,32 @@ from __future__ import annotations
 from typing import Any
 
 from hjsmooth.backend import array_namespace, device
+from hjsmooth.validation import check_choice
 
-__all__ = ["BOUNDARY_CONDITIONS", "check_ghost_width", "pad_axis", "boundary_mask", "dirichlet_hold", "close_periodic"]
+__all__ = ["BOUNDARY_CONDITIONS", "axis_conditions", "check_ghost_width", "pad_axis", "boundary_mask",
+           "dirichlet_hold", "close_periodic"]
 
 BOUNDARY_CONDITIONS = ("extrapolate", "periodic", "neumann", "dirichlet")
+
+
+def axis_conditions(bc: Any, ndim: int) -> tuple[str, ...]:
+    """The boundary condition of every axis: ``bc`` repeated, or ``bc`` itself when it is a sequence
+    of ``ndim`` names (``"dirichlet"`` for all axes or none)."""
+    if isinstance(bc, str):
+        return (check_choice(bc, "bc", BOUNDARY_CONDITIONS),) * ndim
+    try:
+        conditions = tuple(bc)
+    except TypeError:
+        raise TypeError(f"`bc` must be a boundary condition name or a sequence of {ndim} of them, got {bc!r}") from None
+    if len(conditions) != ndim:
+        raise ValueError(f"`bc` must name one boundary condition per axis ({ndim}), got {bc!r}")
+    for name in conditions:
+        if not isinstance(name, str):
+            raise TypeError(f"`bc` must hold boundary condition names, got {bc!r}")
+        check_choice(name, "bc", BOUNDARY_CONDITIONS)
+    if "dirichlet" in conditions and len(set(conditions)) > 1:
+        raise ValueError(f"`bc` 'dirichlet' holds every face of the box: give it for all axes or none, got {bc!r}")
+    return conditions
 
 
 def _take(xp: Any, u: Any, indices: list[int], axis: int) -> Any:
@@ -105,11 +131,14 @@ def dirichlet_hold(u: Any, mask: Any, held: Any) -> Any:
     return xp.where(mask, held, u)
 
 
-def close_periodic(u: Any) -> Any:
-    """Copy node ``0`` onto node ``N-1`` along every axis (they are the same point of a periodic box)."""
+def close_periodic(u: Any, periodic: tuple[bool, ...] | None = None) -> Any:
+    """Copy node ``0`` onto node ``N-1`` along every periodic axis (they are the same point of a periodic
+    box); ``periodic`` says which axes are (default: all)."""
     xp = array_namespace(u)
     out = xp.asarray(u, copy=True)
     for axis, n in enumerate(u.shape):
+        if periodic is not None and not periodic[axis]:
+            continue
         dst = [slice(None)] * u.ndim
         src = [slice(None)] * u.ndim
         dst[axis] = n - 1

@@ -25,13 +25,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numba
 import numpy as np
 
-from hjsmooth.backend import array_namespace, device, is_numpy_array, is_torch_array
+from hjsmooth.backend import array_namespace, device
 from hjsmooth.grid import Grid
-from hjsmooth.solvers.hopf_lax import hopf_lax, hopf_lax_prox
 from hjsmooth.validation import as_field, check_beta, check_grid, check_time
+
+from .hopf_lax import hopf_lax, hopf_lax_prox
+from .kernels import build
 
 __all__ = ["local_entropy", "local_entropy_mean", "LocalEntropySolution", "heat"]
 
@@ -80,7 +81,7 @@ def local_entropy(f: Any, grid: Grid, t: float, beta: float) -> Any:
     threshold (where ``beta`` times the variation of ``f`` is large) are recomputed exactly by a
     per-entry max-shifted log-sum-exp, whose largest term is ``1`` (a parallel numba loop on the
     CPU, chunked array operations elsewhere; ``O(n)`` scalar work per entry, so a pass where most
-    entries need it runs about ten times slower than the matrix product).  The result stays finite and
+    entries need it costs more than the matrix product, see docs/benchmarks.md).  The result stays finite and
     accurate for any ``beta (max f - min f)`` that the dtype can hold (tested to ``1e6`` in float64).
 
     Parameters
@@ -329,22 +330,16 @@ def _exact_logsumexp(log_k0: Any, lines: Any, rows: Any, cols: Any) -> Any:
 
     CPU arrays (numpy, CPU torch, viewed as numpy) run a parallel numba loop, ``O(n)`` per
     entry and no temporaries; other backends run the same sum vectorised over chunks of
-    entries with bounded memory.
+    entries with bounded memory (the stepper registry's ``"log_sum_exp"`` row decides).
     """
     xp = array_namespace(lines)
     lines_t = xp.permute_dims(lines, (1, 0))  # line-major, so each entry reads contiguous memory
-    if is_numpy_array(lines) or (is_torch_array(lines) and lines.device.type == "cpu"):
-        as_np = (lambda a: a) if is_numpy_array(lines) else (lambda a: a.detach().numpy())
-        out = np.empty(rows.shape[0], dtype=np.float64)
-        _logsumexp_entries_kernel(
-            np.ascontiguousarray(as_np(log_k0)),
-            np.ascontiguousarray(as_np(lines_t)),
-            np.ascontiguousarray(as_np(rows), dtype=np.int64),
-            np.ascontiguousarray(as_np(cols), dtype=np.int64),
-            out,
-        )
-        return xp.astype(xp.asarray(out, device=device(lines)), lines.dtype)
-    return _exact_logsumexp_chunked(log_k0, lines_t, rows, cols)
+    return build("log_sum_exp", lines)[1](log_k0, lines_t, rows, cols)
+
+
+def chunked_logsumexp(case: Any = None, like: Any = None) -> Any:
+    """The registry's ``"array"`` engine of ``"log_sum_exp"``: :func:`_exact_logsumexp_chunked`."""
+    return _exact_logsumexp_chunked
 
 
 def _exact_logsumexp_chunked(log_k0: Any, lines_t: Any, rows: Any, cols: Any) -> Any:
@@ -361,22 +356,3 @@ def _exact_logsumexp_chunked(log_k0: Any, lines_t: Any, rows: Any, cols: Any) ->
         peak = xp.max(terms, axis=1)
         parts.append(peak + xp.log(xp.sum(xp.exp(terms - peak[:, None]), axis=1)))
     return xp.concat(parts, axis=0)
-
-
-@numba.njit(cache=True, parallel=True)
-def _logsumexp_entries_kernel(log_k0, lines_t, rows, cols, out):  # pragma: no cover - compiled
-    n = log_k0.shape[1]
-    for i in numba.prange(rows.shape[0]):
-        p = rows[i]
-        line = cols[i]
-        peak = -np.inf
-        for q in range(n):
-            a = np.float64(log_k0[p, q]) + np.float64(lines_t[line, q])
-            if a > peak:
-                peak = a
-        acc = 0.0
-        for q in range(n):
-            d = np.float64(log_k0[p, q]) + np.float64(lines_t[line, q]) - peak
-            if d > -746.0:  # exp(d) underflows to 0 below this
-                acc += np.exp(d)
-        out[i] = peak + np.log(acc)

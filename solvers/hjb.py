@@ -17,7 +17,7 @@ control the density of ``X`` solves the Fokker-Planck equation of the drift
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -27,15 +27,20 @@ from hjsmooth.grid import Grid
 from hjsmooth.validation import (
     as_field,
     check_beta,
+    check_choice,
     check_count,
     check_grid,
     check_nonnegative,
+    check_stencil,
     check_time,
     renamed_argument,
 )
 
-from .derivatives import central_gradient
-from .hj import DEFAULT_CFL, HamiltonJacobiOperator, _dirichlet_projection, _initial_state, run_scheme, validate_common
+from .derivatives import ACCURACIES, central_gradient
+from .fokker_planck import solve_fokker_planck
+from .hamiltonians import SCHEMES
+from .hj_operator import DEFAULT_CFL, HamiltonJacobiOperator
+from .hj_stepping import initial_state, run_scheme, stage_projection, validate_common
 from .result import PDESolution
 from .stepping import DEFAULT_MAX_STEPS, output_times
 
@@ -128,7 +133,10 @@ def solve_hjb(
         ``alpha* = grad u``.
     """
     T = check_time(renamed_argument(t, T, "t", "T"), "t")
-    cfl, dt = validate_common(grid, scheme, accuracy, bc, cfl, dt)
+    check_choice(scheme, "scheme", SCHEMES)
+    check_choice(accuracy, "accuracy", ACCURACIES)
+    check_stencil(scheme, accuracy)
+    bc, cfl, dt = validate_common(grid, bc, cfl, dt)
     V = as_field(V, "V", grid.shape)
     beta = check_beta(beta, "beta")
     gradient = _potential_gradient(V, grid, potential, grad_f)
@@ -138,8 +146,8 @@ def solve_hjb(
     else:
         physical = output_times(T, save_at)
         tau_save = np.unique(T - physical)
-    u0 = _initial_state(V, bc)
-    project = _dirichlet_projection(u0, bc, bc_value)
+    u0 = initial_state(V, bc)
+    project = stage_projection(u0, bc, bc_value)
     operator = HamiltonJacobiOperator(grid, scheme, accuracy, bc, beta, cfl, shift=shift, horizon=max(T, 1e-300))
     max_steps = check_count(max_steps, "max_steps")
     result, info = run_scheme(u0, grid, T, operator, project, dt=dt, save_at=tau_save, progress=progress,
@@ -160,7 +168,7 @@ def solve_hjb(
         snapshots=snapshots,
         steps=result.steps,
         success=True,
-        message=f"{scheme}/{accuracy} HJB scheme, bc={bc}: {result.steps} steps backward from t={T:g}",
+        message=f"{scheme}/{accuracy} HJB scheme, bc={info['bc']}: {result.steps} steps backward from t={T:g}",
         info=info,
     )
 
@@ -275,12 +283,13 @@ def solve_forward_backward(
     ForwardBackwardSolution
         ``(value, density, control)``.
     """
-    from .fokker_planck import solve_fokker_planck
-
     T = check_time(renamed_argument(t, T, "t", "T"), "t")
     n_intervals = check_count(n_intervals, "n_intervals")
     rho0 = as_field(rho0, "rho0", getattr(grid, "shape", None))
     check_nonnegative(rho0, "rho0")
+    if fokker_planck_options is not None and not isinstance(fokker_planck_options, Mapping):
+        raise TypeError("`fokker_planck_options` must be a dict of keyword arguments for solve_fokker_planck "
+                        f"(e.g. {{'method': 'explicit'}}), got {fokker_planck_options!r}")
     value = solve_hjb(V, grid, T, grad_f=grad_f, beta=beta, potential=potential, scheme=scheme, accuracy=accuracy,
                       bc=bc, cfl=cfl, save_at=n_intervals + 1, progress=progress)
     xp = array_namespace(rho0)

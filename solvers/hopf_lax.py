@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,10 +20,12 @@ from hjsmooth.backend import (
     to_numpy,
 )
 from hjsmooth.grid import Grid
-from hjsmooth.solvers.kernels import select_engine
 from hjsmooth.validation import as_field, check_choice, check_grid, check_time
 
-__all__ = ["hopf_lax", "hopf_lax_prox", "HopfLaxSolution"]
+from .kernels import build
+
+__all__ = ["hopf_lax", "hopf_lax_prox", "HopfLaxSolution", "EnvelopeEngine", "numba_envelope", "cuda_envelope",
+           "brute_force_envelope"]
 
 _METHODS = ("auto", "envelope", "brute_force")
 _BRUTE_FORCE_BUDGET = 1 << 22  # entries of the largest temporary (rows x points x points) block
@@ -90,12 +94,10 @@ def hopf_lax(
         the others.  Each pass keeps ``min(refined, grid minimum)``, so the result is
         never above the ``subgrid=None`` result.  For ``f`` smooth enough that the
         minimiser is unique and ``f'' + 1/t`` stays positive near it, the error is
-        ``O(|h|^3)``, ``O(|h|^4)``, ``O(|h|^5)`` respectively (measured: orders 2.99, 3.99,
-        4.95 in 1D and 2.9, 4.0, 5.0 in 2D for ``f = log(1 + |x|^2)``, ``t = 1``), and
+        ``O(|h|^3)``, ``O(|h|^4)``, ``O(|h|^5)`` respectively (tested in 1D and 2D), and
         ``u`` is exact up to rounding for quadratic ``f`` (in any dimension).  For numpy
-        and CPU torch a compiled kernel follows each envelope (one thread, 256^2, float64:
-        about 2x the plain transform's time for ``"quadratic"``, 7-10x for ``"cubic"`` and
-        ``"quartic"``); other arrays run the same steps as array-API operations after the
+        and CPU torch a compiled kernel follows each envelope (its cost is in
+        docs/benchmarks.md); other arrays run the same steps as array-API operations after the
         envelope or GPU kernel, so every backend has it.  Float32 stays float32 (the
         CPU kernel computes in double, the array-API path in float32), and its error
         is then about ``1e-7 |u|``.  It is opt-in because it gives up the exact
@@ -200,18 +202,12 @@ def _hopf_lax(f: Any, grid: Any, t: Any, method: Any, subgrid: Any, want_prox: b
         u = xp.asarray(f, copy=True)
         return u, (xp.stack(grid.coords_like(f), axis=0) if want_prox else None)
 
-    engine = _engine_for(f, method)
-    work = {"numba": to_numpy, "cuda": to_cupy, "brute_force": lambda a: a}[engine](f)
-    if engine == "cuda":
-        import cupy
-
-        with cupy.cuda.Device(work.device.id):
-            u, prox_index = _transform(work, grid, t, engine, want_prox, degree)
-            u = cupy.ascontiguousarray(u)
-    else:
+    engine = _envelope_engine(f, method)
+    work = engine.to_work(f)
+    with engine.context(work):
         u, prox_index = _transform(work, grid, t, engine, want_prox, degree)
-
-    back = {"numba": from_numpy, "cuda": from_cupy, "brute_force": lambda a, like: a}[engine]
+        u = engine.contiguous(u)
+    back = engine.back
     u = back(u, f)
     if not want_prox:
         return u, None
@@ -254,24 +250,80 @@ def _check_subgrid(subgrid: Any) -> int:
     raise ValueError(f"unknown `subgrid` {subgrid!r}; valid values are {valid}")
 
 
-def _engine_for(f: Any, method: str) -> str:
-    """The kernel for ``f``: ``"numba"``, ``"cuda"`` or ``"brute_force"`` (the array engine), from the
-    kernel table of :mod:`hjsmooth.solvers.kernels`."""
+@dataclass(frozen=True)
+class EnvelopeEngine:
+    """One engine of the 1D lower envelope ``min_q w[q] + c (p - q)^2`` over every line of an axis.
+
+    ``envelope(lines, c, track)`` transforms a 2D array of lines (rows, or with ``columns`` the
+    columns, so that a GPU thread per line reads coalesced memory); ``refine(lines, env, arg, c,
+    degree)`` is a compiled subgrid refinement or ``None`` (then :func:`_refine_lines` runs);
+    ``to_work``/``back`` move the data to the engine's arrays and back to the input's kind.
+    """
+
+    name: str
+    envelope: Callable[..., tuple[Any, Any]]
+    to_work: Callable[[Any], Any] = field(default=lambda a: a)
+    back: Callable[[Any, Any], Any] = field(default=lambda a, like: a)
+    columns: bool = False
+    refine: Callable[..., tuple[Any, Any]] | None = None
+
+    def context(self, work: Any) -> Any:
+        """The CUDA device of ``work`` for the GPU engine, else nothing."""
+        if self.name != "cuda":
+            return contextlib.nullcontext()
+        import cupy
+
+        return cupy.cuda.Device(work.device.id)
+
+    def contiguous(self, u: Any) -> Any:
+        if self.name != "cuda":
+            return u
+        import cupy
+
+        return cupy.ascontiguousarray(u)
+
+
+def numba_envelope(case: Any = None, like: Any = None) -> EnvelopeEngine:
+    """The registry's ``"numba"`` engine: the compiled sweep and refinement of :mod:`hjsmooth.solvers._lower_envelope`."""
+    from ._lower_envelope import lower_envelope_rows, refine_rows
+
+    def refine(lines: Any, env: Any, arg: Any, c: float, degree: int) -> tuple[Any, Any]:
+        k = min(degree, lines.shape[-1] - 1)
+        return refine_rows(lines, env, arg, c, k, _inverse_vandermonde(k), _NEWTON_STEPS)
+
+    return EnvelopeEngine("numba", lambda lines, c, track: lower_envelope_rows(lines, c, track=track),
+                          to_numpy, from_numpy, refine=refine)
+
+
+def cuda_envelope(case: Any = None, like: Any = None) -> EnvelopeEngine:
+    """The registry's ``"cuda"`` engine: one GPU thread per line (:mod:`hjsmooth.solvers._cuda_kernels`)."""
+    from ._cuda_kernels import lower_envelope_columns
+
+    return EnvelopeEngine("cuda", lambda lines, c, track: lower_envelope_columns(lines, c, track=track),
+                          to_cupy, from_cupy, columns=True)
+
+
+def brute_force_envelope(case: Any = None, like: Any = None) -> EnvelopeEngine:
+    """The registry's ``"array"`` engine: the brute-force minimum over blocks, any backend."""
+    return EnvelopeEngine("brute_force", _brute_force_rows)
+
+
+def _envelope_engine(f: Any, method: str) -> EnvelopeEngine:
+    """The engine for ``f``, from the stepper registry of :mod:`hjsmooth.solvers.kernels`
+    (``method="brute_force"`` takes the array engine, ``"envelope"`` refuses it)."""
     if method == "brute_force":
-        return "brute_force"
-    engine = select_engine("lower_envelope", f)
-    if engine == "array":
-        if method == "envelope":
-            raise ValueError(
-                f"`method` 'envelope' has no kernel for {type(f).__name__} on device {device(f)}; "
-                "use method='auto' or 'brute_force'"
-            )
-        return "brute_force"
-    return engine
+        return build("lower_envelope", f, engine="array")[1]
+    engine, worker = build("lower_envelope", f)
+    if engine == "array" and method == "envelope":
+        raise ValueError(
+            f"`method` 'envelope' has no kernel for {type(f).__name__} on device {device(f)}; "
+            "use method='auto' or 'brute_force'"
+        )
+    return worker
 
 
 def _transform(
-    work: Any, grid: Grid, t: float, engine: str, track: bool, degree: int = 0
+    work: Any, grid: Grid, t: float, engine: EnvelopeEngine, track: bool, degree: int = 0
 ) -> tuple[Any, list[Any] | None]:
     """Apply the 1D transform along every axis; return ``u`` and, if ``track``, the prox indices.
 
@@ -291,7 +343,7 @@ def _transform(
     return u, _resolve_prox_indices(argmins, grid.shape)
 
 
-def _axis_pass(w: Any, axis: int, c: float, engine: str, track: bool, degree: int = 0) -> tuple[Any, Any | None]:
+def _axis_pass(w: Any, axis: int, c: float, engine: EnvelopeEngine, track: bool, degree: int = 0) -> tuple[Any, Any | None]:
     """``min_q w[..., q, ...] + c (p - q)^2`` along ``axis``, with the minimising ``q`` if ``track``.
 
     With ``degree > 0`` the minimum also runs between the grid points, over a local
@@ -300,32 +352,18 @@ def _axis_pass(w: Any, axis: int, c: float, engine: str, track: bool, degree: in
     xp = array_namespace(w)
     n = w.shape[axis]
     need_arg = track or degree > 0
-    if engine == "cuda":
-        from hjsmooth.solvers._cuda_kernels import lower_envelope_columns
-
-        moved = xp.moveaxis(w, axis, 0)
-        lines = xp.reshape(moved, (n, -1))
-        env, arg = lower_envelope_columns(lines, c, track=need_arg)
-        line_axis = 0
-        restore = lambda a: xp.moveaxis(xp.reshape(a, moved.shape), 0, axis)  # noqa: E731
-    else:
-        moved = xp.moveaxis(w, axis, -1)
-        lines = xp.reshape(moved, (-1, n))
-        if engine == "numba":
-            from hjsmooth.solvers._lower_envelope import lower_envelope_rows
-
-            env, arg = lower_envelope_rows(lines, c, track=need_arg)
-        else:
-            env, arg = _brute_force_rows(lines, c, need_arg)
-        line_axis = -1
-        restore = lambda a: xp.moveaxis(xp.reshape(a, moved.shape), -1, axis)  # noqa: E731
-    if degree and engine == "numba":
-        from hjsmooth.solvers._lower_envelope import refine_rows
-
-        k = min(degree, n - 1)
-        env, arg = refine_rows(lines, env, arg, c, k, _inverse_vandermonde(k), _NEWTON_STEPS)
+    line_axis = 0 if engine.columns else -1
+    moved = xp.moveaxis(w, axis, line_axis)
+    lines = xp.reshape(moved, (n, -1) if engine.columns else (-1, n))
+    env, arg = engine.envelope(lines, c, need_arg)
+    if degree and engine.refine is not None:
+        env, arg = engine.refine(lines, env, arg, c, degree)
     elif degree:
         env, arg = _refine_lines(lines, env, arg, c, degree, line_axis)
+
+    def restore(a: Any) -> Any:
+        return xp.moveaxis(xp.reshape(a, moved.shape), line_axis, axis)
+
     return restore(env), (restore(arg) if track else None)
 
 

@@ -84,6 +84,7 @@ __all__ = [
     "build_operator",
     "normalize_diffusion",
     "log_rate_ratios",
+    "link_pairs",
 ]
 
 BOUNDARY_CONDITIONS = ("reflecting", "periodic", "absorbing")
@@ -193,7 +194,7 @@ def _shift(xp: Any, x: Any, direction: Sequence[int], sign: int = 1) -> Any:
     return xp.roll(x, shift=shifts, axis=axes)
 
 
-def _pairs(xp: Any, x: Any, direction: Sequence[int], periodic: bool) -> tuple[Any, Any]:
+def link_pairs(xp: Any, x: Any, direction: Sequence[int], periodic: bool) -> tuple[Any, Any]:
     """``(x[P], x[P + e])`` over all links of direction ``e``."""
     if periodic:
         return x, _shift(xp, x, direction)
@@ -409,7 +410,7 @@ def build_operator(
                     continue
                 e = tuple(1 if i == k else (sign if i == j else 0) for i in range(d))
                 w = part * (half_over_beta / (h[k] * h[j]))
-                w_p, w_q = _pairs(xp, w, e, periodic)
+                w_p, w_q = link_pairs(xp, w, e, periodic)
                 links.append(_make_link(e, w_p, w_q, periodic))
                 if absorption is not None:
                     exits = _lacks_neighbour(xp, grid.shape, e, +1, dev) + _lacks_neighbour(xp, grid.shape, e, -1, dev)
@@ -439,12 +440,12 @@ def _axis_face_terms(xp: Any, f: Any, b: Any, c: Any, k: int, h: float, periodic
     ``v = -(f_Q - f_P) / h`` for a potential, ``(b_P + b_Q) / 2`` for a drift field, else 0.
     """
     e = tuple(1 if i == k else 0 for i in range(c.ndim))
-    c_p, c_q = _pairs(xp, c, e, periodic)
+    c_p, c_q = link_pairs(xp, c, e, periodic)
     if f is not None:
-        f_p, f_q = _pairs(xp, f, e, periodic)
+        f_p, f_q = link_pairs(xp, f, e, periodic)
         v = -(f_q - f_p) / h
     elif b is not None:
-        b_p, b_q = _pairs(xp, b[k], e, periodic)
+        b_p, b_q = link_pairs(xp, b[k], e, periodic)
         v = 0.5 * (b_p + b_q)
     else:
         v = xp.zeros_like(c_p)
@@ -515,7 +516,7 @@ def log_rate_ratios(
                 if float(np.max(part)) == 0.0:
                     continue
                 e = tuple(1 if i == k else (sign if i == j else 0) for i in range(grid.ndim))
-                w_p, w_q = _pairs(xp, part, e, periodic)
+                w_p, w_q = link_pairs(xp, part, e, periodic)
                 ratio = np.log(w_p) - np.log(w_q)
                 still = (w_p == 0) & (w_q == 0)
                 if np.any(~still & ~np.isfinite(ratio)):

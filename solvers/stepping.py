@@ -45,7 +45,12 @@ def output_times(t: float, save_at: Sequence[float] | int | None) -> np.ndarray:
         if save_at < 2:
             raise ValueError(f"`save_at` as a count must be >= 2, got {save_at}")
         return np.linspace(0.0, t, int(save_at))
-    times = np.asarray(save_at, dtype=float).ravel()
+    if isinstance(save_at, (str, bytes, bool)):
+        raise ValueError(f"`save_at` must be a count (an int >= 2) or a sequence of times, got {save_at!r}")
+    try:
+        times = np.asarray(save_at, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"`save_at` must be a count (an int >= 2) or a sequence of times, got {save_at!r}") from None
     if times.size == 0 or not np.all(np.isfinite(times)):
         raise ValueError(f"`save_at` must hold finite times, got {save_at!r}")
     if np.any(times < 0) or np.any(times > t * (1 + 1e-12)):

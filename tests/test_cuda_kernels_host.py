@@ -22,8 +22,9 @@ import hjsmooth as hs
 import hjsmooth.solvers.fokker_planck as fp
 from hjsmooth.solvers import _cuda_kernels, _fused_fp, _fused_hj, kernels
 from hjsmooth.solvers._cuda_launch import launch_config, raw_kernel
-from hjsmooth.solvers.hj import HamiltonJacobiOperator
-from hjsmooth.solvers.runge_kutta import forward_euler
+from hjsmooth.solvers.hj_operator import HamiltonJacobiOperator
+from hjsmooth.solvers.hj_stepping import HJCase
+from hjsmooth.solvers.runge_kutta import SSP_METHODS, rk_step
 
 from cuda_host import compile_host, compile_ptx, host_compiler, nvcc, ptx_function
 from grid_strategies import fp_operator, periodic_field
@@ -73,7 +74,7 @@ def test_hj_kernel_equals_the_operator_step(hj_kernels, dtype, scheme, bc, shape
     u = u.astype(dtype)
     op = HamiltonJacobiOperator(grid, scheme, "first", bc, 2.0, 0.5)
     dt = 0.3 * op.stable_dt(u)
-    expected = forward_euler(u, dt, op.rhs)
+    expected = rk_step(u, dt, op.rhs, SSP_METHODS['euler'])
     got = host_step(hj_kernels, u, dt, grid.spacing, op.nu, bc, scheme, _fused_hj.axis_slopes(u, grid.spacing), rows)
     assert got.dtype == u.dtype
     inner = (slice(1, -1),) * len(shape) if bc == "dirichlet" else ...  # the solver projects the Dirichlet edge
@@ -97,7 +98,7 @@ def test_hj_kernel_runs_a_runge_kutta_stage(hj_kernels, scheme, rng) -> None:
     dt = 0.3 * op.stable_dt(u)
     got = host_step(hj_kernels, u, dt, grid.spacing, op.nu, "neumann", scheme, _fused_hj.axis_slopes(u, grid.spacing),
                     2, u0=u0, weights=(0.25, 0.75))
-    np.testing.assert_allclose(got, 0.25 * u0 + 0.75 * forward_euler(u, dt, op.rhs), rtol=0, atol=1e-13)
+    np.testing.assert_allclose(got, 0.25 * u0 + 0.75 * rk_step(u, dt, op.rhs, SSP_METHODS['euler']), rtol=0, atol=1e-13)
 
 
 @pytest.mark.parametrize("shape,rows", [((9, 11, 13), 2), ((41,), 1), ((7, 300), 3)])
@@ -110,7 +111,7 @@ def test_hj_kernel_covers_the_array_when_the_launch_grid_is_capped(hj_kernels, s
     assert launch[1] <= 2 and launch[2] <= 2
     got = host_step(hj_kernels, u, dt, grid.spacing, op.nu, "neumann", "godunov", [0.0] * len(shape), rows,
                     max_grid_yz=2)
-    np.testing.assert_allclose(got, forward_euler(u, dt, op.rhs), rtol=0, atol=1e-13)
+    np.testing.assert_allclose(got, rk_step(u, dt, op.rhs, SSP_METHODS['euler']), rtol=0, atol=1e-13)
 
 
 def test_launch_config_puts_threads_on_the_contiguous_axis() -> None:
@@ -298,7 +299,9 @@ def test_high_order_stencils_on_a_gpu_array_run_the_array_code(host_cupy, accura
     x, y = grid.coords
     f = np.cos(2 * x) * np.sin(y) + 0.25 * (x**2 + y**2)
     for scheme in ("godunov", "lax_friedrichs"):
-        assert _fused_hj.cuda_supports(f, scheme, "first", None) and not _fused_hj.cuda_supports(f, scheme, accuracy, None)
+        first = HamiltonJacobiOperator(grid, scheme, "first", "extrapolate", 5.0, 0.5)
+        high = HamiltonJacobiOperator(grid, scheme, accuracy, "extrapolate", 5.0, 0.5)
+        assert _fused_hj.cuda_supports(HJCase(first, None), f) and not _fused_hj.cuda_supports(HJCase(high, None), f)
         sol = hs.solve_hj(f, grid, 0.2, beta=5.0, scheme=scheme, accuracy=accuracy)
         assert sol.info["engine"] == "array" and not host_cupy.compiled
         with pytest.MonkeyPatch.context() as undo:

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hjsmooth as hs
-from hjsmooth.solvers.fokker_planck import fokker_planck_operator, fokker_planck_steady_state, solve_fokker_planck
+from hjsmooth.solvers.fokker_planck import fokker_planck_operator, solve_fokker_planck
+from hjsmooth.solvers.fokker_planck_steady import fokker_planck_steady_state
 from hjsmooth.solvers.scharfetter_gummel import bernoulli
 
 
@@ -803,6 +804,16 @@ def test_t_zero_returns_a_copy(backend) -> None:
     np.testing.assert_array_equal(backend.to_numpy(sol.values), backend.to_numpy(rho0))
 
 
+def test_steady_state_without_transport_is_refused() -> None:
+    """No drift and zero diffusion: every density is stationary, so there is no steady state to return."""
+    grid = hs.Grid((-1.0, -1.0), (1.0, 1.0), (11, 11))
+    for diffusion in (0.0, np.zeros(2), np.zeros(grid.shape)):
+        with pytest.raises(ValueError, match="`diffusion` is zero and there is no `drift`"):
+            fokker_planck_steady_state(grid, diffusion=diffusion)
+    rho = fokker_planck_steady_state(grid, diffusion=np.array([0.0, 1.0]), potential=grid.coords[1] ** 2)
+    assert grid.integrate(rho) == pytest.approx(1.0)
+
+
 def test_bad_input_errors() -> None:
     grid = hs.Grid((-1.0, -1.0), (1.0, 1.0), (11, 11))
     rho0 = np.ones(grid.shape)
@@ -858,11 +869,8 @@ def test_lazy_exports() -> None:
 def test_detailed_balance_path_agrees_with_the_sparse_solve_and_refuses_rotation() -> None:
     """The O(N) reversible density equals the pinned LU solve, and is refused for Example 6.43's force."""
     from hjsmooth.landscapes import limit_cycles
-    from hjsmooth.solvers.fokker_planck import (
-        _detailed_balance_density,
-        _pinned_null_vector,
-        fokker_planck_operator,
-    )
+    from hjsmooth.solvers.fokker_planck import fokker_planck_operator
+    from hjsmooth.solvers.fokker_planck_steady import _detailed_balance_density, _pinned_null_vector
 
     grid = hs.Grid((-2.0, -2.5), (2.0, 2.5), (41, 51))
     x, y = grid.coords

@@ -10,15 +10,17 @@ import pytest
 
 import hjsmooth as hs
 from hjsmooth.solvers._fused_hj import FUSED_SCHEMES, axis_slopes, cfl_rate, cuda_supports, fused_stage
-from hjsmooth.solvers.hj import HamiltonJacobiOperator
-from hjsmooth.solvers.runge_kutta import forward_euler
+from hjsmooth.solvers.hj_operator import HamiltonJacobiOperator
+from hjsmooth.solvers.hj_stepping import HJCase
+from hjsmooth.solvers.runge_kutta import SSP_METHODS, rk_step
 
 from grid_strategies import periodic_field
 
 
 def test_not_used_off_the_gpu() -> None:
     u = np.zeros((5, 5))
-    assert not cuda_supports(u, "godunov", "first", None)
+    op = HamiltonJacobiOperator(hs.Grid((0.0, 0.0), (1.0, 1.0), (5, 5)), "godunov", "first", "extrapolate", 2.0, 0.5)
+    assert not cuda_supports(HJCase(op, None), u)
     assert hs.solve_hj(u, hs.Grid((0.0, 0.0), (1.0, 1.0), (5, 5)), 0.1, beta=2.0).info["engine"] != "cuda"
 
 
@@ -54,10 +56,10 @@ def test_fused_stage_equals_operator_step(backend, scheme: str, bc: str, shape: 
     if bc == "periodic":
         u_np = periodic_field(u_np)
     u = backend.asarray(u_np)
-    assert cuda_supports(u, scheme, "first", None)
     op = HamiltonJacobiOperator(grid, scheme, "first", bc, 2.0, 0.5)
+    assert cuda_supports(HJCase(op, None), u)
     dt = 0.3 * op.stable_dt(u_np)
-    expected = forward_euler(u_np, dt, op.rhs)
+    expected = rk_step(u_np, dt, op.rhs, SSP_METHODS['euler'])
     cu = cupy.ascontiguousarray(to_cupy(u))
     got = cupy.asnumpy(fused_stage(cu, cu, cupy.empty_like(cu), (0.0, 1.0, dt), grid.spacing, op.nu, bc, scheme,
                                    axis_slopes(cu, grid.spacing), rows=rows))

@@ -176,6 +176,8 @@ def test_hjb_backends_agree(backend) -> None:
         ({"potential": np.zeros(5)}, ValueError, "`potential`"),
         ({"potential": np.zeros(21), "grad_f": np.zeros((1, 21))}, ValueError, "either"),
         ({"save_at": [3.0]}, ValueError, "`save_at`"),
+        ({"save_at": "abc"}, ValueError, "`save_at` must be a count"),
+        ({"beta": 1e-300}, ValueError, "^`beta`=1e-300"),
     ],
 )
 def test_hjb_bad_input(kwargs: dict, error: type, match: str) -> None:
@@ -277,3 +279,5 @@ def test_forward_backward_bad_input() -> None:
         solve_forward_backward(V, -rho0, grid, 1.0, potential=f, beta=2.0)
     with pytest.raises(ValueError, match="`t`"):
         solve_forward_backward(V, rho0, grid, -1.0, potential=f, beta=2.0)
+    with pytest.raises(TypeError, match="`fokker_planck_options` must be a dict"):  # refused before any solve
+        solve_forward_backward(V, rho0, grid, 1.0, potential=f, beta=2.0, fokker_planck_options="explicit")

@@ -17,9 +17,10 @@ import pytest
 
 import hjsmooth as hs
 from hjsmooth.solvers import kernels
-from hjsmooth.solvers._numba_hj import NumbaHJStepper, numba_supports
-from hjsmooth.solvers.hj import HamiltonJacobiOperator, _dirichlet_projection, _initial_state, method_for
-from hjsmooth.solvers.runge_kutta import ssp_step
+from hjsmooth.solvers._numba_hj import NumbaHJStepper, float_grid, numba_supports
+from hjsmooth.solvers.hj_operator import HamiltonJacobiOperator, method_for
+from hjsmooth.solvers.hj_stepping import HJCase, initial_state, stage_projection
+from hjsmooth.solvers.runge_kutta import rk_step
 
 from grid_strategies import periodic_field
 
@@ -35,9 +36,9 @@ PAIR_IDS = [f"{scheme}-{accuracy}" for scheme, accuracy in PAIRS]
 def _case(shape: tuple, dtype: type, bc: str, rng: np.random.Generator):
     """Random non-convex data (and held values for Dirichlet), prepared as solve_hj prepares them."""
     grid = hs.Grid([-1.0] * len(shape), [1.3 + 0.2 * k for k in range(len(shape))], shape)
-    u = _initial_state(rng.standard_normal(shape).astype(dtype), bc)
+    u = initial_state(rng.standard_normal(shape).astype(dtype), bc)
     held = rng.standard_normal(shape).astype(dtype) if bc == "dirichlet" else None
-    project = _dirichlet_projection(u, bc, held)
+    project = stage_projection(u, bc, held)
     return grid, project(u), project
 
 
@@ -51,7 +52,7 @@ def _assert_close(got: np.ndarray, expected: np.ndarray, steps: int = 1) -> None
 
 
 def _stepper(u, grid, op, project):
-    held = project.held if op.bc == "dirichlet" else None
+    held = project.held if op.bc[0] == "dirichlet" else None
     return NumbaHJStepper(u, grid.spacing, op.nu, op.bc, op.scheme, op.method, op.step_for_rate, held, op.accuracy)
 
 
@@ -63,18 +64,18 @@ def test_fused_step_and_cfl_step_equal_the_operator(shape, bc, scheme, accuracy,
     """One step, CFL step included, of every scheme and stencil on every boundary rule, 1D-3D,
     both dtypes; two steps, so that the second starts from a state the kernels wrote."""
     grid, u, project = _case(shape, dtype, bc, rng)
-    assert numba_supports(u, scheme, accuracy, None)
     for beta in (2.0, float("inf")):
         op = HamiltonJacobiOperator(grid, scheme, accuracy, bc, beta, 0.5)
+        assert numba_supports(HJCase(op, project), u)
         stepper = _stepper(u, grid, op, project)
         state = stepper.start(u)
         expected = u
         for _ in range(2):
             dt = stepper.stable_dt(state)
             assert dt == pytest.approx(op.stable_dt(expected), rel=1e-6 if dtype == np.float32 else 1e-13)
-            expected = ssp_step(expected, dt, op.rhs, op.method, project)
+            expected = rk_step(expected, dt, op.rhs, op.method, project)
             state = stepper.step(state, dt)
-            _assert_close(stepper.read(state), expected, len(op.method.stages))
+            _assert_close(stepper.read(state), expected, op.method.stage_count)
 
 
 @pytest.mark.parametrize(
@@ -182,11 +183,21 @@ def test_torch_cpu_runs_the_numba_engine_and_equals_numpy() -> None:
 
 def test_not_used_where_it_does_not_apply() -> None:
     u = np.zeros((5, 5))
+    grid = hs.Grid((-1.0, -1.0), (1.0, 1.0), u.shape)
+
+    def case(accuracy, shift=None, integrator="auto"):
+        op = HamiltonJacobiOperator(grid, "godunov", accuracy, "extrapolate", 1.0, 0.5, shift=shift,
+                                    method=method_for("godunov", accuracy, integrator))
+        return HJCase(op, lambda v: v)
+
     for accuracy in ("first", "eno2", "weno5"):
-        assert numba_supports(u, "godunov", accuracy, None)
-        assert not numba_supports(u, "godunov", accuracy, [u, u])  # the HJB solver's shifted Hamiltonian
-    assert not numba_supports(u.astype(np.int64), "godunov", "first", None)
-    assert not numba_supports(np.zeros((3, 3, 3, 3)), "godunov", "weno5", None)
+        assert numba_supports(case(accuracy), u)
+        assert not numba_supports(case(accuracy, [u, u]), u)  # the HJB solver's shifted Hamiltonian
+        assert numba_supports(case(accuracy, integrator="ssp33"), u)
+    assert not numba_supports(case("first", integrator="rk5"), u)  # Butcher form: ENO2/WENO5 kernels only
+    assert numba_supports(case("eno2", integrator="rk5"), u)
+    assert not numba_supports(case("first"), u.astype(np.int64))
+    assert not float_grid(np.zeros((3, 3, 3, 3)))  # 1 to 3 axes only
     grid = hs.Grid(-1.0, 1.0, 21)
     for accuracy in ("eno2", "weno5"):
         assert hs.solve_hj(grid.coords[0] ** 2, grid, 0.1, accuracy=accuracy, progress=False).info["engine"] == "numba"
@@ -210,7 +221,7 @@ def test_a_nan_reaches_the_rate_so_a_blow_up_is_reported(scheme, accuracy) -> No
     u = grid.coords[0] ** 2 + 0.0 * grid.coords[1]
     u[7, 3] = np.nan
     op = HamiltonJacobiOperator(grid, scheme, accuracy, "extrapolate", 1.0, 0.5)
-    stepper = _stepper(u, grid, op, _dirichlet_projection(u, "extrapolate", None))
+    stepper = _stepper(u, grid, op, stage_projection(u, "extrapolate", None))
     with pytest.raises(FloatingPointError):
         stepper.stable_dt(stepper.start(u))
 
@@ -257,7 +268,7 @@ def test_fused_weno5_is_scale_invariant(scale, rng) -> None:
     x, y = grid.coords
     u = np.sin(3.0 * x) * np.cos(2 * y) + np.abs(x - 0.1)  # smooth, with a kink
     op = HamiltonJacobiOperator(grid, "godunov", "weno5", "extrapolate", float("inf"), 0.5)
-    project = _dirichlet_projection(u, "extrapolate", None)
+    project = stage_projection(u, "extrapolate", None)
     results = []
     for c in (1.0, scale):
         stepper = _stepper(c * u, grid, op, project)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import hjsmooth as hs
 from hjsmooth.solvers import kernels
 from hjsmooth.solvers.hj import solve_hj
-from hjsmooth.solvers.runge_kutta import SSP_METHODS, ssp_step
+from hjsmooth.solvers.runge_kutta import SSP_METHODS, rk_step
 
 from grid_strategies import periodic_field
 
@@ -251,7 +251,7 @@ def test_ssp_methods_have_their_order_and_convex_stages(name: str) -> None:
     """On u' = -u the one-step error is O(dt^(order+1)); every stage is a convex combination."""
     method = SSP_METHODS[name]
     assert all(a >= 0 and b > 0 and abs(a + b - 1.0) < 1e-15 and c > 0 for a, b, c in method.stages)
-    errors = [abs(ssp_step(1.0, dt, lambda u: -u, method) - math.exp(-dt)) for dt in (0.1, 0.05)]
+    errors = [abs(rk_step(1.0, dt, lambda u, t: -u, method) - math.exp(-dt)) for dt in (0.1, 0.05)]
     assert math.log2(errors[0] / errors[1]) == pytest.approx(method.order + 1, abs=0.2)
     # the SSP coefficient: each forward-Euler substep is c dt <= dt_FE when dt = C dt_FE
     assert max(c for _, _, c in method.stages) * method.coefficient == pytest.approx(1.0)
@@ -615,6 +615,8 @@ def test_weno5_tiny_quadratic_evolves_like_the_unit_one() -> None:
         ({"bc": "dirichlet", "bc_value": float("inf")}, ValueError, "`bc_value`"),
         ({"bc": "dirichlet", "bc_value": np.zeros(3)}, ValueError, "`bc_value`"),
         ({"save_at": [2.0]}, ValueError, "`save_at`"),
+        ({"save_at": "abc"}, ValueError, "`save_at` must be a count"),  # not "could not convert string"
+        ({"beta": 1e-300}, ValueError, "^`beta`=1e-300 makes the viscous term"),  # blames beta, not t
         ({"t": "soon"}, TypeError, "`t`"),
     ],
 )
