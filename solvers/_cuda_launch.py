@@ -14,7 +14,7 @@ dimensions at CUDA's 65535 loses nothing, and no kernel recovers an index by div
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 __all__ = ["launch_config", "raw_kernel", "cuda_source", "C_TYPES", "STRIP_TRAVERSAL"]
@@ -67,7 +67,7 @@ def cuda_source(body: str, entry: str, entries: list[dict[str, Any]], *, strips:
         entry.format(**e, T=C_TYPES[e["dtype"]]) for e in entries)
 
 
-@lru_cache(maxsize=None)
+@cache
 def raw_kernel(source: str, name: str) -> Any:
     """Entry point ``name`` of ``source`` compiled by CuPy (C++14), once per source and name."""
     import cupy

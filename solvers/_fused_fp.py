@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hjsmooth.backend import array_namespace, device, from_cupy, is_cupy_array, is_cuda, to_cupy
+from hjsmooth.backend import array_namespace, device, from_cupy, is_cuda, is_cupy_array, to_cupy
 
 from ._cuda_launch import cuda_source, launch_config, raw_kernel
 

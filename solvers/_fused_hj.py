@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hjsmooth.backend import array_namespace, from_cupy, is_cupy_array, is_cuda, to_cupy
+from hjsmooth.backend import array_namespace, from_cupy, is_cuda, is_cupy_array, to_cupy
 
 from ._cuda_launch import cuda_source, launch_config, raw_kernel
 from .hamiltonians import SCHEMES, three_point_rate
@@ -173,7 +173,7 @@ def cuda_supports(case: Any, like: Any) -> bool:
     return is_cuda(like) and str(like.dtype).rsplit(".", 1)[-1] in ("float32", "float64")
 
 
-def cuda_stepper(case: Any, like: Any) -> "CudaHJStepper":
+def cuda_stepper(case: Any, like: Any) -> CudaHJStepper:
     """The registry's factory: a :class:`CudaHJStepper` for ``case`` on arrays like ``like``."""
     op = case.operator
     return CudaHJStepper(like, op.spacing, op.nu, op.bc[0], op.scheme, op.method, op.step_for_rate, case.project)

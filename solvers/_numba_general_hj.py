@@ -90,7 +90,7 @@ def numba_general_supports(case: Any, like: Any) -> bool:
     return h.forms is None or _bound_kind(op) != _ESTIMATED  # linear forms come with their bounds
 
 
-def numba_general_stepper(case: Any, like: Any) -> "NumbaGeneralHJStepper":
+def numba_general_stepper(case: Any, like: Any) -> NumbaGeneralHJStepper:
     """The registry's factory: a :class:`NumbaGeneralHJStepper` for ``case`` on arrays like ``like``."""
     held = case.project.held if case.operator.bc[0] == "dirichlet" else None
     return NumbaGeneralHJStepper(case.operator, like, held)

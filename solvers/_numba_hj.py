@@ -103,7 +103,7 @@ def numba_supports(case: Any, like: Any) -> bool:
     return float_grid(like)
 
 
-def numba_stepper(case: Any, like: Any) -> "NumbaHJStepper":
+def numba_stepper(case: Any, like: Any) -> NumbaHJStepper:
     """The registry's factory: a :class:`NumbaHJStepper` for ``case`` on arrays like ``like``."""
     op = case.operator
     held = case.project.held if op.bc[0] == "dirichlet" else None

@@ -133,7 +133,7 @@ class LinearForms:
     vectors: tuple[tuple[Any, ...], ...]
     signs: tuple[float, ...]
 
-    def on(self, like: Any) -> "LinearForms":
+    def on(self, like: Any) -> LinearForms:
         """The same forms with fields on ``like``'s backend, device and dtype."""
         return LinearForms(tuple(asarray_like(g, like) for g in self.drift),
                            tuple(tuple(asarray_like(c, like) for c in v) for v in self.vectors), self.signs)

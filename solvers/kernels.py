@@ -193,7 +193,7 @@ class numba_threads:  # noqa: N801 - used as a context manager, like numba's own
         self.threads = max(1, min(numba.get_num_threads(), int(nodes) // NODES_PER_THREAD))
         self._before = 0
 
-    def __enter__(self) -> "numba_threads":
+    def __enter__(self) -> numba_threads:
         self._before = self._numba.get_num_threads()
         if self.threads != self._before:
             self._numba.set_num_threads(min(self.threads, self._before))

@@ -284,7 +284,7 @@ class FokkerPlanckOperator:
         matrix = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
         return matrix.tocsr()  # duplicate entries are summed
 
-    def astype(self, like: Any) -> "FokkerPlanckOperator":
+    def astype(self, like: Any) -> FokkerPlanckOperator:
         """The same operator with its rates on ``like``'s backend, device and dtype."""
 
         def cast(x: Any) -> Any:
