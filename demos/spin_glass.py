@@ -49,8 +49,7 @@ def regimes(n: int, p: int, coupling: float) -> dict[str, float]:
     """The three fields of section 2.4.1: ``1/N``, ``v_c (1 - 1/N)^{1/2}`` and 3."""
     from hjsmooth.spinglass import critical_field
 
-    return {"exponential": 1.0 / n, "polynomial": critical_field(p, coupling) * math.sqrt(1 - 1 / n),
-            "trivial": 3.0}
+    return {"exponential": 1.0 / n, "polynomial": critical_field(p, coupling) * math.sqrt(1 - 1 / n), "trivial": 3.0}
 
 
 def distinct_minima(sigma: np.ndarray, radius: float = DUPLICATE_RADIUS) -> tuple[np.ndarray, np.ndarray]:
@@ -94,8 +93,8 @@ def _regime(model: Any, start: np.ndarray, cfg: dict[str, Any], seed: int) -> tu
     seconds = time.perf_counter() - t0
     ok = end.converged
     sigma = np.asarray(end.sigma)[ok]
-    energy = np.asarray(end.energy)[ok] / n                                 # H~/N
-    unperturbed = energy + sigma @ model.h / n                               # H/N
+    energy = np.asarray(end.energy)[ok] / n  # H~/N
+    unperturbed = energy + sigma @ model.h / n  # H/N
     index = np.asarray(model.index(sigma))
     first, sizes = distinct_minima(sigma)
     coords, method = _embed(sigma[first], seed)
@@ -111,8 +110,12 @@ def _regime(model: Any, start: np.ndarray, cfg: dict[str, Any], seed: int) -> tu
         "mean_cosine_distance": mean_cosine_distance(sigma),
         "index0_fraction": float(np.mean(index == 0)),
         "max_grad_norm": float(np.asarray(end.grad_norm)[ok].max()),
-        "energy_per_spin": {"mean": float(energy.mean()), "std": float(energy.std()), "min": float(energy.min()),
-                            "max": float(energy.max())},
+        "energy_per_spin": {
+            "mean": float(energy.mean()),
+            "std": float(energy.std()),
+            "min": float(energy.min()),
+            "max": float(energy.max()),
+        },
         "unperturbed_energy_per_spin_mean": float(unperturbed.mean()),
     }
     picture = {"coords": coords, "energy": energy[first], "sizes": sizes, "method": method, "energies": energy}
@@ -166,11 +169,17 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
             model = SphericalSpinGlass(n, p, field=field, coupling=cfg["coupling"], rng=seed)
             numbers[name], pictures[name] = _regime(model, start, cfg, seed)
     energies = pictures["exponential"]["energies"]
-    numbers["exponential_between"] = {"below_minus_E0": float(np.mean(energies < -e0)),
-                                      "below_minus_Einf": float(np.mean(energies < -e_inf))}
+    numbers["exponential_between"] = {
+        "below_minus_E0": float(np.mean(energies < -e0)),
+        "below_minus_Einf": float(np.mean(energies < -e_inf)),
+    }
     numbers["thesis"] = dict(THESIS)
-    numbers["settings"] = {**cfg, "seed": seed, "duplicate_radius": DUPLICATE_RADIUS,
-                           "seconds": time.perf_counter() - t0}
+    numbers["settings"] = {
+        **cfg,
+        "seed": seed,
+        "duplicate_radius": DUPLICATE_RADIUS,
+        "seconds": time.perf_counter() - t0,
+    }
     _draw(out, pictures, numbers, p, quick=quick)
     return numbers
 
@@ -204,8 +213,12 @@ def _draw(out: Path, pictures: dict[str, Any], numbers: dict[str, Any], p: int, 
     for value, name, color in ((-e0, "$-E_0$", "black"), (-e_inf, "$-E_\\infty$", "tab:red")):
         ax.axvline(value, color=color, lw=1.5, ls="--", label=f"{name} = {value:.3f}")
     r = numbers["exponential"]
-    ax.axvline(r["energy_per_spin"]["mean"], color="tab:blue", lw=1.5,
-               label=f"mean of the minima {r['energy_per_spin']['mean']:.3f}")
+    ax.axvline(
+        r["energy_per_spin"]["mean"],
+        color="tab:blue",
+        lw=1.5,
+        label=f"mean of the minima {r['energy_per_spin']['mean']:.3f}",
+    )
     ax.set_xlabel("$\\tilde H/N$ at the minima (exponential regime)")
     ax.set_ylabel("minima")
     ax.set_title(f"{exp.size} descents, N = {numbers['settings']['n']}: energies of the minima")
@@ -220,10 +233,17 @@ def _draw(out: Path, pictures: dict[str, Any], numbers: dict[str, Any], p: int, 
     ax.bar(x + 0.18, thesis, width=0.36, color="0.6", label="thesis (2.4.1)")
     for xi, value, theirs in zip(x, ours, thesis):
         ax.annotate(f"{value:.3g}", (xi - 0.18, value), ha="center", va="bottom", fontsize=8)
-        ax.annotate("n/a" if np.isnan(theirs) else f"{theirs:.3g}", (xi + 0.18, 0 if np.isnan(theirs) else theirs),
-                    ha="center", va="bottom", fontsize=8, color="0.35")
-    ax.set_xticks(x, [f"{name}\nv = {numbers[name]['field']:.3g}, B = {numbers[name]['B']:.3g}" for name in names],
-                  fontsize=8)
+        ax.annotate(
+            "n/a" if np.isnan(theirs) else f"{theirs:.3g}",
+            (xi + 0.18, 0 if np.isnan(theirs) else theirs),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color="0.35",
+        )
+    ax.set_xticks(
+        x, [f"{name}\nv = {numbers[name]['field']:.3g}, B = {numbers[name]['B']:.3g}" for name in names], fontsize=8
+    )
     ax.set_ylabel("mean cosine distance between minima")
     ax.set_title("how far apart the minima are")
     ax.legend(fontsize=8)
@@ -234,14 +254,27 @@ def _draw(out: Path, pictures: dict[str, Any], numbers: dict[str, Any], p: int, 
         size = 10 + 50 * np.log1p(pic["sizes"]) / np.log1p(max(pic["sizes"].max(), 1))
         points = ax.scatter(pic["coords"][:, 0], pic["coords"][:, 1], c=pic["energy"], s=size, cmap="viridis", lw=0)
         count = r["distinct_minima"]
-        ax.set_title(f"Figure 2.2, {name} regime (v = {r['field']:.3g}):\n{count} distinct "
-                     f"minim{'um' if count == 1 else 'a'} from {runs} converged runs ({pic['method']})", fontsize=9)
+        ax.set_title(
+            f"Figure 2.2, {name} regime (v = {r['field']:.3g}):\n{count} distinct "
+            f"minim{'um' if count == 1 else 'a'} from {runs} converged runs ({pic['method']})",
+            fontsize=9,
+        )
         if count > 1:
             fig.colorbar(points, ax=ax, shrink=0.85, label="$\\tilde H/N$ at the minimum", format="%.3f")
         else:
-            ax.annotate(f"every run ends here\n$\\tilde H/N$ = {r['energy_per_spin']['mean']:.4f}",
-                        (0.5, 0.35), xycoords="axes fraction", ha="center", fontsize=9)
+            ax.annotate(
+                f"every run ends here\n$\\tilde H/N$ = {r['energy_per_spin']['mean']:.4f}",
+                (0.5, 0.35),
+                xycoords="axes fraction",
+                ha="center",
+                fontsize=9,
+            )
         ax.set_xticks([])
         ax.set_yticks([])
-    save(fig, out, "spin_glass: Figures 2.1 and 2.2, complexity and gradient-descent minima of the 3-spin glass",
-         numbers, quick=quick)
+    save(
+        fig,
+        out,
+        "spin_glass: Figures 2.1 and 2.2, complexity and gradient-descent minima of the 3-spin glass",
+        numbers,
+        quick=quick,
+    )

@@ -88,9 +88,14 @@ def plan_for(quick: bool, seed: int, data_dir: Path | None, tasks: Sequence[str]
             raise ValueError(f"unknown `tasks` {list(tasks)!r}; valid values are {names}")
         chosen = [t for t in every if t.name in tasks]
     final = 2 if quick else 5
-    return Plan(tasks=tuple(chosen), seeds=tuple(seed + i for i in range(final)),
-                search_seeds=(seed + 100,), configurations=2 if quick else 8,
-                width_samples=8 if quick else 50, quick=quick)
+    return Plan(
+        tasks=tuple(chosen),
+        seeds=tuple(seed + i for i in range(final)),
+        search_seeds=(seed + 100,),
+        configurations=2 if quick else 8,
+        width_samples=8 if quick else 50,
+        quick=quick,
+    )
 
 
 def budget_for(task: Task, n_train: int, quick: bool, scale: float = 1.0) -> int:
@@ -116,8 +121,9 @@ def execute(
         return list(progress(pool.map(runner, jobs), desc, total=len(jobs)))
 
 
-def _search(plan: Plan, names: Sequence[str], budgets: dict[str, int], workers: int, data_dir: str | None
-            ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, dict[str, Any]]]]:
+def _search(
+    plan: Plan, names: Sequence[str], budgets: dict[str, int], workers: int, data_dir: str | None
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, dict[str, Any]]]]:
     """Run the search of ``names``; return the chosen settings and the search record, per task and method."""
     jobs, where = [], []
     record: dict[str, dict[str, dict[str, Any]]] = {}
@@ -162,8 +168,14 @@ def _search(plan: Plan, names: Sequence[str], budgets: dict[str, int], workers: 
     return chosen, record
 
 
-def _finals(plan: Plan, names: Sequence[str], chosen: dict[str, dict[str, Any]], budgets: dict[str, int],
-            workers: int, data_dir: str | None) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+def _finals(
+    plan: Plan,
+    names: Sequence[str],
+    chosen: dict[str, dict[str, Any]],
+    budgets: dict[str, int],
+    workers: int,
+    data_dir: str | None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """The final runs of ``names`` (and of the replicated ones with their replicas in parallel): the entries
     of ``record["tasks"]`` and ``record["parallel"]``, per task and method."""
     jobs = []
@@ -171,14 +183,38 @@ def _finals(plan: Plan, names: Sequence[str], chosen: dict[str, dict[str, Any]],
         for name in names:
             hp = chosen[task.name][name]
             for s in plan.seeds:
-                jobs.append(Job("final", task.name, task.dataset, task.model, name, hp, s, budgets[task.name],
-                                data_dir=data_dir, width_samples=plan.width_samples))
+                jobs.append(
+                    Job(
+                        "final",
+                        task.name,
+                        task.dataset,
+                        task.model,
+                        name,
+                        hp,
+                        s,
+                        budgets[task.name],
+                        data_dir=data_dir,
+                        width_samples=plan.width_samples,
+                    )
+                )
             if name in REPLICATED:
                 n = METHODS[name].replicas(hp)
                 for s in plan.seeds:
-                    jobs.append(Job("final", task.name, task.dataset, task.model, name, hp, s,
-                                    budgets[task.name] * n, accounting="parallel", data_dir=data_dir,
-                                    width_samples=plan.width_samples))
+                    jobs.append(
+                        Job(
+                            "final",
+                            task.name,
+                            task.dataset,
+                            task.model,
+                            name,
+                            hp,
+                            s,
+                            budgets[task.name] * n,
+                            accounting="parallel",
+                            data_dir=data_dir,
+                            width_samples=plan.width_samples,
+                        )
+                    )
     results = execute(jobs, workers, "final runs (test error, width)")
     tasks: dict[str, dict[str, Any]] = {}
     parallel: dict[str, dict[str, Any]] = {}
@@ -187,24 +223,33 @@ def _finals(plan: Plan, names: Sequence[str], chosen: dict[str, dict[str, Any]],
         for name in names:
             hp = chosen[task.name][name]
             for accounting, slot in (("evaluations", tasks), ("parallel", parallel)):
-                mine = [r for r in results if r["job"]["task"] == task.name and r["job"]["method"] == name
-                        and r["job"]["accounting"] == accounting]
+                mine = [
+                    r
+                    for r in results
+                    if r["job"]["task"] == task.name
+                    and r["job"]["method"] == name
+                    and r["job"]["accounting"] == accounting
+                ]
                 if mine:
                     slot[task.name][name] = method_entry(mine, hp, METHODS[name].replicas(hp))
     return tasks, parallel
 
 
-def _hardware(plan: Plan, chosen: dict[str, dict[str, Any]], budgets: dict[str, int], data_dir: str | None
-              ) -> dict[str, Any]:
+def _hardware(
+    plan: Plan, chosen: dict[str, dict[str, Any]], budgets: dict[str, int], data_dir: str | None
+) -> dict[str, Any]:
     """Table 5.1 on parallel hardware (:mod:`hjsmooth.demos.study.hardware`), one run at a time."""
     from hjsmooth.demos.study.hardware import hardware_entry, hardware_jobs, launch
 
     single, parallel = hardware_jobs(plan.tasks, chosen, budgets, plan.seeds, data_dir)
     sgd = execute(single, 1, "Table 5.1: SGD in one process")
     ranks = launch(parallel)
-    return {task.name: hardware_entry([r for r in sgd if r["job"]["task"] == task.name],
-                                      [r for r in ranks if r["job"]["task"] == task.name])
-            for task in plan.tasks}
+    return {
+        task.name: hardware_entry(
+            [r for r in sgd if r["job"]["task"] == task.name], [r for r in ranks if r["job"]["task"] == task.name]
+        )
+        for task in plan.tasks
+    }
 
 
 def _sizes(task: Task, data_dir: str | None) -> dict[str, Any]:
@@ -213,8 +258,10 @@ def _sizes(task: Task, data_dir: str | None) -> dict[str, Any]:
 
     split = cached_split(task.dataset, data_dir)
     weights = sum(p.numel() for p in make_model(task.model, split.n_features).parameters())
-    return {"examples": {"train": len(split.y_train), "validation": len(split.y_val), "test": len(split.y_test)},
-            "weights": int(weights)}
+    return {
+        "examples": {"train": len(split.y_train), "validation": len(split.y_val), "test": len(split.y_test)},
+        "weights": int(weights),
+    }
 
 
 def _machine(workers: int) -> dict[str, Any]:
@@ -229,8 +276,14 @@ def _machine(workers: int) -> dict[str, Any]:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = None
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "workers": workers, "torch_threads_per_process": 1, **versions}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "workers": workers,
+        "torch_threads_per_process": 1,
+        **versions,
+    }
 
 
 def _selection(methods: Sequence[str] | None) -> tuple[list[str], bool]:
@@ -247,8 +300,9 @@ def _selection(methods: Sequence[str] | None) -> tuple[list[str], bool]:
     return [n for n in NAMES if n in methods], HARDWARE in methods
 
 
-def run(out: Path, quick: bool = False, seed: int = 0, data_dir: Path | None = None,
-        workers: int | None = None) -> dict[str, Any]:
+def run(
+    out: Path, quick: bool = False, seed: int = 0, data_dir: Path | None = None, workers: int | None = None
+) -> dict[str, Any]:
     """Run the whole study; write ``out`` (PNG), ``out.json`` (the record) and ``out.txt`` (the tables).
 
     Parameters
@@ -276,9 +330,16 @@ def run(out: Path, quick: bool = False, seed: int = 0, data_dir: Path | None = N
     return study(out, quick=quick, seed=seed, data_dir=data_dir, workers=workers)
 
 
-def study(out: Path, quick: bool = False, seed: int = 0, data_dir: Path | None = None, workers: int | None = None,
-          methods: Sequence[str] | None = None, tasks: Sequence[str] | None = None,
-          budget_scale: float = 1.0) -> dict[str, Any]:
+def study(
+    out: Path,
+    quick: bool = False,
+    seed: int = 0,
+    data_dir: Path | None = None,
+    workers: int | None = None,
+    methods: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    budget_scale: float = 1.0,
+) -> dict[str, Any]:
     """:func:`run` with filters: ``methods`` or ``tasks`` run part of the study and merge it into ``out.json``.
 
     Parameters
@@ -316,16 +377,25 @@ def study(out: Path, quick: bool = False, seed: int = 0, data_dir: Path | None =
     budgets = {t.name: budget_for(t, n_train[t.name], quick, budget_scale) for t in plan.tasks}
     sizes = {t.name: _sizes(t, ddir) for t in plan.tasks}
     settings = {
-        "quick": quick, "seeds": list(plan.seeds), "search_seeds": list(plan.search_seeds),
-        "configurations_per_method": plan.configurations, "width_samples": plan.width_samples,
-        "batch": 128, "lr_drops": "outer lr divided by 5 after 60 % and 80 % of the budget",
+        "quick": quick,
+        "seeds": list(plan.seeds),
+        "search_seeds": list(plan.search_seeds),
+        "configurations_per_method": plan.configurations,
+        "width_samples": plan.width_samples,
+        "batch": 128,
+        "lr_drops": "outer lr divided by 5 after 60 % and 80 % of the budget",
         "budget_scale": float(budget_scale),
-        "budgets": {t.name: {"gradient_evaluations": budgets[t.name],
-                             "steps_per_epoch": steps_per_epoch(n_train[t.name]),
-                             "effective_epochs": budgets[t.name] / steps_per_epoch(n_train[t.name]),
-                             **sizes[t.name]}
-                    for t in plan.tasks},
-        "workers": workers, "machine": _machine(workers),
+        "budgets": {
+            t.name: {
+                "gradient_evaluations": budgets[t.name],
+                "steps_per_epoch": steps_per_epoch(n_train[t.name]),
+                "effective_epochs": budgets[t.name] / steps_per_epoch(n_train[t.name]),
+                **sizes[t.name],
+            }
+            for t in plan.tasks
+        },
+        "workers": workers,
+        "machine": _machine(workers),
     }
     partial = methods is not None or tasks is not None
     base = load_base(out.with_suffix(".json")) if partial else empty_record()
@@ -335,11 +405,21 @@ def study(out: Path, quick: bool = False, seed: int = 0, data_dir: Path | None =
     per_task, parallel = _finals(plan, names, chosen, budgets, workers, ddir) if names else ({}, {})
     part: dict[str, Any] = {"tasks": per_task, "parallel": parallel, "search": search_record, "settings": settings}
     if with_hardware:
-        known = {t.name: {**{m: e["hyperparameters"] for m, e in base["tasks"].get(t.name, {}).items()},
-                          **chosen.get(t.name, {})} for t in plan.tasks}
+        known = {
+            t.name: {
+                **{m: e["hyperparameters"] for m, e in base["tasks"].get(t.name, {}).items()},
+                **chosen.get(t.name, {}),
+            }
+            for t in plan.tasks
+        }
         part["parallel_hardware"] = _hardware(plan, known, budgets, ddir)
-    part["parts"] = [{"methods": names + ([HARDWARE] if with_hardware else []), "tasks": [t.name for t in plan.tasks],
-                      "wall_time_s": time.perf_counter() - started}]
+    part["parts"] = [
+        {
+            "methods": names + ([HARDWARE] if with_hardware else []),
+            "tasks": [t.name for t in plan.tasks],
+            "wall_time_s": time.perf_counter() - started,
+        }
+    ]
     record = summarise(merge(base, part, NAMES), SMOOTHING, COMPETITORS)
     text = markdown_tables(record)
     spe = {task: b["steps_per_epoch"] for task, b in record["settings"]["budgets"].items()}
@@ -365,16 +445,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="the first final seed (default 0)")
     parser.add_argument("--data-dir", type=Path, default=None, help="a folder with MNIST and/or CIFAR-10")
     parser.add_argument("--workers", type=int, default=None, help="processes training at once")
-    parser.add_argument("--methods", type=lambda t: t.split(","), default=None,
-                        help=f"comma-separated: some of {', '.join(NAMES)}, {HARDWARE} (merged into --out's json)")
-    parser.add_argument("--tasks", type=lambda t: t.split(","), default=None,
-                        help=f"comma-separated: some of {', '.join(t.name for t in TASKS)}")
-    parser.add_argument("--budget-scale", type=float, default=1.0,
-                        help="multiply every budget (1 for results; less to time a reduced run)")
+    parser.add_argument(
+        "--methods",
+        type=lambda t: t.split(","),
+        default=None,
+        help=f"comma-separated: some of {', '.join(NAMES)}, {HARDWARE} (merged into --out's json)",
+    )
+    parser.add_argument(
+        "--tasks",
+        type=lambda t: t.split(","),
+        default=None,
+        help=f"comma-separated: some of {', '.join(t.name for t in TASKS)}",
+    )
+    parser.add_argument(
+        "--budget-scale",
+        type=float,
+        default=1.0,
+        help="multiply every budget (1 for results; less to time a reduced run)",
+    )
     args = parser.parse_args(argv)
     try:
-        numbers = study(args.out, quick=args.quick, seed=args.seed, data_dir=args.data_dir, workers=args.workers,
-                        methods=args.methods, tasks=args.tasks, budget_scale=args.budget_scale)
+        numbers = study(
+            args.out,
+            quick=args.quick,
+            seed=args.seed,
+            data_dir=args.data_dir,
+            workers=args.workers,
+            methods=args.methods,
+            tasks=args.tasks,
+            budget_scale=args.budget_scale,
+        )
     except (ValueError, FileNotFoundError) as exc:
         parser.error(str(exc).replace("`", ""))
     print(numbers["table"])

@@ -75,9 +75,15 @@ def _optimizer(method: str, model: Any, seed: int) -> Any:
         return torch.optim.Adam(model.parameters(), lr=HYPER["lr"], weight_decay=weight_decay)
     from hjsmooth.optim import TrivializedSGD
 
-    return TrivializedSGD(model.parameters(), torch.optim.Adam, coupling=coupling, tau0=HYPER["tau0"],
-                          lr=HYPER["lr"], weight_decay=weight_decay,
-                          generator=torch.Generator().manual_seed(seed + 1000))
+    return TrivializedSGD(
+        model.parameters(),
+        torch.optim.Adam,
+        coupling=coupling,
+        tau0=HYPER["tau0"],
+        lr=HYPER["lr"],
+        weight_decay=weight_decay,
+        generator=torch.Generator().manual_seed(seed + 1000),
+    )
 
 
 def _field_term(opt: Any, weights: list[Any]) -> list[Any] | None:
@@ -184,24 +190,41 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
     for method, results in runs.items():
         val = np.array([r["val_error"][-1] for r in results])
         test = np.array([r["test_error"] for r in results])
-        entry: dict[str, Any] = {key: np.mean([r[key] for r in results], axis=0)
-                                 for key in ("train_loss", "val_error", "min_grad_loss", "min_grad_used")}
-        entry.update(final_val_error=float(val.mean()), final_val_error_std=float(val.std()),
-                     final_test_error=float(test.mean()), final_test_error_std=float(test.std()),
-                     val_errors=val)
+        entry: dict[str, Any] = {
+            key: np.mean([r[key] for r in results], axis=0)
+            for key in ("train_loss", "val_error", "min_grad_loss", "min_grad_used")
+        }
+        entry.update(
+            final_val_error=float(val.mean()),
+            final_val_error_std=float(val.std()),
+            final_test_error=float(test.mean()),
+            final_test_error_std=float(test.std()),
+            val_errors=val,
+        )
         if METHODS[method][0] is not None:
             entry.update(field_factor_end=results[0]["field_factor_end"], layers=results[0]["layers"])
         numbers[method] = entry
     numbers["thesis"] = {f"{m} final val error (MNIST, %)": v for m, v in THESIS.items()}
-    numbers["settings"] = {**cfg, **HYPER, "hidden_layers": HIDDEN_LAYERS, "width": WIDTH, "first_seed": seed,
-                           "steps_per_run": runs["Adam"][0]["steps"], "seconds": time.perf_counter() - t0}
+    numbers["settings"] = {
+        **cfg,
+        **HYPER,
+        "hidden_layers": HIDDEN_LAYERS,
+        "width": WIDTH,
+        "first_seed": seed,
+        "steps_per_run": runs["Adam"][0]["steps"],
+        "seconds": time.perf_counter() - t0,
+    }
     _draw(out, numbers, quick=quick)
     return numbers
 
 
 def _draw(out: Path, numbers: dict[str, Any], quick: bool) -> None:
-    styles = {"Adam": ("tab:blue", "-"), "Trivialized-SGD": ("tab:red", "-"),
-              "Trivialized-SGD, J = 1e-5": ("tab:orange", "-"), "Adam without l2": ("tab:cyan", "--")}
+    styles = {
+        "Adam": ("tab:blue", "-"),
+        "Trivialized-SGD": ("tab:red", "-"),
+        "Trivialized-SGD, J = 1e-5": ("tab:orange", "-"),
+        "Adam without l2": ("tab:cyan", "--"),
+    }
     fig, axes = new_figure(1, 3, figsize=(17.0, 5.0), gridspec_kw={"wspace": 0.25})
     cfg = numbers["settings"]
     for method, (color, ls) in styles.items():
@@ -211,17 +234,34 @@ def _draw(out: Path, numbers: dict[str, Any], quick: bool) -> None:
         used = np.where(r["min_grad_used"] > 0, r["min_grad_used"], np.nan)
         axes[1].semilogy(epochs, used, color=color, ls=ls, lw=1.8, label=f"{method}: handed to Adam")
         if METHODS[method][0] is not None:
-            axes[1].semilogy(epochs, np.where(r["min_grad_loss"] > 0, r["min_grad_loss"], np.nan), color=color,
-                             lw=1.0, ls=":", label=f"{method}: of the loss alone")
+            axes[1].semilogy(
+                epochs,
+                np.where(r["min_grad_loss"] > 0, r["min_grad_loss"], np.nan),
+                color=color,
+                lw=1.0,
+                ls=":",
+                label=f"{method}: of the loss alone",
+            )
         thesis = f", thesis (MNIST) {THESIS[method]:.2f} %" if method in THESIS else ""
-        axes[2].plot(epochs, r["val_error"], color=color, ls=ls, lw=1.8,
-                     label=f"{method}: final {r['final_val_error']:.1f} %{thesis}")
-    axes[0].set_title(f"Figure 2.3a: mnistfc ({cfg['hidden_layers']} x {cfg['width']} ReLU) on {cfg['dataset']},\n"
-                      f"Adam lr {cfg['lr']:g}, l2 {cfg['weight_decay']:g}, tau0 {cfg['tau0']:g}; mean of "
-                      f"{cfg['seeds']} seeds", fontsize=10)
+        axes[2].plot(
+            epochs,
+            r["val_error"],
+            color=color,
+            ls=ls,
+            lw=1.8,
+            label=f"{method}: final {r['final_val_error']:.1f} %{thesis}",
+        )
+    axes[0].set_title(
+        f"Figure 2.3a: mnistfc ({cfg['hidden_layers']} x {cfg['width']} ReLU) on {cfg['dataset']},\n"
+        f"Adam lr {cfg['lr']:g}, l2 {cfg['weight_decay']:g}, tau0 {cfg['tau0']:g}; mean of "
+        f"{cfg['seeds']} seeds",
+        fontsize=10,
+    )
     axes[0].set_ylabel("training loss (mean over the epoch)")
-    axes[1].set_title("Figure 2.3b: smallest back-propagated gradient\n(min over layers of mean |g|, epoch average; "
-                      "0 not drawn)", fontsize=10)
+    axes[1].set_title(
+        "Figure 2.3b: smallest back-propagated gradient\n(min over layers of mean |g|, epoch average; 0 not drawn)",
+        fontsize=10,
+    )
     axes[1].set_ylabel("smallest layer-mean |gradient|")
     axes[2].set_title("validation error", fontsize=10)
     axes[2].set_ylabel("validation error (%)")

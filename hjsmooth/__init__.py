@@ -45,7 +45,16 @@ _LAZY = {
     "solve_forward_backward": "hjsmooth.solvers.hjb",
 }
 _SUBMODULES = {
-    "solvers", "landscapes", "backend", "validation", "grid", "sde", "optim", "diagnostics", "demos", "spinglass",
+    "solvers",
+    "landscapes",
+    "backend",
+    "validation",
+    "grid",
+    "sde",
+    "optim",
+    "diagnostics",
+    "demos",
+    "spinglass",
 }
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES)

@@ -111,5 +111,7 @@ def lower_envelope_columns(values: Any, c: float, *, track: bool = False) -> tup
     blocks = (lines + THREADS - 1) // THREADS
     scalars = (cupy.int64(n), cupy.int64(lines), dtype.type(c), dtype.type(float("inf")), cupy.int32(track))
     name = f"lower_envelope_{dtype.name}"
-    raw_kernel(kernel_source(dtype.name), name)((blocks,), (THREADS,), (values, out, argmin, stack, stack_val, cross, *scalars))
+    raw_kernel(kernel_source(dtype.name), name)(
+        (blocks,), (THREADS,), (values, out, argmin, stack, stack_val, cross, *scalars)
+    )
     return out, (argmin if track else None)

@@ -40,8 +40,9 @@ _MAX_THREADS = 256
 _MAX_GRID_YZ = 65535
 
 
-def launch_config(shape: tuple[int, ...], rows: int = 1, max_grid_yz: int = _MAX_GRID_YZ
-                  ) -> tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]:
+def launch_config(
+    shape: tuple[int, ...], rows: int = 1, max_grid_yz: int = _MAX_GRID_YZ
+) -> tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]:
     """``(grid, block, (n0, n1, n2))`` of the launch for an array of ``shape`` (1 to 3 axes).
 
     Blocks of up to 256 threads (a multiple of 32) along the contiguous axis; the launch grid's
@@ -63,8 +64,9 @@ def cuda_source(body: str, entry: str, entries: list[dict[str, Any]], *, strips:
 
     ``strips`` puts :data:`STRIP_TRAVERSAL` (the device side of :func:`launch_config`) in front.
     """
-    return (STRIP_TRAVERSAL if strips else "") + body + "".join(
-        entry.format(**e, T=C_TYPES[e["dtype"]]) for e in entries)
+    return (
+        (STRIP_TRAVERSAL if strips else "") + body + "".join(entry.format(**e, T=C_TYPES[e["dtype"]]) for e in entries)
+    )
 
 
 @cache

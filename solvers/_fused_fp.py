@@ -26,8 +26,17 @@ from hjsmooth.backend import array_namespace, device, from_cupy, is_cuda, is_cup
 
 from ._cuda_launch import cuda_source, launch_config, raw_kernel
 
-__all__ = ["axis_links_only", "rates_like", "cuda_fp_supports", "packed_rates", "kernel_source", "kernel_name",
-           "kernel_arguments", "fused_fp_step", "CudaFPStepper"]
+__all__ = [
+    "axis_links_only",
+    "rates_like",
+    "cuda_fp_supports",
+    "packed_rates",
+    "kernel_source",
+    "kernel_name",
+    "kernel_arguments",
+    "fused_fp_step",
+    "CudaFPStepper",
+]
 
 _BODY = r"""
 // net inflow into P along one axis, added to acc in the array code's order (out-flow, then in-flow)
@@ -85,8 +94,12 @@ def kernel_name(dtype_name: str, periodic: bool, absorb: bool) -> str:
 
 def kernel_source(*entries: tuple[str, bool, bool]) -> str:
     """CUDA source with one entry point per ``(dtype_name, periodic, absorb)`` in ``entries``."""
-    return cuda_source(_BODY, _ENTRY, [dict(name=kernel_name(d, p, a), dtype=d, periodic=int(p), absorb=int(a))
-                                       for d, p, a in entries], strips=True)
+    return cuda_source(
+        _BODY,
+        _ENTRY,
+        [dict(name=kernel_name(d, p, a), dtype=d, periodic=int(p), absorb=int(a)) for d, p, a in entries],
+        strips=True,
+    )
 
 
 def axis_links_only(operator: Any) -> bool:
@@ -100,8 +113,10 @@ def axis_links_only(operator: Any) -> bool:
 def rates_like(operator: Any, rho: Any) -> bool:
     """True if the operator's rates live on ``rho``'s backend and device, in its dtype."""
     xp, where = array_namespace(rho), str(device(rho))
-    return all(array_namespace(link.forward) is xp and str(device(link.forward)) == where
-               and link.forward.dtype == rho.dtype for link in operator.links)
+    return all(
+        array_namespace(link.forward) is xp and str(device(link.forward)) == where and link.forward.dtype == rho.dtype
+        for link in operator.links
+    )
 
 
 def cuda_fp_supports(operator: Any, rho: Any) -> bool:
@@ -133,17 +148,40 @@ def packed_rates(operator: Any) -> tuple[Any, ...]:
     return tuple(packed)
 
 
-def kernel_arguments(rho: Any, out: Any, absorption: Any | None, rates: tuple[Any, ...], dims: tuple[int, int, int],
-                     rows: int, dt: float, scalar: Any, index: Any) -> tuple[Any, ...]:
+def kernel_arguments(
+    rho: Any,
+    out: Any,
+    absorption: Any | None,
+    rates: tuple[Any, ...],
+    dims: tuple[int, int, int],
+    rows: int,
+    dt: float,
+    scalar: Any,
+    index: Any,
+) -> tuple[Any, ...]:
     """The argument tuple of one launch: rates padded in front to three axes (unused slots get ``rho``)."""
     pad = 3 - len(rates) // 2
     slots = (rho, rho) * pad + tuple(rates)
-    return (rho, out, rho if absorption is None else absorption, *slots, *(index(n) for n in dims), index(rows),
-            scalar(dt))
+    return (
+        rho,
+        out,
+        rho if absorption is None else absorption,
+        *slots,
+        *(index(n) for n in dims),
+        index(rows),
+        scalar(dt),
+    )
 
 
-def fused_fp_step(rho: Any, dt: float, periodic: bool, absorption: Any | None, rates: tuple[Any, ...],
-                  rows: int = 1, out: Any | None = None) -> Any:
+def fused_fp_step(
+    rho: Any,
+    dt: float,
+    periodic: bool,
+    absorption: Any | None,
+    rates: tuple[Any, ...],
+    rows: int = 1,
+    out: Any | None = None,
+) -> Any:
     """``rho + dt L rho`` in one kernel; ``rates`` (from :func:`packed_rates`) and ``absorption`` are
     contiguous CuPy arrays on ``rho``'s device, converted once per operator; ``out`` (optional) receives
     the result.  Returns ``rho``'s array type."""
@@ -170,8 +208,7 @@ class CudaFPStepper:
         self.cupy = cupy
         self.like = like
         self.rates = tuple(cupy.ascontiguousarray(to_cupy(r)) for r in packed_rates(operator))
-        self.absorption = (None if operator.absorption is None
-                           else cupy.ascontiguousarray(to_cupy(operator.absorption)))
+        self.absorption = None if operator.absorption is None else cupy.ascontiguousarray(to_cupy(operator.absorption))
         self.periodic = operator.bc == "periodic"
         self.rows = rows
         self.buffers: list[Any] = []

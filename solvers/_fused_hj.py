@@ -37,8 +37,19 @@ from .hamiltonians import SCHEMES, three_point_rate
 from .kernels import BC_CODES, SCHEME_CODES
 from .runge_kutta import SSPMethod
 
-__all__ = ["cuda_supports", "cuda_stepper", "axis_slopes", "cfl_rate", "fused_stage", "kernel_source", "kernel_name",
-           "kernel_arguments", "FUSED_SCHEMES", "ROWS_PER_THREAD", "CudaHJStepper"]
+__all__ = [
+    "cuda_supports",
+    "cuda_stepper",
+    "axis_slopes",
+    "cfl_rate",
+    "fused_stage",
+    "kernel_source",
+    "kernel_name",
+    "kernel_arguments",
+    "FUSED_SCHEMES",
+    "ROWS_PER_THREAD",
+    "CudaHJStepper",
+]
 
 FUSED_SCHEMES = SCHEMES
 ROWS_PER_THREAD = 1  # strip length along axis 1; benchmarks/bench_gpu.py sweeps it
@@ -143,22 +154,48 @@ def kernel_name(dtype_name: str, bc: str, scheme: str) -> str:
 
 def kernel_source(*entries: tuple[str, str, str]) -> str:
     """CUDA source with one entry point per ``(dtype_name, bc, scheme)`` in ``entries``."""
-    return cuda_source(_BODY, _ENTRY, [dict(name=kernel_name(d, bc, scheme), dtype=d, bc=BC_CODES[bc],
-                                            scheme=SCHEME_CODES[scheme]) for d, bc, scheme in entries],
-                       strips=True)
+    return cuda_source(
+        _BODY,
+        _ENTRY,
+        [
+            dict(name=kernel_name(d, bc, scheme), dtype=d, bc=BC_CODES[bc], scheme=SCHEME_CODES[scheme])
+            for d, bc, scheme in entries
+        ],
+        strips=True,
+    )
 
 
-def kernel_arguments(u: Any, u0: Any, out: Any, dims: tuple[int, int, int], rows: int, spacing: tuple[float, ...],
-                     nu: float, slopes: list[float], stage: tuple[float, float, float], scalar: Any,
-                     index: Any) -> tuple[Any, ...]:
+def kernel_arguments(
+    u: Any,
+    u0: Any,
+    out: Any,
+    dims: tuple[int, int, int],
+    rows: int,
+    spacing: tuple[float, ...],
+    nu: float,
+    slopes: list[float],
+    stage: tuple[float, float, float],
+    scalar: Any,
+    index: Any,
+) -> tuple[Any, ...]:
     """The argument tuple of one launch of ``out = a u0 + b (u + cdt L(u))``, ``stage = (a, b, cdt)``;
     ``slopes`` are the Lax-Friedrichs ``alpha_k``; ``scalar``/``index`` make the float and int scalars."""
     pad = 3 - len(spacing)
     inv_h = [0.0] * pad + [1.0 / h for h in spacing]
     alpha = [0.0] * pad + list(slopes)
     limit = [0.0] * pad + [2.0 * nu / h for h in spacing]
-    return (u, u0, out, *(index(n) for n in dims), index(rows), *(scalar(v) for v in inv_h),
-            *(scalar(a) for a in alpha), *(scalar(v) for v in limit), scalar(nu), *(scalar(w) for w in stage))
+    return (
+        u,
+        u0,
+        out,
+        *(index(n) for n in dims),
+        index(rows),
+        *(scalar(v) for v in inv_h),
+        *(scalar(a) for a in alpha),
+        *(scalar(v) for v in limit),
+        scalar(nu),
+        *(scalar(w) for w in stage),
+    )
 
 
 def cuda_supports(case: Any, like: Any) -> bool:
@@ -190,16 +227,25 @@ def cfl_rate(slopes: list[float], spacing: tuple[float, ...], nu: float, scheme:
     return sum(three_point_rate(scheme, s, 2.0 * nu / h) / h for s, h in zip(slopes, spacing))
 
 
-def fused_stage(u: Any, u0: Any, out: Any, stage: tuple[float, float, float], spacing: tuple[float, ...], nu: float,
-                bc: str, scheme: str, slopes: list[float], rows: int = ROWS_PER_THREAD) -> Any:
+def fused_stage(
+    u: Any,
+    u0: Any,
+    out: Any,
+    stage: tuple[float, float, float],
+    spacing: tuple[float, ...],
+    nu: float,
+    bc: str,
+    scheme: str,
+    slopes: list[float],
+    rows: int = ROWS_PER_THREAD,
+) -> Any:
     """``out = a u0 + b (u + cdt L(u))`` in one kernel, for contiguous CuPy arrays of one dtype."""
     import cupy
 
     dtype_name = u.dtype.name
     grid, block, dims = launch_config(tuple(u.shape), rows)
     kernel = raw_kernel(kernel_source((dtype_name, bc, scheme)), kernel_name(dtype_name, bc, scheme))
-    kernel(grid, block, kernel_arguments(u, u0, out, dims, rows, spacing, nu, slopes, stage, u.dtype.type,
-                                         cupy.int32))
+    kernel(grid, block, kernel_arguments(u, u0, out, dims, rows, spacing, nu, slopes, stage, u.dtype.type, cupy.int32))
     return out
 
 
@@ -211,8 +257,18 @@ class CudaHJStepper:
     :class:`hjsmooth.solvers._numba_hj.NumbaHJStepper`.
     """
 
-    def __init__(self, like: Any, spacing: tuple[float, ...], nu: float, bc: str, scheme: str, method: Any,
-                 step_for_rate: Any, project: Any, rows: int = ROWS_PER_THREAD):
+    def __init__(
+        self,
+        like: Any,
+        spacing: tuple[float, ...],
+        nu: float,
+        bc: str,
+        scheme: str,
+        method: Any,
+        step_for_rate: Any,
+        project: Any,
+        rows: int = ROWS_PER_THREAD,
+    ):
         import cupy
 
         self.like = like
@@ -244,8 +300,9 @@ class CudaHJStepper:
         for k, (a, b, c) in enumerate(self.method.stages):
             out = others[k % 2]
             slopes = self._slopes_of(current) if self.scheme == "lax_friedrichs" else [0.0] * len(self.spacing)
-            fused_stage(current, state, out, (a, b, c * dt), self.spacing, self.nu, self.bc, self.scheme, slopes,
-                        self.rows)
+            fused_stage(
+                current, state, out, (a, b, c * dt), self.spacing, self.nu, self.bc, self.scheme, slopes, self.rows
+            )
             projected = self.project(out)
             if projected is not out:
                 out[...] = projected

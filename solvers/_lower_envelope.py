@@ -198,6 +198,15 @@ def refine_rows(
     out = np.empty_like(values)
     pos = np.empty_like(values)
     inverse = np.ascontiguousarray(inverse, dtype=np.float64)
-    _refine_kernel(values, np.ascontiguousarray(env), np.ascontiguousarray(argmin), float(c), int(degree), inverse,
-                   int(newton_steps), out, pos)
+    _refine_kernel(
+        values,
+        np.ascontiguousarray(env),
+        np.ascontiguousarray(argmin),
+        float(c),
+        int(degree),
+        inverse,
+        int(newton_steps),
+        out,
+        pos,
+    )
     return out, pos

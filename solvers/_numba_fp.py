@@ -127,8 +127,9 @@ def _fp_step_kernel(rho, out, f0, b0, f1, b1, f2, b2, absorption, periodic, abso
         for j in range(1, n2 - 1):
             acc[j] = r[j] + dt * acc[j]
         for j in (0, n2 - 1):
-            acc[j] = _end_node(rho, f0, b0, f1, b1, f2, b2, absorption, i0, i1, j, n0, n1, n2, periodic, absorb,
-                               ndim, dt)
+            acc[j] = _end_node(
+                rho, f0, b0, f1, b1, f2, b2, absorption, i0, i1, j, n0, n1, n2, periodic, absorb, ndim, dt
+            )
 
 
 class NumbaFPStepper:
@@ -156,8 +157,11 @@ class NumbaFPStepper:
         self.rates = tuple(rates)
         self.periodic = operator.bc == "periodic"
         self.absorb = operator.absorption is not None
-        self.absorption = (np.ascontiguousarray(to_numpy(operator.absorption), dtype=self.dtype).reshape(view)
-                           if self.absorb else dummy)
+        self.absorption = (
+            np.ascontiguousarray(to_numpy(operator.absorption), dtype=self.dtype).reshape(view)
+            if self.absorb
+            else dummy
+        )
         self.buffers = [np.empty(view, dtype=self.dtype) for _ in range(2)]
         self.threads = numba_threads(host.size)
 
@@ -172,6 +176,7 @@ class NumbaFPStepper:
     def step(self, state: np.ndarray, dt: float) -> np.ndarray:
         out = self.buffers[1] if state is self.buffers[0] else self.buffers[0]
         with self.threads:
-            _fp_step_kernel(state, out, *self.rates, self.absorption, self.periodic, self.absorb, self.ndim,
-                            self.dtype.type(dt))
+            _fp_step_kernel(
+                state, out, *self.rates, self.absorption, self.periodic, self.absorb, self.ndim, self.dtype.type(dt)
+            )
         return out

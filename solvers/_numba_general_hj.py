@@ -99,8 +99,7 @@ def numba_general_stepper(case: Any, like: Any) -> NumbaGeneralHJStepper:
 @numba.njit(cache=True)
 def _constants(c):  # pragma: no cover - compiled
     """The WENO constants (an array in the data's dtype) as the tuple the stencils take."""
-    return (c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12], c[13], c[14], c[15],
-            c[16])
+    return (c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12], c[13], c[14], c[15], c[16])
 
 
 @numba.njit(fastmath={"contract"}, error_model="numpy")
@@ -156,9 +155,38 @@ def _hamiltonian_row(out, h, x, p, rows, first, n2, real, forms_g, forms_v, sign
 
 
 @numba.njit(fastmath={"contract"}, error_model="numpy")
-def _line_pass(line, h, u, out, split, scheme, bound_kind, mode, tube, ndim, order, real, inv_h, inv_h2,
-               inv_scale, back, minimizer, constant_alpha, alpha_field, forms_g, forms_v, signs, nu, safety, root,
-               consts, scratch, vectors, line_rates, line_alphas):  # pragma: no cover - compiled
+def _line_pass(
+    line,
+    h,
+    u,
+    out,
+    split,
+    scheme,
+    bound_kind,
+    mode,
+    tube,
+    ndim,
+    order,
+    real,
+    inv_h,
+    inv_h2,
+    inv_scale,
+    back,
+    minimizer,
+    constant_alpha,
+    alpha_field,
+    forms_g,
+    forms_v,
+    signs,
+    nu,
+    safety,
+    root,
+    consts,
+    scratch,
+    vectors,
+    line_rates,
+    line_alphas,
+):  # pragma: no cover - compiled
     """Interior line ``line`` of padded ``u`` (ghost width ``order``) in one of two passes.
 
     ``_FLUX``: ``out = L(u)`` (with ``tube``, ``min(L(u), 0)``) and ``line_rates[line]`` the largest
@@ -186,12 +214,26 @@ def _line_pass(line, h, u, out, split, scheme, bound_kind, mode, tube, ndim, ord
     rows = scratch[numba.get_thread_id()]
     x = vectors[numba.get_thread_id(), 0, :ndim]
     p = vectors[numba.get_thread_id(), 1, :ndim]
-    dst = out[i0, i1, w:w + n2]
+    dst = out[i0, i1, w : w + n2]
     for j in range(n2):
         dst[j] = zero
     for axis in range(first, 3):
-        line_slopes(rows[4 + axis], rows[7 + axis], u, i0, i1, w, n2, axis, order, inv_h[axis], inv_scale[axis],
-                    back[axis], consts[17], kc)
+        line_slopes(
+            rows[4 + axis],
+            rows[7 + axis],
+            u,
+            i0,
+            i1,
+            w,
+            n2,
+            axis,
+            order,
+            inv_h[axis],
+            inv_scale[axis],
+            back[axis],
+            consts[17],
+            kc,
+        )
         if nu != zero:
             viscous_terms(dst, u, i0, i1, w, n2, axis, order, nu, inv_h2[axis], kc)
     # the bounds of every node of the line
@@ -262,7 +304,7 @@ def _line_pass(line, h, u, out, split, scheme, bound_kind, mode, tube, ndim, ord
         dst[j] -= value[j]
     if mode == _SPLIT:
         for axis in range(first, 3):
-            part = split[axis, i0, i1, w:w + n2]
+            part = split[axis, i0, i1, w : w + n2]
             pm = rows[4 + axis]
             pp = rows[7 + axis]
             alpha = rows[10 + axis]
@@ -297,24 +339,108 @@ def _line_pass(line, h, u, out, split, scheme, bound_kind, mode, tube, ndim, ord
 
 
 @numba.njit(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy")
-def _forms_pass(u, out, split, scheme, bound_kind, mode, tube, ndim, order, real, inv_h, inv_h2, inv_scale, back,
-                minimizer, constant_alpha, alpha_field, forms_g, forms_v, signs, nu, safety, root, consts, scratch,
-                vectors, line_rates, line_alphas):  # pragma: no cover - compiled
+def _forms_pass(
+    u,
+    out,
+    split,
+    scheme,
+    bound_kind,
+    mode,
+    tube,
+    ndim,
+    order,
+    real,
+    inv_h,
+    inv_h2,
+    inv_scale,
+    back,
+    minimizer,
+    constant_alpha,
+    alpha_field,
+    forms_g,
+    forms_v,
+    signs,
+    nu,
+    safety,
+    root,
+    consts,
+    scratch,
+    vectors,
+    line_rates,
+    line_alphas,
+):  # pragma: no cover - compiled
     """One parallel pass of :func:`_line_pass` over the interior lines with ``H`` as linear forms
     (compiled once and cached on disk)."""
     g0 = order if ndim == 3 else 0
     g1 = order if ndim >= 2 else 0
     lines = (u.shape[0] - 2 * g0) * (u.shape[1] - 2 * g1)
     for line in numba.prange(lines):
-        _line_pass(line, None, u, out, split, scheme, bound_kind, mode, tube, ndim, order, real, inv_h, inv_h2,
-                   inv_scale, back, minimizer, constant_alpha, alpha_field, forms_g, forms_v, signs, nu, safety, root,
-                   consts, scratch, vectors, line_rates, line_alphas)
+        _line_pass(
+            line,
+            None,
+            u,
+            out,
+            split,
+            scheme,
+            bound_kind,
+            mode,
+            tube,
+            ndim,
+            order,
+            real,
+            inv_h,
+            inv_h2,
+            inv_scale,
+            back,
+            minimizer,
+            constant_alpha,
+            alpha_field,
+            forms_g,
+            forms_v,
+            signs,
+            nu,
+            safety,
+            root,
+            consts,
+            scratch,
+            vectors,
+            line_rates,
+            line_alphas,
+        )
 
 
 @numba.njit(parallel=True, fastmath={"contract"}, error_model="numpy")
-def _compiled_pass(h, u, out, split, scheme, bound_kind, mode, tube, ndim, order, real, inv_h, inv_h2, inv_scale,
-                   back, minimizer, constant_alpha, alpha_field, forms_g, forms_v, signs, nu, safety, root, consts,
-                   scratch, vectors, line_rates, line_alphas):  # pragma: no cover - compiled
+def _compiled_pass(
+    h,
+    u,
+    out,
+    split,
+    scheme,
+    bound_kind,
+    mode,
+    tube,
+    ndim,
+    order,
+    real,
+    inv_h,
+    inv_h2,
+    inv_scale,
+    back,
+    minimizer,
+    constant_alpha,
+    alpha_field,
+    forms_g,
+    forms_v,
+    signs,
+    nu,
+    safety,
+    root,
+    consts,
+    scratch,
+    vectors,
+    line_rates,
+    line_alphas,
+):  # pragma: no cover - compiled
     """The same pass with the user's compiled ``h``.  Never cached on disk: numba would key the cache
     by the function, which another process may not be able to import; it compiles once per ``h``
     and process."""
@@ -322,9 +448,38 @@ def _compiled_pass(h, u, out, split, scheme, bound_kind, mode, tube, ndim, order
     g1 = order if ndim >= 2 else 0
     lines = (u.shape[0] - 2 * g0) * (u.shape[1] - 2 * g1)
     for line in numba.prange(lines):
-        _line_pass(line, h, u, out, split, scheme, bound_kind, mode, tube, ndim, order, real, inv_h, inv_h2,
-                   inv_scale, back, minimizer, constant_alpha, alpha_field, forms_g, forms_v, signs, nu, safety, root,
-                   consts, scratch, vectors, line_rates, line_alphas)
+        _line_pass(
+            line,
+            h,
+            u,
+            out,
+            split,
+            scheme,
+            bound_kind,
+            mode,
+            tube,
+            ndim,
+            order,
+            real,
+            inv_h,
+            inv_h2,
+            inv_scale,
+            back,
+            minimizer,
+            constant_alpha,
+            alpha_field,
+            forms_g,
+            forms_v,
+            signs,
+            nu,
+            safety,
+            root,
+            consts,
+            scratch,
+            vectors,
+            line_rates,
+            line_alphas,
+        )
 
 
 @numba.njit(parallel=True, fastmath={"contract"}, error_model="numpy")
@@ -339,10 +494,10 @@ def _add_split(out, split, alpha, tube, ndim, w):  # pragma: no cover - compiled
         l0 = line // n1
         i0 = l0 + g0
         i1 = line - l0 * n1 + g1
-        dst = out[i0, i1, w:w + n2]
+        dst = out[i0, i1, w : w + n2]
         for axis in range(3 - ndim, 3):
             a = alpha[axis]
-            part = split[axis, i0, i1, w:w + n2]
+            part = split[axis, i0, i1, w : w + n2]
             for j in range(n2):
                 dst[j] += a * part[j]
         if tube:
@@ -436,22 +591,37 @@ class NumbaGeneralHJStepper:
         longest = max(padded)
         self.real = np.zeros((3, longest), dtype=dt)
         for axis, coordinates in enumerate(operator.grid.axes):
-            self.real[pad + axis, :coordinates.size] = coordinates
+            self.real[pad + axis, : coordinates.size] = coordinates
         self.minimizer = np.zeros(3, dtype=dt)
         if operator.scheme == "godunov":
             self.minimizer[pad:] = operator.minimizer
         self.constant_alpha = np.zeros(3, dtype=dt)
         if self.bound_kind == _CONSTANT:
             self.constant_alpha[pad:] = operator.constant_bound
-        self.alpha_field = (np.stack([np.asarray(to_numpy(a), dtype=dt).reshape(self.view3)
-                                      for a in ((np.zeros(self.shape),) * pad + tuple(operator.field_bound))])
-                            if self.bound_kind == _FIELD else np.zeros((3, 1, 1, 1), dtype=dt))
+        self.alpha_field = (
+            np.stack(
+                [
+                    np.asarray(to_numpy(a), dtype=dt).reshape(self.view3)
+                    for a in ((np.zeros(self.shape),) * pad + tuple(operator.field_bound))
+                ]
+            )
+            if self.bound_kind == _FIELD
+            else np.zeros((3, 1, 1, 1), dtype=dt)
+        )
         forms = hamiltonian.forms
         if forms is not None:
             zeros = (np.zeros(self.shape),) * pad
             self.forms_g = np.stack([np.asarray(a, dtype=dt).reshape(self.view3) for a in zeros + tuple(forms.drift)])
-            self.forms_v = np.stack([np.stack([np.asarray(a, dtype=dt).reshape(self.view3) for a in zeros + tuple(v)])
-                                     for v in forms.vectors]) if forms.vectors else np.zeros((0, 3, 1, 1, 1), dtype=dt)
+            self.forms_v = (
+                np.stack(
+                    [
+                        np.stack([np.asarray(a, dtype=dt).reshape(self.view3) for a in zeros + tuple(v)])
+                        for v in forms.vectors
+                    ]
+                )
+                if forms.vectors
+                else np.zeros((0, 3, 1, 1, 1), dtype=dt)
+            )
             self.signs = np.asarray(forms.signs, dtype=dt)
         else:
             self.forms_g = np.zeros((3, 1, 1, 1), dtype=dt)
@@ -463,8 +633,11 @@ class NumbaGeneralHJStepper:
         self.nu = dt.type(operator.nu)
         self.consts = np.array((*WENO_CONSTANTS, WENO_EPS), dtype=dt)
         self.hold = held is not None
-        self.held = (np.ascontiguousarray(to_numpy(held), dtype=dt).reshape(self.view3) if self.hold
-                     else np.zeros((1, 1, 1), dtype=dt))
+        self.held = (
+            np.ascontiguousarray(to_numpy(held), dtype=dt).reshape(self.view3)
+            if self.hold
+            else np.zeros((1, 1, 1), dtype=dt)
+        )
         self.ghost_params = np.zeros(24 + len(WENO_CONSTANTS), dtype=dt)  # fill_ghosts reads its counts from here
         self.ghost_params[24:] = WENO_CONSTANTS
         self.weights = np.zeros(self.method.stage_count, dtype=np.float64)
@@ -503,17 +676,43 @@ class NumbaGeneralHJStepper:
     def _evaluate(self, u: np.ndarray, out: np.ndarray) -> float:
         """``L(u)`` into ``out``; returns ``max_x sum_k alpha_k / h_k``."""
         self._scale(u)
-        arguments = (u, out, self.split, self.scheme, self.bound_kind, self.mode, self.tube, self.ndim, self.order,
-                     self.real, self.inv_h, self.inv_h2, self.inv_scale, self.back, self.minimizer, self.constant_alpha,
-                     self.alpha_field, self.forms_g, self.forms_v, self.signs, self.nu, self.safety, self.root,
-                     self.consts, self.scratch, self.vectors, self.line_rates, self.line_alphas)
+        arguments = (
+            u,
+            out,
+            self.split,
+            self.scheme,
+            self.bound_kind,
+            self.mode,
+            self.tube,
+            self.ndim,
+            self.order,
+            self.real,
+            self.inv_h,
+            self.inv_h2,
+            self.inv_scale,
+            self.back,
+            self.minimizer,
+            self.constant_alpha,
+            self.alpha_field,
+            self.forms_g,
+            self.forms_v,
+            self.signs,
+            self.nu,
+            self.safety,
+            self.root,
+            self.consts,
+            self.scratch,
+            self.vectors,
+            self.line_rates,
+            self.line_alphas,
+        )
         if self.function is None:
             _forms_pass(*arguments)
         else:
             _compiled_pass(self.function, *arguments)
         if self.mode == _SPLIT:
             alpha = np.zeros(3, dtype=self.dtype)
-            alpha[3 - self.ndim:] = self.line_alphas.max(axis=0)[3 - self.ndim:]
+            alpha[3 - self.ndim :] = self.line_alphas.max(axis=0)[3 - self.ndim :]
             if np.isnan(self.line_alphas).any():
                 return math.nan
             _add_split(out, self.split, alpha, self.tube, self.ndim, self.order)
@@ -550,4 +749,3 @@ class NumbaGeneralHJStepper:
         self._ghosts(final)
         self._rhs_of = None
         return final
-

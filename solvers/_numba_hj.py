@@ -65,13 +65,29 @@ from .hamiltonians import SCHEMES, three_point_rate
 from .kernels import ACCURACY_CODES, BC_CODES, SCHEME_CODES, numba_threads
 from .runge_kutta import ButcherMethod
 
-__all__ = ["NumbaHJStepper", "NUMBA_SCHEMES", "numba_supports", "numba_stepper", "fill_ghosts", "butcher_combine",
-           "padded_shape", "bc_codes", "line_slopes", "row", "line_index", "bits_max", "weno_constants",
-           "WENO_CONSTANTS", "float_grid", "viscous_terms"]
+__all__ = [
+    "NumbaHJStepper",
+    "NUMBA_SCHEMES",
+    "numba_supports",
+    "numba_stepper",
+    "fill_ghosts",
+    "butcher_combine",
+    "padded_shape",
+    "bc_codes",
+    "line_slopes",
+    "row",
+    "line_index",
+    "bits_max",
+    "weno_constants",
+    "WENO_CONSTANTS",
+    "float_grid",
+    "viscous_terms",
+]
 
 NUMBA_SCHEMES = SCHEMES
-_GODUNOV, _LAX_FRIEDRICHS, _ENGQUIST_OSHER, _HYBRID = (SCHEME_CODES[s] for s in
-                                                       ("godunov", "lax_friedrichs", "engquist_osher", "hybrid"))
+_GODUNOV, _LAX_FRIEDRICHS, _ENGQUIST_OSHER, _HYBRID = (
+    SCHEME_CODES[s] for s in ("godunov", "lax_friedrichs", "engquist_osher", "hybrid")
+)
 _EXTRAPOLATE, _NEUMANN, _PERIODIC = BC_CODES["extrapolate"], BC_CODES["neumann"], BC_CODES["periodic"]
 _FIRST, _ENO2, _WENO5 = ACCURACY_CODES["first"], ACCURACY_CODES["eno2"], ACCURACY_CODES["weno5"]
 # layout of the parameter vector (in the array's dtype, so that float32 stays float32)
@@ -79,7 +95,25 @@ _HALF, _NU, _INV_H, _INV_H2, _LIMIT, _ALPHA, _A, _B, _CDT = 0, 1, 2, 5, 8, 11, 1
 _INV_SCALE, _BACK, _EPS = 17, 20, 23  # WENO5: 1 / max |u_{i+1} - u_i| per axis, its inverse, eps
 #: the constants of the ENO2/WENO5 stencils, stored in the parameter vector from ``_K`` on so that
 #: the kernels compute in the array's dtype (a float64 literal would promote float32 arithmetic)
-WENO_CONSTANTS = (1.0, 2.0, 3.0, 4.0, 1 / 3, 7 / 6, 11 / 6, 1 / 6, 5 / 6, 13 / 12, 0.25, 0.1, 0.6, 0.3, 16.0, 30.0, 1 / 12)
+WENO_CONSTANTS = (
+    1.0,
+    2.0,
+    3.0,
+    4.0,
+    1 / 3,
+    7 / 6,
+    11 / 6,
+    1 / 6,
+    5 / 6,
+    13 / 12,
+    0.25,
+    0.1,
+    0.6,
+    0.3,
+    16.0,
+    30.0,
+    1 / 12,
+)
 _K = 24
 _N_PARAMS = _K + len(WENO_CONSTANTS)
 # rows of the per-thread scratch of the ENO2/WENO5 kernels: p-, p+ and the rate of one line
@@ -121,10 +155,10 @@ def bc_codes(bc: Any, ndim: int) -> np.ndarray:
 def row(u, i0, i1, w, n2, axis, k):  # pragma: no cover - compiled
     """The interior of line ``(i0, i1)`` shifted by ``k`` nodes along ``axis`` (padded 3D ``u``, ghost ``w``)."""
     if axis == 2:
-        return u[i0, i1, w + k:w + k + n2]
+        return u[i0, i1, w + k : w + k + n2]
     if axis == 1:
-        return u[i0, i1 + k, w:w + n2]
-    return u[i0 + k, i1, w:w + n2]
+        return u[i0, i1 + k, w : w + n2]
+    return u[i0 + k, i1, w : w + n2]
 
 
 @numba.njit(cache=True)
@@ -186,12 +220,12 @@ def _engquist_osher_rates(r, lo, c, hi, n, zero):  # pragma: no cover - compiled
 @numba.njit(cache=True)
 def _line(u, i0, i1, g0, g1, n2, axis):  # pragma: no cover - compiled
     """Rows ``(lo, c, hi)`` of the interior of line ``(i0, i1)`` and its neighbours along ``axis``."""
-    c = u[i0, i1, 1:n2 + 1]
+    c = u[i0, i1, 1 : n2 + 1]
     if axis == 2:
-        return u[i0, i1, 0:n2], c, u[i0, i1, 2:n2 + 2]
+        return u[i0, i1, 0:n2], c, u[i0, i1, 2 : n2 + 2]
     if axis == 1:
-        return u[i0, i1 - 1, 1:n2 + 1], c, u[i0, i1 + 1, 1:n2 + 1]
-    return u[i0 - 1, i1, 1:n2 + 1], c, u[i0 + 1, i1, 1:n2 + 1]
+        return u[i0, i1 - 1, 1 : n2 + 1], c, u[i0, i1 + 1, 1 : n2 + 1]
+    return u[i0 - 1, i1, 1 : n2 + 1], c, u[i0 + 1, i1, 1 : n2 + 1]
 
 
 @numba.njit(cache=True)
@@ -313,8 +347,25 @@ def weno5_slopes(pm, pp, u, i0, i1, w, n2, axis, inv_h, inv_scale, back, eps, k)
 @numba.njit(cache=True)
 def weno_constants(p):  # pragma: no cover - compiled
     """:data:`WENO_CONSTANTS` as a tuple of scalars of the data's dtype."""
-    return (p[_K], p[_K + 1], p[_K + 2], p[_K + 3], p[_K + 4], p[_K + 5], p[_K + 6], p[_K + 7], p[_K + 8],
-            p[_K + 9], p[_K + 10], p[_K + 11], p[_K + 12], p[_K + 13], p[_K + 14], p[_K + 15], p[_K + 16])
+    return (
+        p[_K],
+        p[_K + 1],
+        p[_K + 2],
+        p[_K + 3],
+        p[_K + 4],
+        p[_K + 5],
+        p[_K + 6],
+        p[_K + 7],
+        p[_K + 8],
+        p[_K + 9],
+        p[_K + 10],
+        p[_K + 11],
+        p[_K + 12],
+        p[_K + 13],
+        p[_K + 14],
+        p[_K + 15],
+        p[_K + 16],
+    )
 
 
 @numba.njit(cache=True, fastmath={"contract"}, error_model="numpy")
@@ -341,8 +392,21 @@ def _slope_rows(scratch, u, i0, i1, w, n2, axis, order, p):  # pragma: no cover 
     if order == _ENO2:
         eno2_slopes(scratch[_PM], scratch[_PP], u, i0, i1, w, n2, axis, p[_INV_H + axis], p[_HALF])
     else:
-        weno5_slopes(scratch[_PM], scratch[_PP], u, i0, i1, w, n2, axis, p[_INV_H + axis],
-                      p[_INV_SCALE + axis], p[_BACK + axis], p[_EPS], weno_constants(p))
+        weno5_slopes(
+            scratch[_PM],
+            scratch[_PP],
+            u,
+            i0,
+            i1,
+            w,
+            n2,
+            axis,
+            p[_INV_H + axis],
+            p[_INV_SCALE + axis],
+            p[_BACK + axis],
+            p[_EPS],
+            weno_constants(p),
+        )
 
 
 @numba.njit(cache=True, fastmath={"contract"}, error_model="numpy")
@@ -447,16 +511,29 @@ def _stage_kernel(u, u0, out, p, scheme, ndim):  # pragma: no cover - compiled
     for line in numba.prange(n0 * n1):
         i0 = line // n1 + g0
         i1 = line - (line // n1) * n1 + g1
-        acc = out[i0, i1, 1:n2 + 1]
+        acc = out[i0, i1, 1 : n2 + 1]
         for j in range(n2):
             acc[j] = zero
         for axis in range(3 - ndim, 3):
             lo, c, hi = _line(u, i0, i1, g0, g1, n2, axis)
-            _axis_terms(acc, lo, c, hi, n2, scheme, p[_INV_H + axis], p[_INV_H2 + axis], nu, p[_LIMIT + axis],
-                        p[_ALPHA + axis], half, zero)
-        c = u[i0, i1, 1:n2 + 1]
+            _axis_terms(
+                acc,
+                lo,
+                c,
+                hi,
+                n2,
+                scheme,
+                p[_INV_H + axis],
+                p[_INV_H2 + axis],
+                nu,
+                p[_LIMIT + axis],
+                p[_ALPHA + axis],
+                half,
+                zero,
+            )
+        c = u[i0, i1, 1 : n2 + 1]
         if a != zero:
-            c0 = u0[i0, i1, 1:n2 + 1]
+            c0 = u0[i0, i1, 1 : n2 + 1]
             for j in range(n2):
                 acc[j] = a * c0[j] + b * (c[j] + cdt * acc[j])
         else:
@@ -470,9 +547,9 @@ def _combine_line(dst, lu, u, u0, i0, i1, w, n2, p, zero):  # pragma: no cover -
     a = p[_A]
     b = p[_B]
     cdt = p[_CDT]
-    c = u[i0, i1, w:w + n2]
+    c = u[i0, i1, w : w + n2]
     if a != zero:
-        c0 = u0[i0, i1, w:w + n2]
+        c0 = u0[i0, i1, w : w + n2]
         for j in range(n2):
             dst[j] = a * c0[j] + b * (c[j] + cdt * lu[j])
     else:
@@ -485,8 +562,9 @@ _LARGEST, _RATES, _RATES_RHS, _STAGE, _COMBINE = 0, 1, 2, 3, 4
 
 
 @numba.njit(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy")
-def _high_order_kernel(u, u0, lu, out, split, p, scheme, ndim, order, mode, scratch, line_rates, line_bits,
-                       partial_bits, rate_bits):  # pragma: no cover - compiled
+def _high_order_kernel(
+    u, u0, lu, out, split, p, scheme, ndim, order, mode, scratch, line_rates, line_bits, partial_bits, rate_bits
+):  # pragma: no cover - compiled
     """One parallel pass over the interior lines of padded ``u`` (ghost width ``order``) with the
     ENO2 or WENO5 stencil (one kernel for all passes, so that numba compiles one parallel loop):
 
@@ -512,7 +590,7 @@ def _high_order_kernel(u, u0, lu, out, split, p, scheme, ndim, order, mode, scra
     split_parts = scheme == _LAX_FRIEDRICHS
     for line in numba.prange(lines):
         i0, i1 = line_index(line, n1, g0, g1)
-        dst = out[i0, i1, w:w + n2]
+        dst = out[i0, i1, w : w + n2]
         r = line_rates[line]
         if mode == _LARGEST:
             for axis in range(3 - ndim, 3):
@@ -522,13 +600,13 @@ def _high_order_kernel(u, u0, lu, out, split, p, scheme, ndim, order, mode, scra
                     r[j] = abs(hi[j] - c[j])
                 partial_bits[axis, line] = bits_max(line_bits[line], n2)
         elif mode == _COMBINE:
-            src = lu[i0, i1, w:w + n2]
+            src = lu[i0, i1, w : w + n2]
             if split_parts:
                 for j in range(n2):
                     dst[j] = src[j]
                 for axis in range(3 - ndim, 3):
                     alpha = p[_ALPHA + axis]
-                    part = split[axis, i0, i1, w:w + n2]
+                    part = split[axis, i0, i1, w : w + n2]
                     for j in range(n2):
                         dst[j] += alpha * part[j]
                 src = dst
@@ -540,7 +618,7 @@ def _high_order_kernel(u, u0, lu, out, split, p, scheme, ndim, order, mode, scra
                 for j in range(n2):
                     dst[j] = zero
             for axis in range(3 - ndim, 3):
-                parts = split[axis, i0, i1, w:w + n2] if (split_parts and mode == _RATES_RHS) else rows[_RATE]
+                parts = split[axis, i0, i1, w : w + n2] if (split_parts and mode == _RATES_RHS) else rows[_RATE]
                 _high_order_line(dst, parts, rows, u, i0, i1, w, n2, axis, order, scheme, p, flux)
                 if mode != _STAGE:
                     _slope_rates(r, rows[_PM], rows[_PP], n2, scheme, zero)
@@ -619,14 +697,14 @@ def butcher_combine(out, u0, slopes, weights, count, dt, ndim, w):  # pragma: no
         l0 = line // n1
         i0 = l0 + g0
         i1 = line - l0 * n1 + g1
-        dst = out[i0, i1, w:w + n2]
-        src = u0[i0, i1, w:w + n2]
+        dst = out[i0, i1, w : w + n2]
+        src = u0[i0, i1, w : w + n2]
         for j in range(n2):
             dst[j] = src[j]
         for k in range(count):
             c = weights[k] * dt
             if c != 0:
-                part = slopes[k, i0, i1, w:w + n2]
+                part = slopes[k, i0, i1, w : w + n2]
                 for j in range(n2):
                     dst[j] += c * part[j]
 
@@ -668,8 +746,18 @@ class NumbaHJStepper:
         or ``"weno5"``.
     """
 
-    def __init__(self, like: Any, spacing: tuple[float, ...], nu: float, bc: str, scheme: str, method: Any,
-                 step_for_rate: Any, held: Any | None = None, accuracy: str = "first"):
+    def __init__(
+        self,
+        like: Any,
+        spacing: tuple[float, ...],
+        nu: float,
+        bc: str,
+        scheme: str,
+        method: Any,
+        step_for_rate: Any,
+        held: Any | None = None,
+        accuracy: str = "first",
+    ):
         self.like = like
         host = to_numpy(like)
         self.dtype = host.dtype
@@ -693,28 +781,31 @@ class NumbaHJStepper:
         self.buffers = [np.zeros(padded, dtype=self.dtype) for _ in range(3)]
         # L of every stage of a Butcher-form method; L(u^n) of the rates pass is the first
         self.stage_slopes = np.zeros((len(method.b), *padded) if self.butcher else (1, 1, 1, 1), dtype=self.dtype)
-        self.rhs = (self.stage_slopes[0] if self.butcher
-                    else np.zeros(padded if high else (1, 1, 1), dtype=self.dtype))  # L(u^n) of the rates pass
+        self.rhs = (
+            self.stage_slopes[0] if self.butcher else np.zeros(padded if high else (1, 1, 1), dtype=self.dtype)
+        )  # L(u^n) of the rates pass
         self.weights = np.zeros(max(len(getattr(method, "b", ())), 1), dtype=np.float64)
         split = high and self.scheme == _LAX_FRIEDRICHS  # Lax-Friedrichs' (p+ - p-) / 2 per axis
         self.split = np.zeros((3, *padded) if split else (3, 1, 1, 1), dtype=self.dtype)
-        self.scratch = np.zeros((numba.config.NUMBA_NUM_THREADS, 3, padded[2]) if high else (1, 3, 1),
-                                dtype=self.dtype)
+        self.scratch = np.zeros((numba.config.NUMBA_NUM_THREADS, 3, padded[2]) if high else (1, 3, 1), dtype=self.dtype)
         self.view3 = (1,) * (3 - self.ndim) + self.shape
         self.interior = tuple(slice(width, -width) if axis >= 3 - self.ndim else slice(None) for axis in range(3))
         self.hold = held is not None
-        self.held = (np.ascontiguousarray(to_numpy(held), dtype=self.dtype).reshape(self.view3) if self.hold
-                     else np.zeros((1, 1, 1), dtype=self.dtype))
+        self.held = (
+            np.ascontiguousarray(to_numpy(held), dtype=self.dtype).reshape(self.view3)
+            if self.hold
+            else np.zeros((1, 1, 1), dtype=self.dtype)
+        )
         pad = 3 - self.ndim
         h = (1.0,) * pad + tuple(float(s) for s in spacing)
         self.params = np.zeros(_N_PARAMS, dtype=self.dtype)
         self.params[_HALF], self.params[_NU], self.params[_EPS] = 0.5, nu, WENO_EPS
-        self.params[_INV_H:_INV_H + 3] = [1.0 / s for s in h]
-        self.params[_INV_H2:_INV_H2 + 3] = [1.0 / (s * s) for s in h]
-        self.params[_LIMIT:_LIMIT + 3] = [2.0 * nu / s for s in h]
+        self.params[_INV_H : _INV_H + 3] = [1.0 / s for s in h]
+        self.params[_INV_H2 : _INV_H2 + 3] = [1.0 / (s * s) for s in h]
+        self.params[_LIMIT : _LIMIT + 3] = [2.0 * nu / s for s in h]
         self.params[_K:] = WENO_CONSTANTS
-        self.params[_INV_SCALE:_INV_SCALE + 3] = 1.0
-        self.params[_BACK:_BACK + 3] = 1.0
+        self.params[_INV_SCALE : _INV_SCALE + 3] = 1.0
+        self.params[_BACK : _BACK + 3] = 1.0
         self.spacing = tuple(float(s) for s in spacing)
         lines = padded[0] * padded[1]
         bits = np.uint32 if self.dtype == np.float32 else np.uint64
@@ -753,8 +844,20 @@ class NumbaHJStepper:
     # -- rates ----------------------------------------------------------------------------------------
     def _pass(self, u: np.ndarray, mode: int, u0: np.ndarray | None = None, out: np.ndarray | None = None) -> None:
         """One pass of :func:`_high_order_kernel` over ``u`` (ENO2/WENO5)."""
-        _high_order_kernel(u, u if u0 is None else u0, self.rhs, self.rhs if out is None else out, self.split,
-                           self.params, self.scheme, self.ndim, self.order, mode, self.scratch, *self._scratch)
+        _high_order_kernel(
+            u,
+            u if u0 is None else u0,
+            self.rhs,
+            self.rhs if out is None else out,
+            self.split,
+            self.params,
+            self.scheme,
+            self.ndim,
+            self.order,
+            mode,
+            self.scratch,
+            *self._scratch,
+        )
 
     def _scale(self, state: np.ndarray) -> None:
         """WENO5: the inverse of the largest ``|u_{i+1} - u_i|`` per axis (1 for a flat axis; the
@@ -781,8 +884,8 @@ class NumbaHJStepper:
             self._scale(state)
             self._pass(state, _RATES_RHS if want_rhs else _RATES, out=self.rhs)
             largest = self.rate_bits.view(self.dtype)
-            self.rates[3 - self.ndim:] = largest[3 - self.ndim:]
-            return self.rates[3 - self.ndim:]
+            self.rates[3 - self.ndim :] = largest[3 - self.ndim :]
+            return self.rates[3 - self.ndim :]
         _rates_kernel(state, self.params, self.scheme, self.ndim, *self._scratch)
         largest = self.rate_bits.view(self.dtype)
         for axis in range(3 - self.ndim, 3):
@@ -790,12 +893,12 @@ class NumbaHJStepper:
             if self.scheme != _ENGQUIST_OSHER:  # its rates were formed node by node, exactly
                 slope = three_point_rate(self.scheme_name, slope, self.params[_LIMIT + axis])
             self.rates[axis] = slope
-        return self.rates[3 - self.ndim:]
+        return self.rates[3 - self.ndim :]
 
     def _prepare_alpha(self, state: np.ndarray) -> None:
         """Lax-Friedrichs: ``alpha_k`` of ``state`` into the parameters."""
         if self._rates_of is not state:
-            self.params[_ALPHA + 3 - self.ndim:_ALPHA + 3] = self.axis_rates(state)
+            self.params[_ALPHA + 3 - self.ndim : _ALPHA + 3] = self.axis_rates(state)
             self._rates_of = state
 
     def stable_dt(self, state: np.ndarray) -> float:
@@ -816,7 +919,7 @@ class NumbaHJStepper:
         high = self.order != _FIRST
         rates = self.axis_rates(state, want_rhs=high)
         if self.scheme == _LAX_FRIEDRICHS:  # the flux of a stage from ``state`` uses alpha = these rates
-            self.params[_ALPHA + 3 - self.ndim:_ALPHA + 3] = rates
+            self.params[_ALPHA + 3 - self.ndim : _ALPHA + 3] = rates
             self._rates_of = state
         self._rhs_of = state if high else None
         return rates
@@ -868,11 +971,23 @@ class NumbaHJStepper:
             self._pass(current, _RATES_RHS, out=out)
         if self.scheme == _LAX_FRIEDRICHS:
             if not cached:
-                self.params[_ALPHA + 3 - self.ndim:_ALPHA + 3] = self.rate_bits.view(self.dtype)[3 - self.ndim:]
+                self.params[_ALPHA + 3 - self.ndim : _ALPHA + 3] = self.rate_bits.view(self.dtype)[3 - self.ndim :]
             self.params[_A], self.params[_B], self.params[_CDT] = 0.0, 1.0, 1.0
             # out = 0 + 1 (0 + 1 (parts + sum_k alpha_k split_k)): L itself
-            _high_order_kernel(self._zero(), current, out, out, self.split, self.params, self.scheme, self.ndim,
-                               self.order, _COMBINE, self.scratch, *self._scratch)
+            _high_order_kernel(
+                self._zero(),
+                current,
+                out,
+                out,
+                self.split,
+                self.params,
+                self.scheme,
+                self.ndim,
+                self.order,
+                _COMBINE,
+                self.scratch,
+                *self._scratch,
+            )
 
     def _zero(self) -> np.ndarray:
         """A zero buffer of the padded shape (the ``u`` of a combine that forms ``L`` alone)."""
@@ -894,7 +1009,7 @@ class NumbaHJStepper:
                 self._rhs_of = self._rhs_of if self._rhs_of is not stage else None
                 current = stage
             self._stage_slope(current, k)
-        self.weights[:len(self.method.b)] = self.method.b
+        self.weights[: len(self.method.b)] = self.method.b
         butcher_combine(final, state, self.stage_slopes, self.weights, len(self.method.b), dt, self.ndim, self.order)
         self._ghosts(final)
         self._scaled_of = self._scaled_of if self._scaled_of is not final else None

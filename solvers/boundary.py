@@ -34,8 +34,15 @@ from typing import Any
 from hjsmooth.backend import array_namespace, device
 from hjsmooth.validation import check_choice
 
-__all__ = ["BOUNDARY_CONDITIONS", "axis_conditions", "check_ghost_width", "pad_axis", "boundary_mask",
-           "dirichlet_hold", "close_periodic"]
+__all__ = [
+    "BOUNDARY_CONDITIONS",
+    "axis_conditions",
+    "check_ghost_width",
+    "pad_axis",
+    "boundary_mask",
+    "dirichlet_hold",
+    "close_periodic",
+]
 
 BOUNDARY_CONDITIONS = ("extrapolate", "periodic", "neumann", "dirichlet")
 

@@ -75,8 +75,9 @@ def _weno5_combine(v1: Any, v2: Any, v3: Any, v4: Any, v5: Any, eps: float) -> A
 def _weno5(padded: Any, axis: int, h: float) -> tuple[Any, Any]:
     xp = array_namespace(padded)
     # backward differences of the padded field: diffs[j] = (u[j] - u[j-1]) / h, j = -2 .. n+2
-    diffs = (padded[tuple(_axis_slice(padded.ndim, axis, 1, None))]
-             - padded[tuple(_axis_slice(padded.ndim, axis, None, -1))]) / h
+    diffs = (
+        padded[tuple(_axis_slice(padded.ndim, axis, 1, None))] - padded[tuple(_axis_slice(padded.ndim, axis, None, -1))]
+    ) / h
     # The reconstruction is linear in the differences and its weights are scale-free, so it
     # runs on the differences divided by the largest one (1 for a constant field): the
     # smoothness indicators then lie in [0, 33] whatever the data's magnitude, and the
@@ -160,8 +161,13 @@ def laplacian(padded_by_axis: list[Any], spacing: tuple[float, ...], width: int,
     for axis, (padded, h) in enumerate(zip(padded_by_axis, spacing)):
         c = _shift(padded, axis, width, 0)
         if accuracy == "weno5":
-            term = (-_shift(padded, axis, width, -2) + 16.0 * _shift(padded, axis, width, -1) - 30.0 * c
-                    + 16.0 * _shift(padded, axis, width, 1) - _shift(padded, axis, width, 2)) / (12.0 * h * h)
+            term = (
+                -_shift(padded, axis, width, -2)
+                + 16.0 * _shift(padded, axis, width, -1)
+                - 30.0 * c
+                + 16.0 * _shift(padded, axis, width, 1)
+                - _shift(padded, axis, width, 2)
+            ) / (12.0 * h * h)
         else:
             term = (_shift(padded, axis, width, -1) - 2.0 * c + _shift(padded, axis, width, 1)) / (h * h)
         total = term if total is None else total + term
@@ -179,7 +185,8 @@ def central_gradient(u: Any, spacing: tuple[float, ...]) -> Any:
     xp = array_namespace(u)
     parts = []
     for axis, h in enumerate(spacing):
-        def sl(start: int | None, stop: int | None) -> tuple[slice, ...]:
+
+        def sl(start: int | None, stop: int | None, axis: int = axis) -> tuple[slice, ...]:
             return tuple(_axis_slice(u.ndim, axis, start, stop))
 
         interior = (u[sl(2, None)] - u[sl(None, -2)]) / (2.0 * h)

@@ -46,8 +46,15 @@ from .result import PDESolution
 from .scharfetter_gummel import BOUNDARY_CONDITIONS, FokkerPlanckOperator, build_operator
 from .stepping import DEFAULT_MAX_STEPS, march, march_adaptive
 
-__all__ = ["solve_fokker_planck", "fokker_planck_operator", "explicit_stepper",
-           "check_coefficients", "host_float64", "ArrayFPStepper", "METHODS"]
+__all__ = [
+    "solve_fokker_planck",
+    "fokker_planck_operator",
+    "explicit_stepper",
+    "check_coefficients",
+    "host_float64",
+    "ArrayFPStepper",
+    "METHODS",
+]
 
 METHODS = ("auto", "explicit", "implicit", "tr_bdf2")
 _EXPLICIT_SAFETY = 0.9
@@ -120,7 +127,9 @@ def check_coefficients(grid: Grid, potential: Any, drift: Any, beta: Any, bc: An
         if not hasattr(drift, "shape"):
             drift = np.asarray(drift, dtype=np.float64)
         if tuple(drift.shape) != expected:
-            raise ValueError(f"`drift` must have shape (ndim, *grid.shape) = {expected}, got shape {tuple(drift.shape)}")
+            raise ValueError(
+                f"`drift` must have shape (ndim, *grid.shape) = {expected}, got shape {tuple(drift.shape)}"
+            )
         drift = as_field(drift, "drift")
     beta = check_beta(beta)
     if not math.isfinite(beta):
@@ -262,7 +271,9 @@ def solve_fokker_planck(
         values = xp.asarray(rho0, copy=True)
         snaps = xp.stack([values]) if save_at is not None else None
         times = np.array([0.0])
-        return PDESolution(values, times, snaps, 0, True, "t = 0: initial density returned", {"method": method, "bc": bc})
+        return PDESolution(
+            values, times, snaps, 0, True, "t = 0: initial density returned", {"method": method, "bc": bc}
+        )
 
     rtol = check_positive(rtol, "rtol")
     if atol is not None:
@@ -277,14 +288,31 @@ def solve_fokker_planck(
         if not math.isfinite(stable):
             stable = t if dt is None else dt  # no transport at all: any step is exact
         engine, stepper = explicit_stepper(op, rho0)
-        run = march(stepper.start(rho0), t, stepper.step, lambda _: stable, dt=dt, save_at=save_at,
-                    progress=progress, desc="Fokker-Planck (explicit)", max_steps=max_steps, read=stepper.read)
+        run = march(
+            stepper.start(rho0),
+            t,
+            stepper.step,
+            lambda _: stable,
+            dt=dt,
+            save_at=save_at,
+            progress=progress,
+            desc="Fokker-Planck (explicit)",
+            max_steps=max_steps,
+            read=stepper.read,
+        )
         values, snapshots = run.state, run.snapshots
         step_used = stable if dt is None else min(stable, dt)
         threads = stepper.threads.threads if engine == "numba" else None
     else:
-        op = build_operator(grid, np.zeros((), dtype=np.float64), potential=host_float64(potential, "potential"),
-                            drift=host_float64(drift, "drift"), diffusion=host_float64(diffusion, "diffusion"), beta=beta, bc=bc)
+        op = build_operator(
+            grid,
+            np.zeros((), dtype=np.float64),
+            potential=host_float64(potential, "potential"),
+            drift=host_float64(drift, "drift"),
+            diffusion=host_float64(diffusion, "diffusion"),
+            beta=beta,
+            bc=bc,
+        )
         host0 = np.asarray(to_numpy(rho0), dtype=np.float64).ravel().copy()
         desc = f"Fokker-Planck ({method})"
         if method == "implicit":
@@ -292,8 +320,17 @@ def solve_fokker_planck(
             if not step_used > 0.0:  # t / 100 underflows for a subnormal t
                 step_used = t
             stepper = BackwardEuler(op.to_sparse(), op.absorption)
-            run = march(host0, t, stepper.step, lambda _: math.inf, dt=step_used, save_at=save_at,
-                        progress=progress, desc=desc, max_steps=max_steps)
+            run = march(
+                host0,
+                t,
+                stepper.step,
+                lambda _: math.inf,
+                dt=step_used,
+                save_at=save_at,
+                progress=progress,
+                desc=desc,
+                max_steps=max_steps,
+            )
         else:
             if atol is None:
                 atol = _ATOL_OF_PEAK * rtol * float(np.max(host0)) or _ATOL_OF_PEAK * rtol
@@ -302,12 +339,27 @@ def solve_fokker_planck(
                 first, largest, growth = control.first_step(host0, t), _conditioned_step(op), 5.0
             else:  # the given step, halved where the density would turn negative
                 first, largest, growth = dt, dt, 2.0
-            run = march_adaptive(host0, t, control.attempt, first, order=control.order, max_dt=largest,
-                                 max_growth=growth, round_step=control.ladder(first), save_at=save_at,
-                                 progress=progress, desc=desc, max_steps=max_steps)
+            run = march_adaptive(
+                host0,
+                t,
+                control.attempt,
+                first,
+                order=control.order,
+                max_dt=largest,
+                max_growth=growth,
+                round_step=control.ladder(first),
+                save_at=save_at,
+                progress=progress,
+                desc=desc,
+                max_steps=max_steps,
+            )
             step_used = run.max_dt
-            tolerances = {"rtol": rtol if dt is None else None, "atol": atol if dt is None else None,
-                          "rejected_steps": run.rejected, "rejected_negative": control.rejected_negative}
+            tolerances = {
+                "rtol": rtol if dt is None else None,
+                "atol": atol if dt is None else None,
+                "rejected_steps": run.rejected,
+                "rejected_negative": control.rejected_negative,
+            }
         values = from_numpy(run.state.reshape(grid.shape), rho0)
         snapshots = None
         if run.snapshots is not None:
@@ -339,4 +391,3 @@ def host_float64(x: Any, name: str) -> Any:
     if x is None or np.isscalar(x):
         return x
     return as_real_array(x, name)
-

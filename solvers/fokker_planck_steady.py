@@ -76,18 +76,36 @@ def fokker_planck_steady_state(
     """
     potential, drift, beta = check_coefficients(grid, potential, drift, beta, bc)
     if bc == "absorbing":
-        raise ValueError("`bc` 'absorbing' has no normalisable steady state (mass leaks to zero); "
-                         "valid values are 'reflecting', 'periodic'")
-    like = next((a for a in (potential, drift, diffusion) if hasattr(a, "shape") and hasattr(a, "dtype")
-                 and not np.isscalar(a)), np.zeros((), dtype=np.float64))
+        raise ValueError(
+            "`bc` 'absorbing' has no normalisable steady state (mass leaks to zero); "
+            "valid values are 'reflecting', 'periodic'"
+        )
+    like = next(
+        (
+            a
+            for a in (potential, drift, diffusion)
+            if hasattr(a, "shape") and hasattr(a, "dtype") and not np.isscalar(a)
+        ),
+        np.zeros((), dtype=np.float64),
+    )
     if not str(like.dtype).endswith(("float32", "float64")):
         like = np.zeros((), dtype=np.float64)
-    f, b, diffusion = host_float64(potential, "potential"), host_float64(drift, "drift"), host_float64(diffusion, "diffusion")
+    f, b, diffusion = (
+        host_float64(potential, "potential"),
+        host_float64(drift, "drift"),
+        host_float64(diffusion, "diffusion"),
+    )
     diag, cross = normalize_diffusion(diffusion, grid, np.zeros((), dtype=np.float64))  # validates `diffusion`
-    if f is None and b is None and not any(np.any(d != 0) for d in diag) and not any(np.any(c != 0)
-                                                                                     for c in cross.values()):
-        raise ValueError(f"`diffusion` is zero and there is no `drift` or `potential`: nothing moves, so every "
-                         f"density is stationary; give a positive `diffusion` (got {diffusion!r}) or a drift")
+    if (
+        f is None
+        and b is None
+        and not any(np.any(d != 0) for d in diag)
+        and not any(np.any(c != 0) for c in cross.values())
+    ):
+        raise ValueError(
+            f"`diffusion` is zero and there is no `drift` or `potential`: nothing moves, so every "
+            f"density is stationary; give a positive `diffusion` (got {diffusion!r}) or a drift"
+        )
     spread = _isotropic_constant(diag, cross)
     if f is not None and b is None and spread is not None:
         rho = _gibbs_density(f, 2.0 * beta / spread)
@@ -159,8 +177,9 @@ def _checked_sparse_density(grid: Grid, f: Any, b: Any, diffusion: Any, beta: fl
     below its rounding; two pins in different wells then disagree, so the two solutions
     must agree to ``1e-6`` of the maximum.
     """
-    op = build_operator(grid, np.zeros((), dtype=np.float64), potential=f, drift=b, diffusion=diffusion,
-                        beta=beta, bc=bc)
+    op = build_operator(
+        grid, np.zeros((), dtype=np.float64), potential=f, drift=b, diffusion=diffusion, beta=beta, bc=bc
+    )
     generator = op.to_sparse()
     if f is not None:
         pin = int(np.argmin(f))

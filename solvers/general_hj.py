@@ -38,8 +38,15 @@ from .result import PDESolution
 from .runge_kutta import RKMethod
 from .stepping import DEFAULT_MAX_STEPS
 
-__all__ = ["Hamiltonian", "LinearForms", "as_hamiltonian", "GeneralHJOperator", "solve_general_hj", "BOUND_SAFETY",
-           "resolve_general_scheme"]
+__all__ = [
+    "Hamiltonian",
+    "LinearForms",
+    "as_hamiltonian",
+    "GeneralHJOperator",
+    "solve_general_hj",
+    "BOUND_SAFETY",
+    "resolve_general_scheme",
+]
 
 #: estimated bounds of ``|dH/dp_k|`` are the largest sampled derivative times this factor
 BOUND_SAFETY = 1.25
@@ -135,8 +142,11 @@ class LinearForms:
 
     def on(self, like: Any) -> LinearForms:
         """The same forms with fields on ``like``'s backend, device and dtype."""
-        return LinearForms(tuple(asarray_like(g, like) for g in self.drift),
-                           tuple(tuple(asarray_like(c, like) for c in v) for v in self.vectors), self.signs)
+        return LinearForms(
+            tuple(asarray_like(g, like) for g in self.drift),
+            tuple(tuple(asarray_like(c, like) for c in v) for v in self.vectors),
+            self.signs,
+        )
 
     def __call__(self, x: tuple[Any, ...], p: tuple[Any, ...]) -> Any:
         xp = array_namespace(p[0])
@@ -177,8 +187,10 @@ def resolve_general_scheme(scheme: str, hamiltonian: Hamiltonian) -> str:
     if scheme == "auto":
         return "godunov" if hamiltonian.convex else "lax_friedrichs"
     if scheme == "godunov" and not hamiltonian.convex:
-        raise ValueError("`scheme` 'godunov' needs a Hamiltonian declared convex (Hamiltonian(H, convex=True)); "
-                         "use a Lax-Friedrichs scheme for any other")
+        raise ValueError(
+            "`scheme` 'godunov' needs a Hamiltonian declared convex (Hamiltonian(H, convex=True)); "
+            "use a Lax-Friedrichs scheme for any other"
+        )
     return scheme
 
 
@@ -212,9 +224,20 @@ class GeneralHJOperator:
     nonincreasing : bool
     """
 
-    def __init__(self, grid: Grid, hamiltonian: Hamiltonian, scheme: str, accuracy: str, bc: tuple[str, ...],
-                 beta: float, cfl: float, method: RKMethod, like: Any, horizon: float = 1.0,
-                 nonincreasing: bool = False):
+    def __init__(
+        self,
+        grid: Grid,
+        hamiltonian: Hamiltonian,
+        scheme: str,
+        accuracy: str,
+        bc: tuple[str, ...],
+        beta: float,
+        cfl: float,
+        method: RKMethod,
+        like: Any,
+        horizon: float = 1.0,
+        nonincreasing: bool = False,
+    ):
         self.grid = grid
         if hamiltonian.forms is not None:  # the forms' fields on the solve's backend
             hamiltonian = replace(hamiltonian, function=hamiltonian.forms.on(like))
@@ -285,8 +308,9 @@ class GeneralHJOperator:
             out.append(BOUND_SAFETY * (largest if local else xp.max(largest)))
         return tuple(out)
 
-    def bounds(self, p_minus: tuple[Any, ...], p_plus: tuple[Any, ...], mean: tuple[Any, ...], t: float,
-               u: Any) -> tuple[Any, ...]:
+    def bounds(
+        self, p_minus: tuple[Any, ...], p_plus: tuple[Any, ...], mean: tuple[Any, ...], t: float, u: Any
+    ) -> tuple[Any, ...]:
         """``alpha_k`` per axis (arrays of the grid's shape or scalars) for this scheme."""
         if self.constant_bound is not None:
             return self.constant_bound
@@ -397,10 +421,32 @@ def solve_general_hj(
     max_steps = check_count(max_steps, "max_steps")
     u0 = initial_state(f, bc)
     project = stage_projection(u0, bc, bc_value)
-    operator = GeneralHJOperator(grid, hamiltonian, scheme, accuracy, bc, beta, cfl, method, u0,
-                                 horizon=max(t, 1e-300), nonincreasing=nonincreasing)
-    result, info = run_scheme(u0, grid, t, operator, project, dt=dt, save_at=save_at, progress=progress,
-                              desc=f"{desc} {scheme}/{accuracy}", max_steps=max_steps, kind="hj_general_step")
+    operator = GeneralHJOperator(
+        grid,
+        hamiltonian,
+        scheme,
+        accuracy,
+        bc,
+        beta,
+        cfl,
+        method,
+        u0,
+        horizon=max(t, 1e-300),
+        nonincreasing=nonincreasing,
+    )
+    result, info = run_scheme(
+        u0,
+        grid,
+        t,
+        operator,
+        project,
+        dt=dt,
+        save_at=save_at,
+        progress=progress,
+        desc=f"{desc} {scheme}/{accuracy}",
+        max_steps=max_steps,
+        kind="hj_general_step",
+    )
     info["beta"] = beta
     info["hamiltonian"] = "general"
     bc_text = info["bc"]
@@ -411,6 +457,6 @@ def solve_general_hj(
         steps=result.steps,
         success=True,
         message=f"{scheme}/{accuracy} HJ scheme for a general H, bc={bc_text}: {result.steps} steps, "
-                f"last dt={result.last_dt:.3g}",
+        f"last dt={result.last_dt:.3g}",
         info=info,
     )

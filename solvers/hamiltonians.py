@@ -63,8 +63,7 @@ from typing import Any
 
 from hjsmooth.backend import array_namespace
 
-__all__ = ["SCHEMES", "GENERAL_SCHEMES", "flux_and_rate", "three_point_rate", "lax_friedrichs_flux",
-           "godunov_slopes"]
+__all__ = ["SCHEMES", "GENERAL_SCHEMES", "flux_and_rate", "three_point_rate", "lax_friedrichs_flux", "godunov_slopes"]
 
 #: the numerical Hamiltonians of the thesis' Hamiltonian
 SCHEMES = ("godunov", "lax_friedrichs", "engquist_osher", "hybrid")
@@ -83,8 +82,9 @@ def _negative_part(xp: Any, q: Any) -> Any:
     return 0.5 * (q - xp.abs(q))
 
 
-def flux_and_rate(p_minus: Any, p_plus: Any, scheme: str, shift: Any | None = None,
-                  peclet_slope: float = 0.0) -> tuple[Any, Any]:
+def flux_and_rate(
+    p_minus: Any, p_plus: Any, scheme: str, shift: Any | None = None, peclet_slope: float = 0.0
+) -> tuple[Any, Any]:
     """Numerical Hamiltonian of one axis and its monotonicity rate.
 
     Parameters
@@ -154,8 +154,7 @@ def three_point_rate(scheme: str, slope: Any, peclet_slope: Any) -> Any:
     return slope
 
 
-def lax_friedrichs_flux(h_mean: Any, alphas: tuple[Any, ...], p_minus: tuple[Any, ...],
-                        p_plus: tuple[Any, ...]) -> Any:
+def lax_friedrichs_flux(h_mean: Any, alphas: tuple[Any, ...], p_minus: tuple[Any, ...], p_plus: tuple[Any, ...]) -> Any:
     """``H(x, (p- + p+)/2) - sum_k alpha_k (p+_k - p-_k) / 2``, given ``h_mean = H(x, (p- + p+)/2)``.
 
     ``alphas`` are per-axis bounds of ``|dH/dp_k|`` (arrays of the grid's shape or scalars)."""

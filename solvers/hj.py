@@ -147,9 +147,23 @@ def solve_hj(
     True
     """
     if hamiltonian is not None:
-        return solve_general_hj(f, grid, t, hamiltonian, beta=beta, scheme=scheme, bc=bc, accuracy=accuracy,
-                                integrator=integrator, cfl=cfl, dt=dt, save_at=save_at, progress=progress,
-                                bc_value=bc_value, max_steps=max_steps)
+        return solve_general_hj(
+            f,
+            grid,
+            t,
+            hamiltonian,
+            beta=beta,
+            scheme=scheme,
+            bc=bc,
+            accuracy=accuracy,
+            integrator=integrator,
+            cfl=cfl,
+            dt=dt,
+            save_at=save_at,
+            progress=progress,
+            bc_value=bc_value,
+            max_steps=max_steps,
+        )
     beta = check_beta(beta, "beta")
     check_choice(scheme, "scheme", ("auto", *SCHEMES))
     check_choice(accuracy, "accuracy", ACCURACIES)
@@ -166,8 +180,18 @@ def solve_hj(
     project = stage_projection(u0, bc, bc_value)
     operator = HamiltonJacobiOperator(grid, scheme, accuracy, bc, beta, cfl, horizon=max(t, 1e-300), method=method)
     max_steps = check_count(max_steps, "max_steps")
-    result, info = run_scheme(u0, grid, t, operator, project, dt=dt, save_at=save_at, progress=progress,
-                              desc=f"HJ {scheme}/{accuracy}", max_steps=max_steps)
+    result, info = run_scheme(
+        u0,
+        grid,
+        t,
+        operator,
+        project,
+        dt=dt,
+        save_at=save_at,
+        progress=progress,
+        desc=f"HJ {scheme}/{accuracy}",
+        max_steps=max_steps,
+    )
     info["beta"] = beta
     return PDESolution(
         values=result.state,

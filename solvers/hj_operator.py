@@ -21,8 +21,15 @@ from .derivatives import GHOST_WIDTH, laplacian, laplacian_stiffness, one_sided_
 from .hamiltonians import flux_and_rate
 from .runge_kutta import RK_METHODS, RKMethod
 
-__all__ = ["HamiltonJacobiOperator", "DEFAULT_CFL", "DEFAULT_CFLS", "method_for", "resolve_scheme",
-           "default_integrator", "INTEGRATORS"]
+__all__ = [
+    "HamiltonJacobiOperator",
+    "DEFAULT_CFL",
+    "DEFAULT_CFLS",
+    "method_for",
+    "resolve_scheme",
+    "default_integrator",
+    "INTEGRATORS",
+]
 
 DEFAULT_CFL = 0.5
 #: Courant number per time integrator when ``cfl`` is not given: the SSP methods' forward-Euler
@@ -94,8 +101,18 @@ class HamiltonJacobiOperator:
         The time integrator (default: :func:`method_for` the scheme and stencil).
     """
 
-    def __init__(self, grid: Grid, scheme: str, accuracy: str, bc: str | tuple[str, ...], beta: float, cfl: float,
-                 shift: Sequence[Any] | None = None, horizon: float = 1.0, method: RKMethod | None = None):
+    def __init__(
+        self,
+        grid: Grid,
+        scheme: str,
+        accuracy: str,
+        bc: str | tuple[str, ...],
+        beta: float,
+        cfl: float,
+        shift: Sequence[Any] | None = None,
+        horizon: float = 1.0,
+        method: RKMethod | None = None,
+    ):
         self.spacing = tuple(float(h) for h in grid.spacing)
         self.scheme = scheme
         self.accuracy = accuracy

@@ -25,8 +25,15 @@ from .kernels import build
 from .runge_kutta import rk_step
 from .stepping import DEFAULT_MAX_STEPS, march
 
-__all__ = ["HJCase", "ArrayStepper", "DirichletHold", "initial_state", "stage_projection", "validate_common",
-           "run_scheme"]
+__all__ = [
+    "HJCase",
+    "ArrayStepper",
+    "DirichletHold",
+    "initial_state",
+    "stage_projection",
+    "validate_common",
+    "run_scheme",
+]
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,9 @@ def stage_projection(u0: Any, bc: str | tuple[str, ...], bc_value: Any) -> Any:
     bc = axis_conditions(bc, u0.ndim)
     if bc[0] != "dirichlet":
         if bc_value is not None:
-            raise ValueError(f"`bc_value` is only used with bc='dirichlet', got bc={bc[0] if len(set(bc)) == 1 else bc!r}")
+            raise ValueError(
+                f"`bc_value` is only used with bc='dirichlet', got bc={bc[0] if len(set(bc)) == 1 else bc!r}"
+            )
         return _identity
     if bc_value is None:
         held = xp.asarray(u0, copy=True)
@@ -138,23 +147,46 @@ def _refuse_stiff_viscosity(operator: Any, u0: Any, t: float, dt: float | None, 
     if t / hyperbolic > max_steps:
         return
     beta = 0.5 / operator.nu
-    raise ValueError(f"`beta`={beta:g} makes the viscous term 1/(2 beta) Laplacian u so stiff that the explicit "
-                     f"step is {viscous:.3g}: `t`={t:g} would take about {t / viscous:.3g} steps (without it, "
-                     f"about {math.ceil(t / hyperbolic)}), more than `max_steps`={max_steps}; raise `beta` or coarsen "
-                     f"the grid")
+    raise ValueError(
+        f"`beta`={beta:g} makes the viscous term 1/(2 beta) Laplacian u so stiff that the explicit "
+        f"step is {viscous:.3g}: `t`={t:g} would take about {t / viscous:.3g} steps (without it, "
+        f"about {math.ceil(t / hyperbolic)}), more than `max_steps`={max_steps}; raise `beta` or coarsen "
+        f"the grid"
+    )
 
 
-def run_scheme(u0: Any, grid: Grid, t: float, operator: Any, project: Any, *, dt: float | None, save_at: Any,
-               progress: bool | None, desc: str, max_steps: int = DEFAULT_MAX_STEPS,
-               kind: str = "hj_step") -> tuple[Any, dict]:
+def run_scheme(
+    u0: Any,
+    grid: Grid,
+    t: float,
+    operator: Any,
+    project: Any,
+    *,
+    dt: float | None,
+    save_at: Any,
+    progress: bool | None,
+    desc: str,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    kind: str = "hj_step",
+) -> tuple[Any, dict]:
     """March ``u_t = L(u)`` from ``u0`` to time ``t``; return the march result and an info dict.
 
     The engine (numba, CUDA or array code) is chosen here, once, by the stepper registry's
     ``kind`` row (``"hj_step"`` for the thesis' Hamiltonian, ``"hj_general_step"`` for any other)."""
     _refuse_stiff_viscosity(operator, u0, t, dt, max_steps)
     engine, stepper = build(kind, u0, HJCase(operator, project))
-    result = march(stepper.start(u0), t, stepper.step, stepper.stable_dt, dt=dt, save_at=save_at,
-                   progress=progress, desc=desc, max_steps=max_steps, read=stepper.read)
+    result = march(
+        stepper.start(u0),
+        t,
+        stepper.step,
+        stepper.stable_dt,
+        dt=dt,
+        save_at=save_at,
+        progress=progress,
+        desc=desc,
+        max_steps=max_steps,
+        read=stepper.read,
+    )
     bc = operator.bc
     info = {
         "scheme": operator.scheme,

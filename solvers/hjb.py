@@ -150,8 +150,18 @@ def solve_hjb(
     project = stage_projection(u0, bc, bc_value)
     operator = HamiltonJacobiOperator(grid, scheme, accuracy, bc, beta, cfl, shift=shift, horizon=max(T, 1e-300))
     max_steps = check_count(max_steps, "max_steps")
-    result, info = run_scheme(u0, grid, T, operator, project, dt=dt, save_at=tau_save, progress=progress,
-                              desc=f"HJB {scheme}/{accuracy}", max_steps=max_steps)
+    result, info = run_scheme(
+        u0,
+        grid,
+        T,
+        operator,
+        project,
+        dt=dt,
+        save_at=tau_save,
+        progress=progress,
+        desc=f"HJB {scheme}/{accuracy}",
+        max_steps=max_steps,
+    )
     info.update(beta=beta, t=T, time="physical")
     if tau_save is None:
         times = np.array([0.0])
@@ -194,8 +204,9 @@ def optimal_control(solution: PDESolution, grid: Grid) -> Any:
     if solution.snapshots is None:
         return central_gradient(solution.values, grid.spacing)
     xp = array_namespace(solution.snapshots)
-    return xp.stack([central_gradient(solution.snapshots[j, ...], grid.spacing)
-                     for j in range(solution.snapshots.shape[0])])
+    return xp.stack(
+        [central_gradient(solution.snapshots[j, ...], grid.spacing) for j in range(solution.snapshots.shape[0])]
+    )
 
 
 class ForwardBackwardSolution(NamedTuple):
@@ -288,10 +299,24 @@ def solve_forward_backward(
     rho0 = as_field(rho0, "rho0", getattr(grid, "shape", None))
     check_nonnegative(rho0, "rho0")
     if fokker_planck_options is not None and not isinstance(fokker_planck_options, Mapping):
-        raise TypeError("`fokker_planck_options` must be a dict of keyword arguments for solve_fokker_planck "
-                        f"(e.g. {{'method': 'explicit'}}), got {fokker_planck_options!r}")
-    value = solve_hjb(V, grid, T, grad_f=grad_f, beta=beta, potential=potential, scheme=scheme, accuracy=accuracy,
-                      bc=bc, cfl=cfl, save_at=n_intervals + 1, progress=progress)
+        raise TypeError(
+            "`fokker_planck_options` must be a dict of keyword arguments for solve_fokker_planck "
+            f"(e.g. {{'method': 'explicit'}}), got {fokker_planck_options!r}"
+        )
+    value = solve_hjb(
+        V,
+        grid,
+        T,
+        grad_f=grad_f,
+        beta=beta,
+        potential=potential,
+        scheme=scheme,
+        accuracy=accuracy,
+        bc=bc,
+        cfl=cfl,
+        save_at=n_intervals + 1,
+        progress=progress,
+    )
     xp = array_namespace(rho0)
     control = optimal_control(value, grid)
     control = asarray_like(to_numpy(control), rho0)

@@ -24,8 +24,15 @@ from hjsmooth.validation import as_field, check_choice, check_grid, check_time
 
 from .kernels import build
 
-__all__ = ["hopf_lax", "hopf_lax_prox", "HopfLaxSolution", "EnvelopeEngine", "numba_envelope", "cuda_envelope",
-           "brute_force_envelope"]
+__all__ = [
+    "hopf_lax",
+    "hopf_lax_prox",
+    "HopfLaxSolution",
+    "EnvelopeEngine",
+    "numba_envelope",
+    "cuda_envelope",
+    "brute_force_envelope",
+]
 
 _METHODS = ("auto", "envelope", "brute_force")
 _BRUTE_FORCE_BUDGET = 1 << 22  # entries of the largest temporary (rows x points x points) block
@@ -212,9 +219,7 @@ def _hopf_lax(f: Any, grid: Any, t: Any, method: Any, subgrid: Any, want_prox: b
     if not want_prox:
         return u, None
     wxp = array_namespace(work)
-    coords = [
-        grid.lower[k] + wxp.astype(prox_index[k], wxp.float64) * grid.spacing[k] for k in range(grid.ndim)
-    ]
+    coords = [grid.lower[k] + wxp.astype(prox_index[k], wxp.float64) * grid.spacing[k] for k in range(grid.ndim)]
     prox = back(wxp.astype(wxp.stack(coords, axis=0), work.dtype), f)
     return u, prox
 
@@ -284,23 +289,25 @@ class EnvelopeEngine:
 
 
 def numba_envelope(case: Any = None, like: Any = None) -> EnvelopeEngine:
-    """The registry's ``"numba"`` engine: the compiled sweep and refinement of :mod:`hjsmooth.solvers._lower_envelope`."""
+    """The registry's ``"numba"`` engine: the compiled sweep and refinement of ``_lower_envelope``."""
     from ._lower_envelope import lower_envelope_rows, refine_rows
 
     def refine(lines: Any, env: Any, arg: Any, c: float, degree: int) -> tuple[Any, Any]:
         k = min(degree, lines.shape[-1] - 1)
         return refine_rows(lines, env, arg, c, k, _inverse_vandermonde(k), _NEWTON_STEPS)
 
-    return EnvelopeEngine("numba", lambda lines, c, track: lower_envelope_rows(lines, c, track=track),
-                          to_numpy, from_numpy, refine=refine)
+    return EnvelopeEngine(
+        "numba", lambda lines, c, track: lower_envelope_rows(lines, c, track=track), to_numpy, from_numpy, refine=refine
+    )
 
 
 def cuda_envelope(case: Any = None, like: Any = None) -> EnvelopeEngine:
     """The registry's ``"cuda"`` engine: one GPU thread per line (:mod:`hjsmooth.solvers._cuda_kernels`)."""
     from ._cuda_kernels import lower_envelope_columns
 
-    return EnvelopeEngine("cuda", lambda lines, c, track: lower_envelope_columns(lines, c, track=track),
-                          to_cupy, from_cupy, columns=True)
+    return EnvelopeEngine(
+        "cuda", lambda lines, c, track: lower_envelope_columns(lines, c, track=track), to_cupy, from_cupy, columns=True
+    )
 
 
 def brute_force_envelope(case: Any = None, like: Any = None) -> EnvelopeEngine:
@@ -343,7 +350,9 @@ def _transform(
     return u, _resolve_prox_indices(argmins, grid.shape)
 
 
-def _axis_pass(w: Any, axis: int, c: float, engine: EnvelopeEngine, track: bool, degree: int = 0) -> tuple[Any, Any | None]:
+def _axis_pass(
+    w: Any, axis: int, c: float, engine: EnvelopeEngine, track: bool, degree: int = 0
+) -> tuple[Any, Any | None]:
     """``min_q w[..., q, ...] + c (p - q)^2`` along ``axis``, with the minimising ``q`` if ``track``.
 
     With ``degree > 0`` the minimum also runs between the grid points, over a local
@@ -377,9 +386,9 @@ def _lagrange_weights(u: Any, k: int) -> list[Any]:
     weights = []
     for m in range(k + 1):
         w = None
-        for l in range(k + 1):
-            if l != m:
-                factor = (u - l) / float(m - l)
+        for node in range(k + 1):
+            if node != m:
+                factor = (u - node) / float(m - node)
                 w = factor if w is None else w * factor
         weights.append(w if w is not None else u * 0 + 1)
     return weights
@@ -499,7 +508,7 @@ def _brute_force_rows(rows: Any, c: float, track: bool) -> tuple[Any, Any | None
 
 
 def _flat_index_parts(xp: Any, shape: tuple[int, ...], dev: Any) -> tuple[list[int], list[Any]]:
-    """Row-major strides of ``shape`` and, per axis ``k``, its index ``0 .. n_k - 1`` shaped to broadcast along ``k``."""
+    """Row-major strides of ``shape`` and, per axis ``k``, its index ``0 .. n_k - 1`` broadcast along ``k``."""
     ndim = len(shape)
     strides = [int(np.prod(shape[k + 1 :])) for k in range(ndim)]
     own_index = [

@@ -60,8 +60,12 @@ class BackwardEuler:
                 self.factors.clear()
             try:  # a column-diagonally dominant M-matrix: no pivoting needed, so keep the symmetric
                 # fill-reducing order of the (structurally symmetric) stencil
-                lu = spla.splu((self.identity - (self.implicit_weight * dt) * self.generator).tocsc(),
-                               permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+                lu = spla.splu(
+                    (self.identity - (self.implicit_weight * dt) * self.generator).tocsc(),
+                    permc_spec="MMD_AT_PLUS_A",
+                    diag_pivot_thresh=0.0,
+                    options={"SymmetricMode": True},
+                )
             except RuntimeError as err:  # "Factor is exactly singular": the identity was lost to rounding
                 rate = float(np.abs(self.generator.diagonal()).max())
                 raise FloatingPointError(
@@ -112,8 +116,11 @@ class TRBDF2(BackwardEuler):
         slope = self.generator @ rho if slope is None else slope
         stage = self._solve(dt, rho + c_dt * slope, mass - c_dt * self._leaving(rho))
         stage_mass = float(np.sum(stage))
-        new = self._solve(dt, self._new_weight * stage - self._old_weight * rho,
-                          self._new_weight * stage_mass - self._old_weight * mass)
+        new = self._solve(
+            dt,
+            self._new_weight * stage - self._old_weight * rho,
+            self._new_weight * stage_mass - self._old_weight * mass,
+        )
         return stage, new
 
     def step(self, rho: np.ndarray, dt: float) -> np.ndarray:
@@ -172,10 +179,12 @@ class AdaptiveTRBDF2:
     def ladder(self, first: float) -> Any:
         """``round_step`` for :func:`~hjsmooth.solvers.stepping.march_adaptive`: a proposal rounded
         down to ``first * 2^k``, so that the factorisations of ``I - c dt L`` are few and reused."""
+
         def round_step(h: float) -> float:
             if not h > 0.0 or not math.isfinite(h):
                 return h
             return first * 2.0 ** math.floor(math.log2(h / first) + 1e-9)
+
         return round_step
 
     def first_step(self, rho: np.ndarray, t: float) -> float:
@@ -208,8 +217,9 @@ class AdaptiveTRBDF2:
         error = 0.0
         if self.error_control:
             generator = scheme.generator
-            raw = (dt / 3.0) * ((1.0 - math.sqrt(2.0)) * slope + generator @ stage - (2.0 - math.sqrt(2.0))
-                                * (generator @ new))
+            raw = (dt / 3.0) * (
+                (1.0 - math.sqrt(2.0)) * slope + generator @ stage - (2.0 - math.sqrt(2.0)) * (generator @ new)
+            )
             estimate = scheme._solver(dt).solve(raw)
             error = float(np.max(np.abs(estimate) / self._weights(rho, new)))
         if lowest < 0.0:  # rounding below zero: clip, and keep the mass the solve balanced

@@ -43,12 +43,29 @@ from hjsmooth.backend import cupy_available, is_cupy_array, is_numpy_array, is_t
 
 from .derivatives import GHOST_WIDTH
 
-__all__ = ["ENGINES", "IMPLEMENTATIONS", "Implementation", "SCHEME_CODES", "BC_CODES", "ACCURACY_CODES",
-           "device_kind", "select_engine", "build", "NODES_PER_THREAD", "numba_threads"]
+__all__ = [
+    "ENGINES",
+    "IMPLEMENTATIONS",
+    "Implementation",
+    "SCHEME_CODES",
+    "BC_CODES",
+    "ACCURACY_CODES",
+    "device_kind",
+    "select_engine",
+    "build",
+    "NODES_PER_THREAD",
+    "numba_threads",
+]
 
 #: numerical Hamiltonian -> integer code, the same in the numba and the CUDA kernels
-SCHEME_CODES: Mapping[str, int] = {"godunov": 0, "lax_friedrichs": 1, "engquist_osher": 2, "hybrid": 3,
-                                   "local_lax_friedrichs": 4, "local_local_lax_friedrichs": 5}
+SCHEME_CODES: Mapping[str, int] = {
+    "godunov": 0,
+    "lax_friedrichs": 1,
+    "engquist_osher": 2,
+    "hybrid": 3,
+    "local_lax_friedrichs": 4,
+    "local_local_lax_friedrichs": 5,
+}
 #: boundary condition -> ghost rule code (Dirichlet fills its ghosts by linear extrapolation)
 BC_CODES: Mapping[str, int] = {"extrapolate": 0, "dirichlet": 0, "neumann": 1, "periodic": 2}
 #: stencil -> code, which is its ghost width (three points: 1, ENO2: 2, WENO5: 3)
@@ -101,8 +118,9 @@ IMPLEMENTATIONS: Mapping[tuple[str, str], Implementation] = {
     ("hj_step", "numba"): Implementation("_numba_hj", "numba_stepper", "numba_supports"),
     ("hj_step", "cuda"): Implementation("_fused_hj", "cuda_stepper", "cuda_supports"),
     ("hj_step", "array"): Implementation("hj_stepping", "ArrayStepper"),
-    ("hj_general_step", "numba"): Implementation("_numba_general_hj", "numba_general_stepper",
-                                                 "numba_general_supports"),
+    ("hj_general_step", "numba"): Implementation(
+        "_numba_general_hj", "numba_general_stepper", "numba_general_supports"
+    ),
     ("hj_general_step", "array"): Implementation("hj_stepping", "ArrayStepper"),
     ("fp_step", "numba"): Implementation("_numba_fp", "NumbaFPStepper", "numba_fp_supports"),
     ("fp_step", "cuda"): Implementation("_fused_fp", "CudaFPStepper", "cuda_fp_supports"),
@@ -142,7 +160,9 @@ def _row(operator: str, like: Any) -> tuple[str, ...]:
         return ENGINES[(operator, device_kind(like))]
     except KeyError:
         operators = sorted({op for op, _ in ENGINES})
-        raise ValueError(f"unknown `operator` {operator!r}; valid values are {', '.join(map(repr, operators))}") from None
+        raise ValueError(
+            f"unknown `operator` {operator!r}; valid values are {', '.join(map(repr, operators))}"
+        ) from None
 
 
 def select_engine(operator: str, like: Any, case: Any = None) -> str:

@@ -84,14 +84,24 @@ class ControlAffineDynamics:
         ``"max"``/``"min"`` is the pursuit-evasion convention (the control avoids the target).
     """
 
-    def __init__(self, f: Callable[..., Any], control_bounds: Any, disturbance_bounds: Any = None, *,
-                 control: str = "max", disturbance: str = "min"):
+    def __init__(
+        self,
+        f: Callable[..., Any],
+        control_bounds: Any,
+        disturbance_bounds: Any = None,
+        *,
+        control: str = "max",
+        disturbance: str = "min",
+    ):
         if not callable(f):
             raise TypeError(f"`f` must be a callable f(x, u, d), got {f!r}")
         self.f = f
         self.control_bounds = _box(control_bounds, "control_bounds")
-        self.disturbance_bounds = (_box(disturbance_bounds, "disturbance_bounds") if disturbance_bounds is not None
-                                   else (np.zeros(0), np.zeros(0)))
+        self.disturbance_bounds = (
+            _box(disturbance_bounds, "disturbance_bounds")
+            if disturbance_bounds is not None
+            else (np.zeros(0), np.zeros(0))
+        )
         self.control = check_choice(control, "control", _MODES)
         self.disturbance = check_choice(disturbance, "disturbance", _MODES)
 
@@ -124,15 +134,20 @@ class ControlAffineDynamics:
                     continue
                 shift = np.zeros(low.size)
                 shift[j] = half
-                args = [(u_centre + shift, d_centre), (u_centre - shift, d_centre)] if which == "u" else \
-                    [(u_centre, d_centre + shift), (u_centre, d_centre - shift)]
+                args = (
+                    [(u_centre + shift, d_centre), (u_centre - shift, d_centre)]
+                    if which == "u"
+                    else [(u_centre, d_centre + shift), (u_centre, d_centre - shift)]
+                )
                 up, down = (self._evaluate(x, *pair) for pair in args)
                 scale = max(max(float(np.max(np.abs(v))) for v in a), 1.0)
                 for k in range(len(x)):
                     if not np.allclose(up[k] + down[k], 2.0 * a[k], rtol=1e-9, atol=1e-9 * scale):
                         name = "control" if which == "u" else "disturbance"
-                        raise ValueError(f"`f` is not affine in the {name} (component {j}, state axis {k}): "
-                                         f"f(c + r e_j) + f(c - r e_j) != 2 f(c)")
+                        raise ValueError(
+                            f"`f` is not affine in the {name} (component {j}, state axis {k}): "
+                            f"f(c + r e_j) + f(c - r e_j) != 2 f(c)"
+                        )
                 out.append([(up[k] - down[k]) / (2.0 * half) for k in range(len(x))])
             return out
 
@@ -159,8 +174,10 @@ class ControlAffineDynamics:
         a, b, c = self.fields(grid)
         drift = [-v for v in a]
         vectors, signs = [], []
-        for columns, (low, high), mode in ((b, self.control_bounds, self.control),
-                                           (c, self.disturbance_bounds, self.disturbance)):
+        for columns, (low, high), mode in (
+            (b, self.control_bounds, self.control),
+            (c, self.disturbance_bounds, self.disturbance),
+        ):
             centre, half = 0.5 * (low + high), 0.5 * (high - low)
             for j, column in enumerate(columns):
                 for k in range(grid.ndim):
@@ -172,8 +189,15 @@ class ControlAffineDynamics:
         return Hamiltonian(forms, bound=self.bounds(grid), forms=forms)
 
     # -- controls from a value function -------------------------------------------------------------------
-    def _extreme(self, grid: Grid, values: Any, columns: list[list[np.ndarray]], bounds: tuple[np.ndarray, np.ndarray],
-                 mode: str, bc: Any) -> tuple[Any, ...]:
+    def _extreme(
+        self,
+        grid: Grid,
+        values: Any,
+        columns: list[list[np.ndarray]],
+        bounds: tuple[np.ndarray, np.ndarray],
+        mode: str,
+        bc: Any,
+    ) -> tuple[Any, ...]:
         xp = array_namespace(values)
         gradient = _gradient(values, grid, axis_conditions(bc, grid.ndim))
         out = []
@@ -280,16 +304,33 @@ def solve_reachability(
         raise TypeError(f"`dynamics` must be a ControlAffineDynamics, got {type(dynamics).__name__}")
     check_grid(grid)
     hamiltonian = dynamics.hamiltonian(grid)
-    solution = solve_general_hj(target, grid, t, hamiltonian, scheme=scheme, bc=bc, accuracy=accuracy,
-                                integrator=integrator, cfl=cfl, dt=dt, save_at=save_at, progress=progress,
-                                max_steps=max_steps, nonincreasing=bool(tube),
-                                desc="reachable tube" if tube else "reachable set")
+    solution = solve_general_hj(
+        target,
+        grid,
+        t,
+        hamiltonian,
+        scheme=scheme,
+        bc=bc,
+        accuracy=accuracy,
+        integrator=integrator,
+        cfl=cfl,
+        dt=dt,
+        save_at=save_at,
+        progress=progress,
+        max_steps=max_steps,
+        nonincreasing=bool(tube),
+        desc="reachable tube" if tube else "reachable set",
+    )
     solution.info["tube"] = bool(tube)
     return solution
 
 
-def air3d(evader_speed: float = 5.0, pursuer_speed: float = 5.0, evader_max_turn_rate: float = 1.0,
-          pursuer_max_turn_rate: float = 1.0) -> ControlAffineDynamics:
+def air3d(
+    evader_speed: float = 5.0,
+    pursuer_speed: float = 5.0,
+    evader_max_turn_rate: float = 1.0,
+    pursuer_max_turn_rate: float = 1.0,
+) -> ControlAffineDynamics:
     """The relative dynamics of two Dubins vehicles (hj_reachability's ``Air3d``, Mitchell's air3D).
 
     State ``(x, y, psi)``: the pursuer's position and heading relative to the evader's; the
@@ -307,5 +348,6 @@ def air3d(evader_speed: float = 5.0, pursuer_speed: float = 5.0, evader_max_turn
         px, py, psi = x
         return (-v_a + v_b * np.cos(psi) + u[0] * py, v_b * np.sin(psi) - u[0] * px, d[0] - u[0] + 0.0 * psi)
 
-    return ControlAffineDynamics(f, ([-evader_max_turn_rate], [evader_max_turn_rate]),
-                                 ([-pursuer_max_turn_rate], [pursuer_max_turn_rate]))
+    return ControlAffineDynamics(
+        f, ([-evader_max_turn_rate], [evader_max_turn_rate]), ([-pursuer_max_turn_rate], [pursuer_max_turn_rate])
+    )

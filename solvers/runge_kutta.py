@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 __all__ = ["SSPMethod", "ButcherMethod", "RKMethod", "SSP_METHODS", "RK5", "RK_METHODS", "rk_step", "butcher_form"]
 
@@ -65,7 +65,7 @@ class SSPMethod:
     def stage_times(self) -> tuple[float, ...]:
         """``tau_k``: stage ``k`` evaluates ``L`` at time ``t + tau_k dt`` (``tau_0 = 0``)."""
         times = [0.0]
-        for a, b, c in self.stages[:-1]:
+        for _, b, c in self.stages[:-1]:
             times.append(b * (times[-1] + c))
         return tuple(times)
 
@@ -108,27 +108,30 @@ class ButcherMethod:
         return tuple(sum(row) for row in self.a)
 
 
-RKMethod = Union[SSPMethod, ButcherMethod]
+RKMethod = SSPMethod | ButcherMethod
 
 SSP_METHODS = {
     "euler": SSPMethod("euler", 1, 1.0, ((0.0, 1.0, 1.0),)),
     "ssp22": SSPMethod("ssp22", 2, 1.0, ((0.0, 1.0, 1.0), (0.5, 0.5, 1.0))),
     # Kraaijevanger's optimal four-stage second-order method: three Euler substeps of dt/3,
     # then a fourth averaged with u^n; C = 3, i.e. 4/3 evaluations per Euler bound of time
-    "ssp42": SSPMethod("ssp42", 2, 3.0, ((0.0, 1.0, 1 / 3), (0.0, 1.0, 1 / 3), (0.0, 1.0, 1 / 3),
-                                         (0.25, 0.75, 1 / 3))),
+    "ssp42": SSPMethod("ssp42", 2, 3.0, ((0.0, 1.0, 1 / 3), (0.0, 1.0, 1 / 3), (0.0, 1.0, 1 / 3), (0.25, 0.75, 1 / 3))),
     "ssp33": SSPMethod("ssp33", 3, 1.0, ((0.0, 1.0, 1.0), (0.75, 0.25, 1.0), (1 / 3, 2 / 3, 1.0))),
 }
 
 #: Dormand-Prince's fifth-order solution (the stages of DOPRI5 without the embedded estimate)
 RK5 = ButcherMethod(
-    "rk5", 5, 1.0,
-    a=((),
-       (1 / 5,),
-       (3 / 40, 9 / 40),
-       (44 / 45, -56 / 15, 32 / 9),
-       (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
-       (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656)),
+    "rk5",
+    5,
+    1.0,
+    a=(
+        (),
+        (1 / 5,),
+        (3 / 40, 9 / 40),
+        (44 / 45, -56 / 15, 32 / 9),
+        (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+        (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+    ),
     b=(35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
 )
 
@@ -143,7 +146,7 @@ def butcher_form(method: RKMethod) -> ButcherMethod:
         return method
     rows: list[tuple[float, ...]] = [()]
     previous: list[float] = []
-    for a, b, c in method.stages:
+    for _, b, c in method.stages:
         current = [b * w for w in previous] + [b * c]
         rows.append(tuple(current))
         previous = current
@@ -154,8 +157,15 @@ def _identity(u: Any) -> Any:
     return u
 
 
-def rk_step(u: Any, dt: float, rhs: Rhs, method: RKMethod, project: Project = _identity, rhs_u: Any | None = None,
-            t: float = 0.0) -> Any:
+def rk_step(
+    u: Any,
+    dt: float,
+    rhs: Rhs,
+    method: RKMethod,
+    project: Project = _identity,
+    rhs_u: Any | None = None,
+    t: float = 0.0,
+) -> Any:
     """One step of ``method`` from ``u`` at time ``t``; ``rhs_u`` is ``L(u, t)`` when the caller already has it."""
     if isinstance(method, ButcherMethod):
         return _butcher_step(u, dt, rhs, method, project, rhs_u, t)
@@ -171,8 +181,9 @@ def rk_step(u: Any, dt: float, rhs: Rhs, method: RKMethod, project: Project = _i
     return current
 
 
-def _butcher_step(u: Any, dt: float, rhs: Rhs, method: ButcherMethod, project: Project, rhs_u: Any | None,
-                  t: float) -> Any:
+def _butcher_step(
+    u: Any, dt: float, rhs: Rhs, method: ButcherMethod, project: Project, rhs_u: Any | None, t: float
+) -> Any:
     slopes: list[Any] = []
     for k, (row, tau) in enumerate(zip(method.a, method.stage_times)):
         stage = u

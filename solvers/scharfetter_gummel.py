@@ -295,7 +295,7 @@ class FokkerPlanckOperator:
                 return xp.astype(x, like.dtype)
             return from_numpy(np.asarray(to_numpy(x)), like)
 
-        links = tuple(Link(l.direction, cast(l.forward), cast(l.backward), l.source, l.target) for l in self.links)
+        links = tuple(Link(k.direction, cast(k.forward), cast(k.backward), k.source, k.target) for k in self.links)
         return FokkerPlanckOperator(self.grid, self.bc, links, cast(self.absorption), self.outflow)
 
 
@@ -349,8 +349,13 @@ def normalize_diffusion(diffusion: Any, grid: Grid, like: Any) -> tuple[list[Any
 def _as_float64_like(x: Any, like: Any, name: str) -> Any:
     """``x`` (numpy, torch or CuPy) as a float64 array on ``like``'s backend and device."""
     xp = array_namespace(like)
-    if hasattr(x, "shape") and not is_numpy_array(x) and array_namespace(x) is xp \
-            and str(device(x)) == str(device(like)) and not xp.isdtype(x.dtype, "complex floating"):
+    if (
+        hasattr(x, "shape")
+        and not is_numpy_array(x)
+        and array_namespace(x) is xp
+        and str(device(x)) == str(device(like))
+        and not xp.isdtype(x.dtype, "complex floating")
+    ):
         return xp.astype(x, xp.float64)
     return from_numpy(as_real_array(x, name), xp.zeros((), dtype=xp.float64, device=device(like)))
 
@@ -525,8 +530,17 @@ def log_rate_ratios(
     return out
 
 
-def _add_axis_links(xp: Any, grid: Grid, f: Any, b: Any, reduced: list[Any], half_over_beta: float, periodic: bool,
-                    links: list[Link], absorption: Any | None) -> None:
+def _add_axis_links(
+    xp: Any,
+    grid: Grid,
+    f: Any,
+    b: Any,
+    reduced: list[Any],
+    half_over_beta: float,
+    periodic: bool,
+    links: list[Link],
+    absorption: Any | None,
+) -> None:
     """Append the Scharfetter-Gummel links of every axis to ``links`` (and the wall outflow to ``absorption``)."""
     d = grid.ndim
     h = grid.spacing

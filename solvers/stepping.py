@@ -62,8 +62,15 @@ def output_times(t: float, save_at: Sequence[float] | int | None) -> np.ndarray:
 def _time_bar(t: float, desc: str | None, progress: bool | None) -> Any:
     """A tqdm bar over the simulated time ``0..t`` (shown after 2 s; ``progress=None``: only on a terminal)."""
     disable = None if progress is None else not progress
-    return tqdm(total=t, desc=desc or "time", unit="t", delay=2.0, disable=disable, leave=False,
-                bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}]")
+    return tqdm(
+        total=t,
+        desc=desc or "time",
+        unit="t",
+        delay=2.0,
+        disable=disable,
+        leave=False,
+        bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}]",
+    )
 
 
 def march(
@@ -132,8 +139,9 @@ def march(
     return MarchResult(final, times, snapshots, steps, last_dt, min_dt if steps else math.nan)
 
 
-def _refuse_long_runs(state: Any, t: float, stable_dt: Callable[[Any], float], dt: float | None, max_steps: int,
-                      outputs: int, desc: str) -> None:
+def _refuse_long_runs(
+    state: Any, t: float, stable_dt: Callable[[Any], float], dt: float | None, max_steps: int, outputs: int, desc: str
+) -> None:
     """Raise ``ValueError`` if ``t`` over the first step (plus the landing steps) exceeds ``max_steps``."""
     if t <= 0.0:
         return
@@ -185,8 +193,10 @@ def march_adaptive(
     """
     times = output_times(t, save_at)
     if t > 0.0 and math.isfinite(max_dt) and t / max_dt > max_steps:
-        raise ValueError(f"`t`={t:g} needs at least {t / max_dt:.3g} steps of at most dt={max_dt:.3g} ({desc}), "
-                         f"more than `max_steps`={max_steps}; shorten `t` or pass a larger `max_steps`")
+        raise ValueError(
+            f"`t`={t:g} needs at least {t / max_dt:.3g} steps of at most dt={max_dt:.3g} ({desc}), "
+            f"more than `max_steps`={max_steps}; shorten `t` or pass a larger `max_steps`"
+        )
     exponent = -1.0 / (order + 1)
     snaps = []
     accepted = rejected = 0
@@ -201,8 +211,10 @@ def march_adaptive(
                 if accepted + rejected >= max_steps:
                     raise RuntimeError(f"reached `max_steps`={max_steps} at t={now:g} before t={t:g}")
                 if not (h > 0.0 and now + h > now):
-                    raise FloatingPointError(f"the time step fell to {h!r} at t={now:g} after {accepted} steps "
-                                             f"({rejected} rejected); loosen the tolerances")
+                    raise FloatingPointError(
+                        f"the time step fell to {h!r} at t={now:g} after {accepted} steps "
+                        f"({rejected} rejected); loosen the tolerances"
+                    )
                 remaining = target - now
                 landing = h >= remaining * (1 - 1e-12)
                 step = remaining if landing else (h if round_step is None else round_step(h))
@@ -225,5 +237,13 @@ def march_adaptive(
     finally:
         bar.close()
     snapshots = array_namespace(state).stack(snaps) if save_at is not None else None
-    return MarchResult(state, times, snapshots, accepted, last_dt, min_dt if accepted else math.nan,
-                       rejected=rejected, max_dt=largest_dt if accepted else math.nan)
+    return MarchResult(
+        state,
+        times,
+        snapshots,
+        accepted,
+        last_dt,
+        min_dt if accepted else math.nan,
+        rejected=rejected,
+        max_dt=largest_dt if accepted else math.nan,
+    )

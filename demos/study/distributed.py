@@ -70,8 +70,9 @@ def _ddp_runner(model: Any, draw: Callable[..., Any], hp: dict[str, Any]) -> Any
     from hjsmooth.demos.study.methods import Runner
 
     ddp = DistributedDataParallel(model)  # broadcasts process 0's weights
-    opt = torch.optim.SGD(ddp.parameters(), lr=hp["lr"], momentum=0.9, nesterov=True,
-                          weight_decay=hp.get("weight_decay", 0.0))
+    opt = torch.optim.SGD(
+        ddp.parameters(), lr=hp["lr"], momentum=0.9, nesterov=True, weight_decay=hp.get("weight_decay", 0.0)
+    )
     params = [p for p in ddp.parameters() if p.requires_grad]
 
     def step() -> float:
@@ -88,8 +89,9 @@ def _ddp_runner(model: Any, draw: Callable[..., Any], hp: dict[str, Any]) -> Any
     return Runner(opt, step, lambda: model)
 
 
-def _replica_runner(model: Any, draw: Callable[..., Any], variant: str, hp: dict[str, Any], outer_steps: int,
-                    generator: Any) -> Any:
+def _replica_runner(
+    model: Any, draw: Callable[..., Any], variant: str, hp: dict[str, Any], outer_steps: int, generator: Any
+) -> Any:
     import torch.nn.functional as F
 
     from hjsmooth.demos.study.methods import Runner, replicated_optimizer
@@ -129,11 +131,22 @@ def run_rank_job(job: RankJob, rank: int) -> dict[str, Any]:
         runner = _replica_runner(model, draw, job.variant, job.hp, max(1, job.budget // cost), generator)
     dist.barrier()
     result = drive(runner, cost, job.budget, split, job.checkpoints)
-    return {"job": asdict(job), "rank": rank, "val_error": result.final_val_error, "test_error": result.test_error,
-            "curve": {"evaluations": result.evaluations, "val_error": result.val_error,
-                      "wall_clock_s": result.wall_clock_s},
-            "wall_clock_s": result.wall_clock_s[-1], "gradient_evaluations": result.gradient_evaluations,
-            "outer_steps": result.outer_steps, "diverged": result.diverged, "train_loss": result.train_loss}
+    return {
+        "job": asdict(job),
+        "rank": rank,
+        "val_error": result.final_val_error,
+        "test_error": result.test_error,
+        "curve": {
+            "evaluations": result.evaluations,
+            "val_error": result.val_error,
+            "wall_clock_s": result.wall_clock_s,
+        },
+        "wall_clock_s": result.wall_clock_s[-1],
+        "gradient_evaluations": result.gradient_evaluations,
+        "outer_steps": result.outer_steps,
+        "diverged": result.diverged,
+        "train_loss": result.train_loss,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,8 +33,17 @@ from hjsmooth.demos.study.distributed import VARIANTS, RankJob
 from hjsmooth.demos.study.jobs import Job
 from hjsmooth.demos.study.report import WIDTH_MEASURES, method_entry, paired_entry
 
-__all__ = ["PROCESSES", "CHECKPOINTS", "RUNS", "BASELINE", "NEEDS", "hardware_jobs", "launch", "at_time",
-           "hardware_entry"]
+__all__ = [
+    "PROCESSES",
+    "CHECKPOINTS",
+    "RUNS",
+    "BASELINE",
+    "NEEDS",
+    "hardware_jobs",
+    "launch",
+    "at_time",
+    "hardware_entry",
+]
 
 #: Processes (one CPU core each) of the parallel runs.
 PROCESSES = 2
@@ -48,9 +57,13 @@ _SOURCE = {"SGD-DDP": "SGD", "Elastic-SGD": "Elastic-SGD", "Parle": "Parle"}
 NEEDS = ("SGD", "Elastic-SGD", "Parle")
 
 
-def hardware_jobs(tasks: Sequence[Any], chosen: Mapping[str, Mapping[str, Mapping[str, Any]]],
-                  budgets: Mapping[str, int], seeds: Sequence[int], data_dir: str | None
-                  ) -> tuple[list[Job], list[RankJob]]:
+def hardware_jobs(
+    tasks: Sequence[Any],
+    chosen: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    budgets: Mapping[str, int],
+    seeds: Sequence[int],
+    data_dir: str | None,
+) -> tuple[list[Job], list[RankJob]]:
     """The single-process SGD jobs and the multi-process jobs for ``tasks`` (``chosen[task][method]``: the
     settings the search chose; ``budgets[task]``: gradient evaluations per process)."""
     single, parallel = [], []
@@ -58,14 +71,40 @@ def hardware_jobs(tasks: Sequence[Any], chosen: Mapping[str, Mapping[str, Mappin
         hp = chosen[task.name]
         missing = [name for name in NEEDS if name not in hp]
         if missing:
-            raise ValueError(f"the parallel-hardware runs of task {task.name!r} need the chosen settings of "
-                             f"{missing}: run those methods too, or merge into a record that has them")
+            raise ValueError(
+                f"the parallel-hardware runs of task {task.name!r} need the chosen settings of "
+                f"{missing}: run those methods too, or merge into a record that has them"
+            )
         for seed in seeds:
-            single.append(Job("final", task.name, task.dataset, task.model, BASELINE, dict(hp[BASELINE]), seed,
-                              budgets[task.name], accounting="hardware", data_dir=data_dir, checkpoints=CHECKPOINTS))
+            single.append(
+                Job(
+                    "final",
+                    task.name,
+                    task.dataset,
+                    task.model,
+                    BASELINE,
+                    dict(hp[BASELINE]),
+                    seed,
+                    budgets[task.name],
+                    accounting="hardware",
+                    data_dir=data_dir,
+                    checkpoints=CHECKPOINTS,
+                )
+            )
             for variant in VARIANTS:
-                parallel.append(RankJob(task.name, task.dataset, task.model, variant, dict(hp[_SOURCE[variant]]),
-                                        seed, budgets[task.name], checkpoints=CHECKPOINTS, data_dir=data_dir))
+                parallel.append(
+                    RankJob(
+                        task.name,
+                        task.dataset,
+                        task.model,
+                        variant,
+                        dict(hp[_SOURCE[variant]]),
+                        seed,
+                        budgets[task.name],
+                        checkpoints=CHECKPOINTS,
+                        data_dir=data_dir,
+                    )
+                )
     return single, parallel
 
 
@@ -84,13 +123,25 @@ def launch(jobs: Sequence[RankJob], processes: int = PROCESSES, timeout: float |
     with tempfile.TemporaryDirectory(prefix="hjsmooth-table51-") as tmp:
         spec, out = Path(tmp) / "jobs.json", Path(tmp) / "results.json"
         spec.write_text(json.dumps([asdict(job) for job in jobs]))
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
-                   f"--nproc_per_node={processes}", "-m", "hjsmooth.demos.study.distributed", str(spec), str(out)]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nnodes=1",
+            f"--nproc_per_node={processes}",
+            "-m",
+            "hjsmooth.demos.study.distributed",
+            str(spec),
+            str(out),
+        ]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         proc = subprocess.run(command, env=env, timeout=timeout, stdout=subprocess.DEVNULL)
         if proc.returncode != 0 or not out.exists():
-            raise RuntimeError(f"the parallel-hardware runs failed: torchrun exited with status {proc.returncode} "
-                               f"(its error output is above); command: {' '.join(command)}")
+            raise RuntimeError(
+                f"the parallel-hardware runs failed: torchrun exited with status {proc.returncode} "
+                f"(its error output is above); command: {' '.join(command)}"
+            )
         return json.loads(out.read_text())
 
 
@@ -112,8 +163,9 @@ def _entry(results: Sequence[Mapping[str, Any]], processes: int) -> dict[str, An
     return entry
 
 
-def hardware_entry(single: Sequence[Mapping[str, Any]], parallel: Sequence[Mapping[str, Any]],
-                   processes: int = PROCESSES) -> dict[str, Any]:
+def hardware_entry(
+    single: Sequence[Mapping[str, Any]], parallel: Sequence[Mapping[str, Any]], processes: int = PROCESSES
+) -> dict[str, Any]:
     """The record of one task: every run (:data:`RUNS`) and the comparisons, seed by seed.
 
     ``comparison[run]`` holds, for each run on ``processes`` processes: ``vs_SGD`` (paired test error against
@@ -146,5 +198,9 @@ def hardware_entry(single: Sequence[Mapping[str, Any]], parallel: Sequence[Mappi
         if variant != "SGD-DDP" and "SGD-DDP" in runs:
             c["vs_SGD-DDP"] = paired_entry(e["test_error"], runs["SGD-DDP"]["test_error"])
         comparison[variant] = c
-    return {"processes": processes, "gradient_evaluations_per_process": base["gradient_evaluations"],
-            "runs": runs, "comparison": comparison}
+    return {
+        "processes": processes,
+        "gradient_evaluations_per_process": base["gradient_evaluations"],
+        "runs": runs,
+        "comparison": comparison,
+    }

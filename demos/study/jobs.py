@@ -66,13 +66,31 @@ def run_job(job: Job) -> dict[str, Any]:
         if job.stage == "search":
             split = split.without_test()
         method = METHODS[job.method]
-        result = train_run(method, job.hp, split, job.model, job.budget, job.seed,
-                           parallel=job.accounting == "parallel", checkpoints=job.checkpoints)
-        out = {"job": asdict(job), "val_error": result.final_val_error, "test_error": result.test_error,
-               "curve": {"evaluations": result.evaluations, "val_error": result.val_error,
-                         "wall_clock_s": result.wall_clock_s},
-               "wall_clock_s": result.wall_clock_s[-1], "gradient_evaluations": result.gradient_evaluations,
-               "outer_steps": result.outer_steps, "diverged": result.diverged, "train_loss": result.train_loss}
+        result = train_run(
+            method,
+            job.hp,
+            split,
+            job.model,
+            job.budget,
+            job.seed,
+            parallel=job.accounting == "parallel",
+            checkpoints=job.checkpoints,
+        )
+        out = {
+            "job": asdict(job),
+            "val_error": result.final_val_error,
+            "test_error": result.test_error,
+            "curve": {
+                "evaluations": result.evaluations,
+                "val_error": result.val_error,
+                "wall_clock_s": result.wall_clock_s,
+            },
+            "wall_clock_s": result.wall_clock_s[-1],
+            "gradient_evaluations": result.gradient_evaluations,
+            "outer_steps": result.outer_steps,
+            "diverged": result.diverged,
+            "train_loss": result.train_loss,
+        }
         if job.stage == "final" and job.width_samples > 0 and not result.diverged:
             from hjsmooth.demos.study.width import measure_width
 

@@ -20,8 +20,17 @@ import numpy as np
 from hjsmooth.demos.study.methods import Draw, Method, Runner
 from hjsmooth.demos.study.tasks import Split, make_model
 
-__all__ = ["BATCH", "LR_DROPS", "LR_FACTOR", "RunResult", "steps_per_epoch", "fresh_run", "train_run", "drive",
-           "error_rate"]
+__all__ = [
+    "BATCH",
+    "LR_DROPS",
+    "LR_FACTOR",
+    "RunResult",
+    "steps_per_epoch",
+    "fresh_run",
+    "train_run",
+    "drive",
+    "error_rate",
+]
 
 BATCH = 128
 LR_DROPS = (0.6, 0.8)
@@ -56,7 +65,7 @@ def error_rate(model: Any, x: Any, y: Any, chunk: int = 4096) -> float:
     wrong = 0
     with torch.no_grad():
         for i in range(0, len(y), chunk):
-            wrong += int((model(x[i:i + chunk]).argmax(1) != y[i:i + chunk]).sum())
+            wrong += int((model(x[i : i + chunk]).argmax(1) != y[i : i + chunk]).sum())
     return 100.0 * wrong / len(y)
 
 
@@ -83,8 +92,16 @@ def fresh_run(split: Split, model_kind: str, seed: int, stream: int | None = Non
     return model, draw
 
 
-def train_run(method: Method, hp: dict[str, Any], split: Split, model_kind: str, budget: int, seed: int,
-              parallel: bool = False, checkpoints: int = 10) -> RunResult:
+def train_run(
+    method: Method,
+    hp: dict[str, Any],
+    split: Split,
+    model_kind: str,
+    budget: int,
+    seed: int,
+    parallel: bool = False,
+    checkpoints: int = 10,
+) -> RunResult:
     """Train a fresh ``model_kind`` network with ``method`` at settings ``hp`` for ``budget`` gradient evaluations.
 
     ``seed`` fixes the initialisation, the minibatch draws and the method's own noise.  ``parallel``: the
@@ -99,8 +116,16 @@ def train_run(method: Method, hp: dict[str, Any], split: Split, model_kind: str,
     model, draw = fresh_run(split, model_kind, seed)
     cost = method.cost(hp)
     outer = max(1, budget // cost)
-    runner = method.build(model, F.cross_entropy, draw, hp, torch.Generator().manual_seed(seed + 1000), outer,
-                          parallel, epoch_steps=steps_per_epoch(len(split.y_train)))
+    runner = method.build(
+        model,
+        F.cross_entropy,
+        draw,
+        hp,
+        torch.Generator().manual_seed(seed + 1000),
+        outer,
+        parallel,
+        epoch_steps=steps_per_epoch(len(split.y_train)),
+    )
     return drive(runner, cost, budget, split, checkpoints)
 
 
@@ -159,5 +184,15 @@ def drive(runner: Runner, cost: int, budget: int, split: Split, checkpoints: int
         test = 90.0
     if callable(getattr(runner.optimizer, "eval", None)):
         runner.optimizer.eval()  # the model returned is the anchor x
-    return RunResult(evaluations, val_error, wall, final_val, test, float(loss), used, k + 1 if outer else 0,
-                     diverged, runner.eval_model())
+    return RunResult(
+        evaluations,
+        val_error,
+        wall,
+        final_val,
+        test,
+        float(loss),
+        used,
+        k + 1 if outer else 0,
+        diverged,
+        runner.eval_model(),
+    )

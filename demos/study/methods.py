@@ -16,8 +16,17 @@ from typing import Any
 
 from hjsmooth.demos.study.search import Choice, LogUniform
 
-__all__ = ["Method", "Runner", "METHODS", "NAMES", "SMOOTHING", "COMPETITORS", "scope_schedule", "swa_cycle_lr",
-           "replicated_optimizer"]
+__all__ = [
+    "Method",
+    "Runner",
+    "METHODS",
+    "NAMES",
+    "SMOOTHING",
+    "COMPETITORS",
+    "scope_schedule",
+    "swa_cycle_lr",
+    "replicated_optimizer",
+]
 
 Draw = Callable[..., tuple[Any, Any]]
 
@@ -62,8 +71,14 @@ def _closure(model: Any, loss_fn: Callable[..., Any], draw: Draw, optimizer: Any
     return closure
 
 
-def _plain_runner(model: Any, loss_fn: Callable[..., Any], draw: Draw, optimizer: Any,
-                  eval_model: Callable[[], Any] | None = None, after: Callable[[], None] | None = None) -> Runner:
+def _plain_runner(
+    model: Any,
+    loss_fn: Callable[..., Any],
+    draw: Draw,
+    optimizer: Any,
+    eval_model: Callable[[], Any] | None = None,
+    after: Callable[[], None] | None = None,
+) -> Runner:
     closure = _closure(model, loss_fn, draw, optimizer)
 
     def step() -> float:
@@ -86,8 +101,9 @@ def _smoothing_runner(model: Any, loss_fn: Callable[..., Any], draw: Draw, optim
     return Runner(optimizer, lambda: _loss_value(optimizer.step_outer(closure)), lambda: model)
 
 
-def _replicated_runner(model: Any, loss_fn: Callable[..., Any], draw: Draw, optimizer: Any, n: int,
-                       parallel: bool) -> Runner:
+def _replicated_runner(
+    model: Any, loss_fn: Callable[..., Any], draw: Draw, optimizer: Any, n: int, parallel: bool
+) -> Runner:
     if parallel:
         from hjsmooth.optim import ReplicaBatches
 
@@ -114,8 +130,17 @@ class Method:
     def replicas(self, hp: Mapping[str, Any]) -> int:
         return int(self.replicas_of(hp))
 
-    def build(self, model: Any, loss_fn: Callable[..., Any], draw: Draw, hp: Mapping[str, Any], generator: Any,
-              outer_steps: int, parallel: bool = False, epoch_steps: int = 1) -> Runner:
+    def build(
+        self,
+        model: Any,
+        loss_fn: Callable[..., Any],
+        draw: Draw,
+        hp: Mapping[str, Any],
+        generator: Any,
+        outer_steps: int,
+        parallel: bool = False,
+        epoch_steps: int = 1,
+    ) -> Runner:
         """The :class:`Runner` of this method at ``hp`` for ``outer_steps`` steps (``epoch_steps`` steps of
         one minibatch make an effective epoch: SWA's averaging period)."""
         return self.builder(model, loss_fn, draw, dict(hp), generator, outer_steps, parallel, epoch_steps)
@@ -125,8 +150,9 @@ class Method:
 def _sgd(model, loss_fn, draw, hp, generator, outer_steps, parallel, epoch_steps):  # noqa: ANN001, ARG001
     import torch
 
-    opt = torch.optim.SGD(model.parameters(), lr=hp["lr"], momentum=0.9, nesterov=True,
-                          weight_decay=hp.get("weight_decay", 0.0))
+    opt = torch.optim.SGD(
+        model.parameters(), lr=hp["lr"], momentum=0.9, nesterov=True, weight_decay=hp.get("weight_decay", 0.0)
+    )
     return _plain_runner(model, loss_fn, draw, opt)
 
 
@@ -134,11 +160,13 @@ def _sgd_ema(model, loss_fn, draw, hp, generator, outer_steps, parallel, epoch_s
     import torch
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    opt = torch.optim.SGD(model.parameters(), lr=hp["lr"], momentum=0.9, nesterov=True,
-                          weight_decay=hp.get("weight_decay", 0.0))
+    opt = torch.optim.SGD(
+        model.parameters(), lr=hp["lr"], momentum=0.9, nesterov=True, weight_decay=hp.get("weight_decay", 0.0)
+    )
     average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(hp["ema_decay"]))
-    return _plain_runner(model, loss_fn, draw, opt, eval_model=lambda: average,
-                         after=lambda: average.update_parameters(model))
+    return _plain_runner(
+        model, loss_fn, draw, opt, eval_model=lambda: average, after=lambda: average.update_parameters(model)
+    )
 
 
 def _adam(model, loss_fn, draw, hp, generator, outer_steps, parallel, epoch_steps):  # noqa: ANN001, ARG001
@@ -154,8 +182,16 @@ def _sam(model, loss_fn, draw, hp, generator, outer_steps, parallel, epoch_steps
     import torch
     from pytorch_optimizer import SAM
 
-    opt = SAM(model.parameters(), torch.optim.SGD, rho=hp["rho"], adaptive=adaptive, lr=hp["lr"], momentum=0.9,
-              nesterov=True, weight_decay=hp.get("weight_decay", 0.0))
+    opt = SAM(
+        model.parameters(),
+        torch.optim.SGD,
+        rho=hp["rho"],
+        adaptive=adaptive,
+        lr=hp["lr"],
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=hp.get("weight_decay", 0.0),
+    )
 
     def step() -> float:
         xb, yb = draw()
@@ -166,8 +202,8 @@ def _sam(model, loss_fn, draw, hp, generator, outer_steps, parallel, epoch_steps
             loss.backward()
             return loss
 
-        loss = closure()     # the first gradient, at x
-        opt.step(closure)    # ascend to x + e, the second gradient there, back to x, the SGD step
+        loss = closure()  # the first gradient, at x
+        opt.step(closure)  # ascend to x + e, the second gradient there, back to x, the SGD step
         return float(loss.detach())
 
     return Runner(opt, step, lambda: model)
@@ -194,8 +230,9 @@ def _swa(model, loss_fn, draw, hp, generator, outer_steps, parallel, epoch_steps
     import torch
     from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
 
-    opt = torch.optim.SGD(model.parameters(), lr=hp["lr"], momentum=0.9, nesterov=True,
-                          weight_decay=hp.get("weight_decay", 0.0))
+    opt = torch.optim.SGD(
+        model.parameters(), lr=hp["lr"], momentum=0.9, nesterov=True, weight_decay=hp.get("weight_decay", 0.0)
+    )
     start = min(outer_steps - 1, int(round(hp["swa_start"] * outer_steps)))
     period = max(1, int(epoch_steps))
     average = AveragedModel(model)
@@ -234,8 +271,9 @@ def _swa(model, loss_fn, draw, hp, generator, outer_steps, parallel, epoch_steps
     return Runner(opt, step, eval_model, own_lr_from=start)
 
 
-def _library(cls: Any, params: Any, hp: Mapping[str, Any], outer_steps: int, scoped: tuple[str, ...] = (),
-             **extra: Any) -> Any:
+def _library(
+    cls: Any, params: Any, hp: Mapping[str, Any], outer_steps: int, scoped: tuple[str, ...] = (), **extra: Any
+) -> Any:
     """``cls(params, **hp, **extra)``, the scopes in ``scoped`` turned into schedules (``scoping`` is no argument)."""
     kwargs = {k: v for k, v in hp.items() if k != "scoping"}
     for name in scoped:
@@ -309,59 +347,134 @@ _ENTROPY = {**_defaults("EntropySGD", "lr", "gamma", "L", "inner_lr", "noise", "
 _HJ = {**_defaults("HJ", "lr", "gamma", "L", "inner_lr", "weight_decay"), "scoping": "constant"}
 _HEAT = _defaults("Heat", "lr", "gamma", "L", "noise", "weight_decay")
 _ELASTIC = {**_defaults("ElasticSGD", "lr", "rho", "weight_decay"), "n": _REPLICAS, "scoping": "constant"}
-_PARLE = {**_defaults("Parle", "lr", "gamma", "rho", "L", "inner_lr", "noise", "weight_decay"), "n": _REPLICAS,
-          "scoping": "constant"}
+_PARLE = {
+    **_defaults("Parle", "lr", "gamma", "rho", "L", "inner_lr", "noise", "weight_decay"),
+    "n": _REPLICAS,
+    "scoping": "constant",
+}
 
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("SGD", {"lr": 0.1, "weight_decay": 0.0}, {"lr": _LR(0.1), "weight_decay": _WD}, _sgd,
-               source="Nesterov momentum 0.9, lr 0.1 (the thesis' baseline)"),
-        Method("SGD-EMA", {"lr": 0.1, "weight_decay": 0.0, "ema_decay": 0.995},
-               {"lr": _LR(0.1), "weight_decay": _WD, "ema_decay": Choice((0.99, 0.995, 0.999))}, _sgd_ema,
-               source="SGD as above, evaluated at an exponential moving average of its weights "
-                      "(torch.optim.swa_utils.AveragedModel)"),
-        Method("SWA", {"lr": 0.1, "weight_decay": 0.0, "swa_lr": 0.05, "swa_start": 0.75, "swa_schedule": "constant"},
-               {"lr": _LR(0.1), "weight_decay": _WD, "swa_lr": _LR(0.05), "swa_start": Choice((0.5, 0.75, 0.9)),
-                "swa_schedule": Choice(SWA_SCHEDULES)},
-               _swa,
-               source="SGD as above, then from 75 % of the budget stochastic weight averaging (Izmailov et al. 2018): "
-                      "SWA lr 0.05 (torch.optim.swa_utils.SWALR, or cyclic), AveragedModel once per epoch, update_bn"),
-        Method("Adam", {"lr": 1e-3, "weight_decay": 0.0}, {"lr": _LR(1e-3), "weight_decay": _WD}, _adam,
-               source="torch.optim.Adam defaults"),
-        Method("SAM", {"lr": 0.1, "weight_decay": 0.0, "rho": 0.05},
-               {"lr": _LR(0.1), "weight_decay": _WD, "rho": _LR(0.05)}, _sam, cost_of=lambda hp: 2,
-               source="pytorch_optimizer.SAM (Foret et al. 2021) over SGD with Nesterov 0.9, rho 0.05 (the paper's "
-                      "default); two gradients of one minibatch per step"),
-        Method("ASAM", {"lr": 0.1, "weight_decay": 0.0, "rho": 0.5},
-               {"lr": _LR(0.1), "weight_decay": _WD, "rho": _LR(0.5)}, _asam, cost_of=lambda hp: 2,
-               source="pytorch_optimizer.SAM(adaptive=True) (ASAM, Kwon et al. 2021) over SGD with Nesterov 0.9, "
-                      "rho 0.5 (the paper's CIFAR-10 setting); two gradients per step"),
-        Method("Entropy-SGD", _ENTROPY,
-               {"lr": _LR(_ENTROPY["lr"]), "gamma": _SCOPE, "inner_lr": _INNER_LR,
-                "noise": Choice((0.0, 1e-5, 1e-4)), "weight_decay": _WD, "scoping": Choice(SCOPINGS)},
-               _entropy_sgd, cost_of=lambda hp: hp["L"],
-               source="hjsmooth.optim.EntropySGD at its defaults (Nesterov 0.9 in both loops, inner buffer kept); "
-                      "the search adds the thesis' Langevin noise and scoping"),
-        Method("HJ", _HJ,
-               {"lr": LogUniform(0.25, 2.0), "gamma": _SCOPE, "inner_lr": _INNER_LR, "weight_decay": _WD,
-                "scoping": Choice(SCOPINGS)},
-               _hj, cost_of=lambda hp: hp["L"], source="hjsmooth.optim.HJ at its defaults (x <- y_L)"),
-        Method("HEAT", _HEAT,
-               {"lr": _LR(_HEAT["lr"]), "gamma": LogUniform(1e-3, 0.1), "L": Choice((1, 5)), "weight_decay": _WD},
-               _heat, cost_of=lambda hp: hp["L"],
-               source="hjsmooth.optim.Heat at its defaults (filter-relative perturbation); the search adds the "
-                      "average over L = 5 perturbations"),
-        Method("Elastic-SGD", _ELASTIC,
-               {"lr": _LR(_ELASTIC["lr"]), "rho": _SCOPE, "weight_decay": _WD, "scoping": Choice(SCOPINGS)},
-               _elastic, cost_of=lambda hp: hp["n"], replicas_of=lambda hp: hp["n"],
-               source="hjsmooth.optim.ElasticSGD at its defaults (2 replicas)"),
-        Method("Parle", _PARLE,
-               {"lr": _LR(_PARLE["lr"]), "gamma": _SCOPE, "rho": _SCOPE, "inner_lr": _INNER_LR, "weight_decay": _WD,
-                "scoping": Choice(SCOPINGS)},
-               _parle, cost_of=lambda hp: hp["n"] * hp["L"], replicas_of=lambda hp: hp["n"],
-               source="hjsmooth.optim.Parle at its defaults (2 replicas); scoping as in the thesis' 5.3.2 "
-                      "decays both gamma and rho"),
+        Method(
+            "SGD",
+            {"lr": 0.1, "weight_decay": 0.0},
+            {"lr": _LR(0.1), "weight_decay": _WD},
+            _sgd,
+            source="Nesterov momentum 0.9, lr 0.1 (the thesis' baseline)",
+        ),
+        Method(
+            "SGD-EMA",
+            {"lr": 0.1, "weight_decay": 0.0, "ema_decay": 0.995},
+            {"lr": _LR(0.1), "weight_decay": _WD, "ema_decay": Choice((0.99, 0.995, 0.999))},
+            _sgd_ema,
+            source="SGD as above, evaluated at an exponential moving average of its weights "
+            "(torch.optim.swa_utils.AveragedModel)",
+        ),
+        Method(
+            "SWA",
+            {"lr": 0.1, "weight_decay": 0.0, "swa_lr": 0.05, "swa_start": 0.75, "swa_schedule": "constant"},
+            {
+                "lr": _LR(0.1),
+                "weight_decay": _WD,
+                "swa_lr": _LR(0.05),
+                "swa_start": Choice((0.5, 0.75, 0.9)),
+                "swa_schedule": Choice(SWA_SCHEDULES),
+            },
+            _swa,
+            source="SGD as above, then from 75 % of the budget stochastic weight averaging (Izmailov et al. 2018): "
+            "SWA lr 0.05 (torch.optim.swa_utils.SWALR, or cyclic), AveragedModel once per epoch, update_bn",
+        ),
+        Method(
+            "Adam",
+            {"lr": 1e-3, "weight_decay": 0.0},
+            {"lr": _LR(1e-3), "weight_decay": _WD},
+            _adam,
+            source="torch.optim.Adam defaults",
+        ),
+        Method(
+            "SAM",
+            {"lr": 0.1, "weight_decay": 0.0, "rho": 0.05},
+            {"lr": _LR(0.1), "weight_decay": _WD, "rho": _LR(0.05)},
+            _sam,
+            cost_of=lambda hp: 2,
+            source="pytorch_optimizer.SAM (Foret et al. 2021) over SGD with Nesterov 0.9, rho 0.05 (the paper's "
+            "default); two gradients of one minibatch per step",
+        ),
+        Method(
+            "ASAM",
+            {"lr": 0.1, "weight_decay": 0.0, "rho": 0.5},
+            {"lr": _LR(0.1), "weight_decay": _WD, "rho": _LR(0.5)},
+            _asam,
+            cost_of=lambda hp: 2,
+            source="pytorch_optimizer.SAM(adaptive=True) (ASAM, Kwon et al. 2021) over SGD with Nesterov 0.9, "
+            "rho 0.5 (the paper's CIFAR-10 setting); two gradients per step",
+        ),
+        Method(
+            "Entropy-SGD",
+            _ENTROPY,
+            {
+                "lr": _LR(_ENTROPY["lr"]),
+                "gamma": _SCOPE,
+                "inner_lr": _INNER_LR,
+                "noise": Choice((0.0, 1e-5, 1e-4)),
+                "weight_decay": _WD,
+                "scoping": Choice(SCOPINGS),
+            },
+            _entropy_sgd,
+            cost_of=lambda hp: hp["L"],
+            source="hjsmooth.optim.EntropySGD at its defaults (Nesterov 0.9 in both loops, inner buffer kept); "
+            "the search adds the thesis' Langevin noise and scoping",
+        ),
+        Method(
+            "HJ",
+            _HJ,
+            {
+                "lr": LogUniform(0.25, 2.0),
+                "gamma": _SCOPE,
+                "inner_lr": _INNER_LR,
+                "weight_decay": _WD,
+                "scoping": Choice(SCOPINGS),
+            },
+            _hj,
+            cost_of=lambda hp: hp["L"],
+            source="hjsmooth.optim.HJ at its defaults (x <- y_L)",
+        ),
+        Method(
+            "HEAT",
+            _HEAT,
+            {"lr": _LR(_HEAT["lr"]), "gamma": LogUniform(1e-3, 0.1), "L": Choice((1, 5)), "weight_decay": _WD},
+            _heat,
+            cost_of=lambda hp: hp["L"],
+            source="hjsmooth.optim.Heat at its defaults (filter-relative perturbation); the search adds the "
+            "average over L = 5 perturbations",
+        ),
+        Method(
+            "Elastic-SGD",
+            _ELASTIC,
+            {"lr": _LR(_ELASTIC["lr"]), "rho": _SCOPE, "weight_decay": _WD, "scoping": Choice(SCOPINGS)},
+            _elastic,
+            cost_of=lambda hp: hp["n"],
+            replicas_of=lambda hp: hp["n"],
+            source="hjsmooth.optim.ElasticSGD at its defaults (2 replicas)",
+        ),
+        Method(
+            "Parle",
+            _PARLE,
+            {
+                "lr": _LR(_PARLE["lr"]),
+                "gamma": _SCOPE,
+                "rho": _SCOPE,
+                "inner_lr": _INNER_LR,
+                "weight_decay": _WD,
+                "scoping": Choice(SCOPINGS),
+            },
+            _parle,
+            cost_of=lambda hp: hp["n"] * hp["L"],
+            replicas_of=lambda hp: hp["n"],
+            source="hjsmooth.optim.Parle at its defaults (2 replicas); scoping as in the thesis' 5.3.2 "
+            "decays both gamma and rho",
+        ),
     )
 }
 

@@ -18,15 +18,23 @@ from typing import Any
 __all__ = ["DESIGN_KEYS", "empty_record", "load_base", "check_compatible", "merge"]
 
 #: The settings two records must share to be merged.
-DESIGN_KEYS = ("quick", "seeds", "search_seeds", "configurations_per_method", "width_samples", "batch",
-               "budget_scale")
+DESIGN_KEYS = ("quick", "seeds", "search_seeds", "configurations_per_method", "width_samples", "batch", "budget_scale")
 _PER_TASK = ("tasks", "parallel", "search")
 
 
 def empty_record() -> dict[str, Any]:
     """A record without runs."""
-    return {"tasks": {}, "parallel": {}, "search": {}, "comparison": {}, "width_vs_error": {},
-            "parallel_hardware": {}, "settings": {}, "parts": [], "wall_time_s": 0.0}
+    return {
+        "tasks": {},
+        "parallel": {},
+        "search": {},
+        "comparison": {},
+        "width_vs_error": {},
+        "parallel_hardware": {},
+        "settings": {},
+        "parts": [],
+        "wall_time_s": 0.0,
+    }
 
 
 def load_base(path: Path) -> dict[str, Any]:
@@ -38,8 +46,13 @@ def load_base(path: Path) -> dict[str, Any]:
     for key, value in empty_record().items():
         record.setdefault(key, copy.deepcopy(value))
     if not record["parts"] and record.get("wall_time_s"):  # a record written before parts were listed
-        record["parts"] = [{"methods": sorted({m for t in record["tasks"].values() for m in t}),
-                            "tasks": list(record["tasks"]), "wall_time_s": record["wall_time_s"]}]
+        record["parts"] = [
+            {
+                "methods": sorted({m for t in record["tasks"].values() for m in t}),
+                "tasks": list(record["tasks"]),
+                "wall_time_s": record["wall_time_s"],
+            }
+        ]
     return record
 
 
@@ -50,14 +63,18 @@ def check_compatible(base: Mapping[str, Any], settings: Mapping[str, Any], tasks
         return
     for key in DESIGN_KEYS:
         if key in old and old[key] != settings.get(key):
-            raise ValueError(f"the record to merge into was made with {key} = {old[key]!r}, this run uses "
-                             f"{settings.get(key)!r}: write to another `out`, or rerun every method")
+            raise ValueError(
+                f"the record to merge into was made with {key} = {old[key]!r}, this run uses "
+                f"{settings.get(key)!r}: write to another `out`, or rerun every method"
+            )
     for task in tasks:
         before = old.get("budgets", {}).get(task)
         now = settings["budgets"][task]
         if before is not None and before["gradient_evaluations"] != now["gradient_evaluations"]:
-            raise ValueError(f"the record to merge into gave task {task!r} {before['gradient_evaluations']} gradient "
-                             f"evaluations, this run {now['gradient_evaluations']}: write to another `out`")
+            raise ValueError(
+                f"the record to merge into gave task {task!r} {before['gradient_evaluations']} gradient "
+                f"evaluations, this run {now['gradient_evaluations']}: write to another `out`"
+            )
 
 
 def merge(base: Mapping[str, Any], part: Mapping[str, Any], order: Sequence[str]) -> dict[str, Any]:

@@ -30,8 +30,20 @@ import numpy as np
 
 from hjsmooth.demos.study.stats import mean_std, paired, rank_correlation
 
-__all__ = ["method_entry", "paired_entry", "compare", "versus", "width_against", "width_correlations",
-           "summarise", "markdown_tables", "hardware_tables", "write_json", "draw", "WIDTH_MEASURES"]
+__all__ = [
+    "method_entry",
+    "paired_entry",
+    "compare",
+    "versus",
+    "width_against",
+    "width_correlations",
+    "summarise",
+    "markdown_tables",
+    "hardware_tables",
+    "write_json",
+    "draw",
+    "WIDTH_MEASURES",
+]
 
 #: The width measures recorded per run (see :mod:`hjsmooth.demos.study.width`), as named in the record.
 WIDTH_MEASURES = ("hessian_top", "hessian_trace", "smoothing_gap")
@@ -55,8 +67,7 @@ def method_entry(results: Sequence[Mapping[str, Any]], hp: Mapping[str, Any], re
         entry[measure] = [float(r["width"][measure]) if "width" in r else math.nan for r in results]
     widths = [r["width"] for r in results if "width" in r]
     if widths:
-        entry["width_stderr"] = {m: [float(w.get(f"{m}_stderr", math.nan)) for w in widths]
-                                 for m in WIDTH_MEASURES}
+        entry["width_stderr"] = {m: [float(w.get(f"{m}_stderr", math.nan)) for w in widths] for m in WIDTH_MEASURES}
         entry["width_settings"] = widths[0].get("settings", {})
     return entry
 
@@ -64,8 +75,13 @@ def method_entry(results: Sequence[Mapping[str, Any]], hp: Mapping[str, Any], re
 def paired_entry(values: Sequence[float], baseline: Sequence[float]) -> dict[str, Any]:
     """The paired comparison of ``values`` against ``baseline`` (same seeds, same order) as the record keeps it."""
     p = paired(values, baseline)
-    return {"difference": p.mean, "interval": [p.low, p.high], "p_value": p.p_value, "verdict": p.verdict(),
-            "seeds": p.n}
+    return {
+        "difference": p.mean,
+        "interval": [p.low, p.high],
+        "p_value": p.p_value,
+        "verdict": p.verdict(),
+        "seeds": p.n,
+    }
 
 
 def compare(per_method: Mapping[str, Mapping[str, Any]], baseline: str = "SGD") -> dict[str, dict[str, Any]]:
@@ -76,17 +92,25 @@ def compare(per_method: Mapping[str, Mapping[str, Any]], baseline: str = "SGD") 
     return {name: paired_entry(entry["test_error"], base) for name, entry in per_method.items() if name != baseline}
 
 
-def versus(per_method: Mapping[str, Mapping[str, Any]], methods: Sequence[str], competitors: Sequence[str]
-           ) -> dict[str, dict[str, dict[str, Any]]]:
+def versus(
+    per_method: Mapping[str, Mapping[str, Any]], methods: Sequence[str], competitors: Sequence[str]
+) -> dict[str, dict[str, dict[str, Any]]]:
     """``out[competitor][method]``: the paired test-error comparison of each of ``methods`` against each of
     ``competitors`` (those present), at the same gradient evaluations and seeds."""
-    return {c: {m: paired_entry(per_method[m]["test_error"], per_method[c]["test_error"])
-                for m in methods if m in per_method}
-            for c in competitors if c in per_method}
+    return {
+        c: {
+            m: paired_entry(per_method[m]["test_error"], per_method[c]["test_error"])
+            for m in methods
+            if m in per_method
+        }
+        for c in competitors
+        if c in per_method
+    }
 
 
-def width_against(per_method: Mapping[str, Mapping[str, Any]], baseline: str = "SGD"
-                  ) -> dict[str, dict[str, dict[str, Any]]]:
+def width_against(
+    per_method: Mapping[str, Mapping[str, Any]], baseline: str = "SGD"
+) -> dict[str, dict[str, dict[str, Any]]]:
     """``out[method][measure]``: the paired difference of ``log10(width)`` against ``baseline``'s, seed by seed
     (negative: flatter than the baseline); only where every seed has a positive width on both sides."""
     if baseline not in per_method:
@@ -109,7 +133,7 @@ def width_correlations(per_method: Mapping[str, Mapping[str, Any]]) -> dict[str,
     out = {}
     for measure in WIDTH_MEASURES:
         x = [v for e in per_method.values() for v in e.get(measure, [])]
-        y = [v for e in per_method.values() for v in e["test_error"][:len(e.get(measure, []))]]
+        y = [v for e in per_method.values() for v in e["test_error"][: len(e.get(measure, []))]]
         rho, p = rank_correlation(x, y)
         out[measure] = {"spearman": rho, "p_value": p, "runs": int(np.isfinite(np.asarray(x, float)).sum())}
     return out
@@ -149,20 +173,27 @@ def markdown_tables(record: Mapping[str, Any]) -> str:
     blocks = []
     for task, per_method in record["tasks"].items():
         comparison = record["comparison"][task]
-        lines = [f"### {task}", "",
-                 "| method | test error (%) | vs SGD (paired, 95 % CI) | val error (%) | top Hessian eig. | "
-                 "Hessian trace | smoothing gap | outer steps | wall clock (s) |",
-                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines = [
+            f"### {task}",
+            "",
+            "| method | test error (%) | vs SGD (paired, 95 % CI) | val error (%) | top Hessian eig. | "
+            "Hessian trace | smoothing gap | outer steps | wall clock (s) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for name, e in per_method.items():
             vs = _vs(comparison[name]) if name in comparison else ("baseline" if name == "SGD" else "—")
-            lines.append(f"| {name} | {_cell(e['test_error'])} | {vs} | {_cell(e['val_error'])} | "
-                         f"{_sci(e['hessian_top'])} | {_sci(e['hessian_trace'])} | {_sci(e['smoothing_gap'])} | "
-                         f"{e['outer_steps']} | {_cell(e['wall_clock_s'], 1)} |")
+            lines.append(
+                f"| {name} | {_cell(e['test_error'])} | {vs} | {_cell(e['val_error'])} | "
+                f"{_sci(e['hessian_top'])} | {_sci(e['hessian_trace'])} | {_sci(e['smoothing_gap'])} | "
+                f"{e['outer_steps']} | {_cell(e['wall_clock_s'], 1)} |"
+            )
         for name, e in record.get("parallel", {}).get(task, {}).items():
-            lines.append(f"| {name}, replicas in parallel ({e['gradient_evaluations']} evaluations) | "
-                         f"{_cell(e['test_error'])} | — | {_cell(e['val_error'])} | {_sci(e['hessian_top'])} | "
-                         f"{_sci(e['hessian_trace'])} | {_sci(e['smoothing_gap'])} | {e['outer_steps']} | "
-                         f"{_cell(e['wall_clock_s'], 1)} |")
+            lines.append(
+                f"| {name}, replicas in parallel ({e['gradient_evaluations']} evaluations) | "
+                f"{_cell(e['test_error'])} | — | {_cell(e['val_error'])} | {_sci(e['hessian_top'])} | "
+                f"{_sci(e['hessian_trace'])} | {_sci(e['smoothing_gap'])} | {e['outer_steps']} | "
+                f"{_cell(e['wall_clock_s'], 1)} |"
+            )
         blocks.append("\n".join(lines))
     blocks += hardware_tables(record)
     return "\n\n".join(blocks)
@@ -182,19 +213,24 @@ def hardware_tables(record: Mapping[str, Any]) -> list[str]:
     """One Markdown table per task of ``record["parallel_hardware"]`` (Table 5.1 on several processes)."""
     blocks = []
     for task, hw in record.get("parallel_hardware", {}).items():
-        lines = [f"### {task}: Table 5.1 on {hw['processes']} processes ({hw['gradient_evaluations_per_process']} "
-                 "gradient evaluations per process)", "",
-                 "| run | processes | test error (%) | vs SGD (paired, 95 % CI) | vs SGD-DDP (paired, 95 % CI) | "
-                 "val error (%) | wall clock (s) | time / SGD's | val error at SGD's time (%) | outer steps |",
-                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines = [
+            f"### {task}: Table 5.1 on {hw['processes']} processes ({hw['gradient_evaluations_per_process']} "
+            "gradient evaluations per process)",
+            "",
+            "| run | processes | test error (%) | vs SGD (paired, 95 % CI) | vs SGD-DDP (paired, 95 % CI) | "
+            "val error (%) | wall clock (s) | time / SGD's | val error at SGD's time (%) | outer steps |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for name, e in hw["runs"].items():
             c = hw["comparison"].get(name, {})
             ratio = _cell(c["wall_clock_ratio"]) if c else "1"
             at_sgd = _cell(c["val_at_sgd_time"]) if c else _cell(e["val_error"])
-            lines.append(f"| {name} | {e['processes']} | {_cell(e['test_error'])} | "
-                         f"{_vs(c.get('vs_SGD')) if c else 'baseline'} | {_vs(c.get('vs_SGD-DDP'))} | "
-                         f"{_cell(e['val_error'])} | {_cell(e['wall_clock_s'], 1)} | {ratio} | {at_sgd} | "
-                         f"{e['outer_steps']} |")
+            lines.append(
+                f"| {name} | {e['processes']} | {_cell(e['test_error'])} | "
+                f"{_vs(c.get('vs_SGD')) if c else 'baseline'} | {_vs(c.get('vs_SGD-DDP'))} | "
+                f"{_cell(e['val_error'])} | {_cell(e['wall_clock_s'], 1)} | {ratio} | {at_sgd} | "
+                f"{e['outer_steps']} |"
+            )
         blocks.append("\n".join(lines))
     return blocks
 
@@ -220,9 +256,20 @@ def write_json(record: Mapping[str, Any], path: Path) -> None:
     Path(path).write_text(json.dumps(_plain(record), indent=1) + "\n")
 
 
-_COLORS = {"SGD": "0.15", "SGD-EMA": "0.55", "SWA": "darkgoldenrod", "Adam": "tab:olive", "SAM": "tab:cyan",
-           "ASAM": "tab:pink", "Entropy-SGD": "tab:red", "HJ": "tab:blue", "HEAT": "tab:green",
-           "Elastic-SGD": "tab:purple", "Parle": "tab:orange", "SGD-DDP": "tab:brown"}
+_COLORS = {
+    "SGD": "0.15",
+    "SGD-EMA": "0.55",
+    "SWA": "darkgoldenrod",
+    "Adam": "tab:olive",
+    "SAM": "tab:cyan",
+    "ASAM": "tab:pink",
+    "Entropy-SGD": "tab:red",
+    "HJ": "tab:blue",
+    "HEAT": "tab:green",
+    "Elastic-SGD": "tab:purple",
+    "Parle": "tab:orange",
+    "SGD-DDP": "tab:brown",
+}
 
 
 def draw(record: Mapping[str, Any], steps_per_epoch: Mapping[str, int]) -> Any:
@@ -258,15 +305,27 @@ def draw(record: Mapping[str, Any], steps_per_epoch: Mapping[str, int]) -> Any:
             wall = np.asarray([c["wall_clock_s"] for c in curves], float)
             ax_w.plot(wall.mean(0), val.mean(0), "--", color=color, label=f"{name}, replicas in parallel")
             ax_h.scatter(e["hessian_top"], e["test_error"], s=18, marker="x", color=color)
-        ax_e.set(yscale="log", xlabel="effective epochs (gradient evaluations / minibatches per epoch)",
-                 ylabel="validation error (%)", title=f"{task}: mean of seeds (band: min-max)")
-        ax_w.set(yscale="log", xlabel="wall-clock training time (s, one CPU thread)", ylabel="validation error (%)",
-                 title=f"{task}: against wall-clock time")
+        ax_e.set(
+            yscale="log",
+            xlabel="effective epochs (gradient evaluations / minibatches per epoch)",
+            ylabel="validation error (%)",
+            title=f"{task}: mean of seeds (band: min-max)",
+        )
+        ax_w.set(
+            yscale="log",
+            xlabel="wall-clock training time (s, one CPU thread)",
+            ylabel="validation error (%)",
+            title=f"{task}: against wall-clock time",
+        )
         tops = np.asarray([v for e in (*per_method.values(), *parallel.values()) for v in e["hessian_top"]], float)
         if np.any(np.isfinite(tops) & (tops > 0)):
             ax_h.set_xscale("log")
-        ax_h.set(yscale="log", xlabel="top Hessian eigenvalue of the training loss at the final weights",
-                 ylabel="test error (%)", title=f"{task}: error against width (a point per run; x: parallel)")
+        ax_h.set(
+            yscale="log",
+            xlabel="top Hessian eigenvalue of the training loss at the final weights",
+            ylabel="test error (%)",
+            title=f"{task}: error against width (a point per run; x: parallel)",
+        )
         ax_e.legend(fontsize=7)
         ax_w.legend(fontsize=7)
     fig.tight_layout()
@@ -277,14 +336,22 @@ def _draw_hardware(ax: Any, task: str, hw: Mapping[str, Any]) -> None:
     """Validation error against wall-clock time of the parallel-hardware runs (mean over seeds)."""
     for name, e in hw["runs"].items():
         curves = e["curves"]
-        n = max(len(c["val_error"]) for c in curves)   # diverged runs stop early: the curves of the others
+        n = max(len(c["val_error"]) for c in curves)  # diverged runs stop early: the curves of the others
         val = np.asarray([c["val_error"] for c in curves if len(c["val_error"]) == n], float)
         wall = np.asarray([c["wall_clock_s"] for c in curves if len(c["wall_clock_s"]) == n], float)
         style = "-" if e["processes"] > 1 else ":"
-        ax.plot(wall.mean(0), val.mean(0), style, color=_COLORS.get(name, "k"),
-                label=f"{name} ({e['processes']} proc.): {_cell(e['test_error'])} %")
-    ax.set(yscale="log", xlabel="wall-clock training time (s; one CPU core per process)",
-           ylabel="validation error (%)",
-           title=f"{task}: Table 5.1 on {hw['processes']} processes, {hw['gradient_evaluations_per_process']} "
-                 "gradients each")
+        ax.plot(
+            wall.mean(0),
+            val.mean(0),
+            style,
+            color=_COLORS.get(name, "k"),
+            label=f"{name} ({e['processes']} proc.): {_cell(e['test_error'])} %",
+        )
+    ax.set(
+        yscale="log",
+        xlabel="wall-clock training time (s; one CPU core per process)",
+        ylabel="validation error (%)",
+        title=f"{task}: Table 5.1 on {hw['processes']} processes, {hw['gradient_evaluations_per_process']} "
+        "gradients each",
+    )
     ax.legend(fontsize=7)

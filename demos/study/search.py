@@ -46,8 +46,9 @@ class Choice:
         return "one of " + ", ".join(repr(o) for o in self.options)
 
 
-def draw_configurations(documented: Mapping[str, Any], space: Mapping[str, LogUniform | Choice], count: int,
-                        rng: np.random.Generator) -> list[dict[str, Any]]:
+def draw_configurations(
+    documented: Mapping[str, Any], space: Mapping[str, LogUniform | Choice], count: int, rng: np.random.Generator
+) -> list[dict[str, Any]]:
     """``count`` configurations: ``documented`` first, then ``count - 1`` random draws from ``space``.
 
     Hyper-parameters outside ``space`` keep their documented value in every configuration.
@@ -63,8 +64,9 @@ def draw_configurations(documented: Mapping[str, Any], space: Mapping[str, LogUn
 def best_configuration(configs: Sequence[Mapping[str, Any]], scores: Sequence[float]) -> int:
     """Index of the configuration with the lowest score (the first one on a tie)."""
     if len(configs) != len(scores) or not configs:
-        raise ValueError(f"`configs` and `scores` must have the same nonzero length, got {len(configs)} and "
-                         f"{len(scores)}")
+        raise ValueError(
+            f"`configs` and `scores` must have the same nonzero length, got {len(configs)} and {len(scores)}"
+        )
     return int(np.argmin(np.asarray(scores, dtype=float)))
 
 

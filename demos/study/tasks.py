@@ -99,14 +99,18 @@ def _raw(dataset: str, data_dir: Path | None) -> tuple[np.ndarray, np.ndarray, n
 
         data = load_digits()
         x, y = data.data.astype(np.float32), data.target.astype(np.int64)
-        xa, ya, xt, yt = _carve(x, y, 0.2)                          # 20 % test
+        xa, ya, xt, yt = _carve(x, y, 0.2)  # 20 % test
         return xa, ya, xt, yt
     if dataset == "mnist1d":
         from mnist1d.data import get_dataset_args, make_dataset
 
         data = make_dataset(get_dataset_args())  # generated locally from the templates shipped with the package
-        return (np.asarray(data["x"], np.float32), np.asarray(data["y"], np.int64),
-                np.asarray(data["x_test"], np.float32), np.asarray(data["y_test"], np.int64))
+        return (
+            np.asarray(data["x"], np.float32),
+            np.asarray(data["y"], np.int64),
+            np.asarray(data["x_test"], np.float32),
+            np.asarray(data["y_test"], np.int64),
+        )
     if dataset in ("mnist", "cifar10"):
         from hjsmooth.demos.local_datasets import load_cifar10, load_mnist
 
@@ -153,14 +157,17 @@ def make_model(kind: str, n_features: int) -> Any:
     if kind == "mlp":
         if n_features == 64:
             return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
-        return nn.Sequential(nn.Linear(n_features, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
-                             nn.Linear(128, 10))
+        return nn.Sequential(nn.Linear(n_features, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 10))
     if kind == "cnn":
         return nn.Sequential(
             nn.Unflatten(1, (1, n_features)),
-            nn.Conv1d(1, 32, 5, padding=2), nn.ReLU(),
-            nn.Conv1d(32, 32, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv1d(32, 32, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(32 * math.ceil(math.ceil(n_features / 2) / 2), 10),
+            nn.Conv1d(1, 32, 5, padding=2),
+            nn.ReLU(),
+            nn.Conv1d(32, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv1d(32, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(32 * math.ceil(math.ceil(n_features / 2) / 2), 10),
         )
     raise ValueError(f"unknown `kind` {kind!r}; valid values are 'mlp', 'cnn'")

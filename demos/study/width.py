@@ -38,10 +38,20 @@ def measure_width(model: Any, split: Any, samples: int, seed: int) -> dict[str, 
     idx = np.random.default_rng(0).permutation(len(split.y_train))[:count]
     data = (torch.as_tensor(split.x_train[idx]), torch.as_tensor(split.y_train[idx]))
     top = diagnostics.hessian_eigenvalues(model, F.cross_entropy, data, k=1, rng=seed, progress=False)
-    trace = diagnostics.hessian_trace(model, F.cross_entropy, data, samples=samples, deflation=TRACE_DEFLATION,
-                                      rng=seed, progress=False)
-    smooth = diagnostics.smoothed_loss(model, F.cross_entropy, data, t=SMOOTHING_VARIANCE, beta=1.0, kind="heat",
-                                       samples=samples, rng=seed, progress=False)
+    trace = diagnostics.hessian_trace(
+        model, F.cross_entropy, data, samples=samples, deflation=TRACE_DEFLATION, rng=seed, progress=False
+    )
+    smooth = diagnostics.smoothed_loss(
+        model,
+        F.cross_entropy,
+        data,
+        t=SMOOTHING_VARIANCE,
+        beta=1.0,
+        kind="heat",
+        samples=samples,
+        rng=seed,
+        progress=False,
+    )
     return {
         "hessian_top": float(top.eigenvalues[0]),
         "hessian_trace": float(trace.estimate),
@@ -49,6 +59,10 @@ def measure_width(model: Any, split: Any, samples: int, seed: int) -> dict[str, 
         "smoothing_gap": float(smooth.estimate - smooth.loss),
         "smoothing_gap_stderr": float(smooth.stderr),
         "loss": float(smooth.loss),
-        "settings": {"examples": count, "samples": samples, "trace_deflation": TRACE_DEFLATION,
-                     "smoothing_variance": SMOOTHING_VARIANCE},
+        "settings": {
+            "examples": count,
+            "samples": samples,
+            "trace_deflation": TRACE_DEFLATION,
+            "smoothing_variance": SMOOTHING_VARIANCE,
+        },
     }

@@ -107,8 +107,10 @@ def check_freeze_bn(freeze_bn: Any) -> torch.nn.Module | None:
         return None
     if isinstance(freeze_bn, torch.nn.Module):
         return freeze_bn
-    raise TypeError(f"`freeze_bn` must be None, False or the model (a torch.nn.Module) whose BatchNorm layers "
-                    f"to freeze, got {freeze_bn!r:.80}")
+    raise TypeError(
+        f"`freeze_bn` must be None, False or the model (a torch.nn.Module) whose BatchNorm layers "
+        f"to freeze, got {freeze_bn!r:.80}"
+    )
 
 
 class BatchNormFreeze:
@@ -194,9 +196,16 @@ class SmoothingOptimizer(Optimizer):
     #: whether step(closure) passes the replica index to a closure that takes one
     _replica_closures: ClassVar[bool] = False
 
-    def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *,
-                 generator: torch.Generator | Sequence[torch.Generator] | None = None, n_generators: int = 1,
-                 foreach: bool | None = None, freeze_bn: Any = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        defaults: dict[str, Any],
+        *,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
+        n_generators: int = 1,
+        foreach: bool | None = None,
+        freeze_bn: Any = None,
+    ) -> None:
         self._generators = _as_generators(generator)
         self._n_generators = n_generators
         self._foreach = foreach
@@ -266,9 +275,11 @@ class SmoothingOptimizer(Optimizer):
             ``x`` of the outer step, and the optimizer's state is as it was before it.
         """
         if self._mode != "train":
-            raise RuntimeError(f"{type(self).__name__}.step was called in eval mode: the parameters hold the anchor "
-                               "x, not the evaluation point; call opt.train() before the forward pass (or evaluate "
-                               "inside `with opt.at_anchor():`)")
+            raise RuntimeError(
+                f"{type(self).__name__}.step was called in eval mode: the parameters hold the anchor "
+                "x, not the evaluation point; call opt.train() before the forward pass (or evaluate "
+                "inside `with opt.at_anchor():`)"
+            )
         loss = value = None
         if closure is not None:
             if not callable(closure):
@@ -277,7 +288,8 @@ class SmoothingOptimizer(Optimizer):
                 raise RuntimeError(
                     "GradScaler.step(opt, closure): the closure would compute scaled gradients after the scaler "
                     "unscaled the old ones; compute the loss, call scaler.scale(loss).backward(), then "
-                    "scaler.step(opt) without a closure")
+                    "scaler.step(opt) without a closure"
+                )
             loss, value = self._evaluate(closure)
         with torch.no_grad():
             self._call(value)
@@ -296,9 +308,11 @@ class SmoothingOptimizer(Optimizer):
         it reports).
         """
         if not callable(closure):
-            raise TypeError(f"{type(self).__name__}.step_outer needs a closure that draws a fresh minibatch, zeroes "
-                            "the gradients, runs forward and backward and returns the loss; got "
-                            f"{type(closure).__name__}")
+            raise TypeError(
+                f"{type(self).__name__}.step_outer needs a closure that draws a fresh minibatch, zeroes "
+                "the gradients, runs forward and backward and returns the loss; got "
+                f"{type(closure).__name__}"
+            )
         start = self.outer_step
         losses = []
         while self.outer_step == start:
@@ -329,8 +343,10 @@ class SmoothingOptimizer(Optimizer):
 
     def _where(self) -> str:
         """The call being made, for error messages."""
-        return (f"call {self.position + 1} of {self._calls_per_outer()} of outer step {self.outer_step} of "
-                f"{type(self).__name__}")
+        return (
+            f"call {self.position + 1} of {self._calls_per_outer()} of outer step {self.outer_step} of "
+            f"{type(self).__name__}"
+        )
 
     def _call(self, loss: float | None) -> None:
         """One gradient: begin an outer step at position 0, consume, complete it at its last call."""
@@ -399,7 +415,9 @@ class SmoothingOptimizer(Optimizer):
                     f"scheduler such as OneCycleLR with cycle_momentum=True?); the optimizer was built with "
                     f"momentum {old:g}, so its outer steps are now {(1 - old) / (1 - new):.3g} times larger. "
                     "Pass cycle_momentum=False to the scheduler, or build the optimizer with the momentum you want.",
-                    UserWarning, stacklevel=4)
+                    UserWarning,
+                    stacklevel=4,
+                )
 
     # ------------------------------------------------------------------ subclass hooks
     def _calls_per_outer(self) -> int:  # pragma: no cover - abstract
@@ -500,8 +518,9 @@ class SmoothingOptimizer(Optimizer):
     def _default_generators(self, device: torch.device) -> list[torch.Generator]:
         return [default_generator(device) for _ in range(self._n_generators)]
 
-    def _scratch_for(self, p: torch.Tensor, keys: Sequence[str], like: torch.Tensor | None = None
-                     ) -> dict[str, torch.Tensor]:
+    def _scratch_for(
+        self, p: torch.Tensor, keys: Sequence[str], like: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Per-parameter scratch tensors (in ``state_dict`` only while live), shaped as ``like`` (default ``p``)."""
         like = p if like is None else like
         st = self._scratch.get(p)
@@ -517,8 +536,10 @@ class SmoothingOptimizer(Optimizer):
         """:class:`NonFiniteError` if any gradient holds NaN or inf (one fused reduction); else ``sum |g|^2``."""
         norm_sq = ops.finite_norm_sq(grads)
         if norm_sq is None:
-            raise NonFiniteError(f"a gradient holds NaN or inf at {(where or self._where)()}; the weights were put "
-                                 "back at the anchor x of the outer step")
+            raise NonFiniteError(
+                f"a gradient holds NaN or inf at {(where or self._where)()}; the weights were put "
+                "back at the anchor x of the outer step"
+            )
         return norm_sq
 
     def _trainable(self, group: dict[str, Any]) -> list[torch.Tensor]:
@@ -532,9 +553,11 @@ class SmoothingOptimizer(Optimizer):
                 continue
             if p.grad.is_sparse or p.grad.layout != torch.strided:
                 index = self._group_index(group)
-                raise TypeError(f"parameter {i} of param group {index} (shape {tuple(p.shape)}) has a sparse "
-                                f"gradient; {type(self).__name__} needs dense gradients (use a dense layer, e.g. "
-                                "torch.nn.Embedding(sparse=False), or torch.optim.SparseAdam for that parameter)")
+                raise TypeError(
+                    f"parameter {i} of param group {index} (shape {tuple(p.shape)}) has a sparse "
+                    f"gradient; {type(self).__name__} needs dense gradients (use a dense layer, e.g. "
+                    "torch.nn.Embedding(sparse=False), or torch.optim.SparseAdam for that parameter)"
+                )
             out.append(p)
         return out
 
@@ -585,7 +608,7 @@ class SmoothingOptimizer(Optimizer):
         for p, st in list(self.state.items()):
             for key in [k for k in st if isinstance(k, str) and k.startswith("scratch:")]:
                 value = st.pop(key)
-                name = key[len("scratch:"):]
+                name = key[len("scratch:") :]
                 if name == EVAL_POINT:
                     self._stash[p] = value.clone()
                 else:
@@ -637,8 +660,13 @@ ClosureOptimizer = SmoothingOptimizer
 def _as_generators(generator: Any) -> list[torch.Generator] | None:
     if generator is None:
         return None
-    gens = [generator] if isinstance(generator, torch.Generator) else list(generator) \
-        if isinstance(generator, (list, tuple)) else None
+    gens = (
+        [generator]
+        if isinstance(generator, torch.Generator)
+        else list(generator)
+        if isinstance(generator, (list, tuple))
+        else None
+    )
     if not gens or not all(isinstance(g, torch.Generator) for g in gens):
         raise TypeError(f"`generator` must be a torch.Generator, a sequence of them or None, got {generator!r:.80}")
     return gens
@@ -654,9 +682,11 @@ def _refuse_dtensors(group: dict[str, Any], index: int) -> None:
     params = [params] if isinstance(params, torch.Tensor) else list(params)
     for i, p in enumerate(params):
         if isinstance(p, DTensor):
-            raise TypeError(f"parameter {i} of param group {index} is a DTensor (the model is sharded by FSDP2's "
-                            "fully_shard): hjsmooth optimizers need whole parameters on every rank; wrap the model in "
-                            "DistributedDataParallel instead, or use ElasticSGD/Parle with distributed=True")
+            raise TypeError(
+                f"parameter {i} of param group {index} is a DTensor (the model is sharded by FSDP2's "
+                "fully_shard): hjsmooth optimizers need whole parameters on every rank; wrap the model in "
+                "DistributedDataParallel instead, or use ElasticSGD/Parle with distributed=True"
+            )
 
 
 class SmoothingWrapper(SmoothingOptimizer):
@@ -675,18 +705,27 @@ class SmoothingWrapper(SmoothingOptimizer):
     does not fire the global step hooks (the wrapper's own step does, once).
     """
 
-    def __init__(self, params: Iterable[Any], base_optimizer: type[Optimizer], defaults: dict[str, Any], *,
-                 generator: torch.Generator | None = None, foreach: bool | None = None, freeze_bn: Any = None,
-                 base_foreach: bool | None = None, **base_kwargs: Any) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        base_optimizer: type[Optimizer],
+        defaults: dict[str, Any],
+        *,
+        generator: torch.Generator | None = None,
+        foreach: bool | None = None,
+        freeze_bn: Any = None,
+        base_foreach: bool | None = None,
+        **base_kwargs: Any,
+    ) -> None:
         if not (isinstance(base_optimizer, type) and issubclass(base_optimizer, Optimizer)):
-            raise TypeError(f"`base_optimizer` must be a torch.optim.Optimizer class (e.g. torch.optim.SGD), "
-                            f"got {base_optimizer!r}")
+            raise TypeError(
+                f"`base_optimizer` must be a torch.optim.Optimizer class (e.g. torch.optim.SGD), got {base_optimizer!r}"
+            )
         if base_foreach is not None and "foreach" in inspect.signature(base_optimizer).parameters:
             base_kwargs["foreach"] = bool(base_foreach)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"`generator` must be a torch.Generator or None, got {type(generator).__name__}")
-        super().__init__(params, {**defaults, **base_kwargs}, generator=generator, foreach=foreach,
-                         freeze_bn=freeze_bn)
+        super().__init__(params, {**defaults, **base_kwargs}, generator=generator, foreach=foreach, freeze_bn=freeze_bn)
         self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
         self.param_groups = self.base_optimizer.param_groups
         for key, value in self.base_optimizer.defaults.items():

@@ -153,19 +153,25 @@ def as_loss(loss: Any, where: Callable[[], str]) -> float | None:
         return None
     if isinstance(loss, torch.Tensor):
         if loss.numel() != 1:
-            raise TypeError(f"the closure must return a scalar loss; it returned a tensor of shape "
-                            f"{tuple(loss.shape)} (reduce it, e.g. with .mean())")
+            raise TypeError(
+                f"the closure must return a scalar loss; it returned a tensor of shape "
+                f"{tuple(loss.shape)} (reduce it, e.g. with .mean())"
+            )
         if loss.is_complex() or loss.dtype == torch.bool:
             raise TypeError(f"the closure must return a real loss; it returned a {loss.dtype} tensor")
         value = float(loss.detach())
     elif isinstance(loss, numbers.Real) and not isinstance(loss, bool):
         value = float(loss)
     else:
-        raise TypeError(f"the closure must return the loss as a number or a scalar tensor; it returned "
-                        f"{type(loss).__name__} {loss!r:.60}")
+        raise TypeError(
+            f"the closure must return the loss as a number or a scalar tensor; it returned "
+            f"{type(loss).__name__} {loss!r:.60}"
+        )
     if not math.isfinite(value):
-        raise NonFiniteError(f"the closure returned a non-finite loss ({value}) at {where()}; the weights "
-                             "were put back where the step began")
+        raise NonFiniteError(
+            f"the closure returned a non-finite loss ({value}) at {where()}; the weights "
+            "were put back where the step began"
+        )
     return value
 
 
@@ -184,8 +190,9 @@ def inner_step_limit(momentum: float, nesterov: bool, coupling_in_momentum: bool
     return 2.0 * (1.0 + momentum)
 
 
-def warn_if_unstable(inner_lr: float, gamma: float, momentum: float, nesterov: bool,
-                     coupling_in_momentum: bool, where: str) -> bool:
+def warn_if_unstable(
+    inner_lr: float, gamma: float, momentum: float, nesterov: bool, coupling_in_momentum: bool, where: str
+) -> bool:
     """A ``UserWarning`` when ``inner_lr / gamma`` is at or past :func:`inner_step_limit`; whether it warned."""
     if math.isinf(gamma):
         return False
@@ -196,7 +203,9 @@ def warn_if_unstable(inner_lr: float, gamma: float, momentum: float, nesterov: b
         f"{where}: inner_lr / gamma = {inner_lr / gamma:g} (inner_lr = {inner_lr:g}, gamma = {gamma:g}) is >= "
         f"{limit:g}, the stability limit of the coupling term (y - x)/gamma with this inner momentum: the inner "
         "loop diverges. Lower inner_lr or raise gamma (gamma is the PDE time: the coupling is 1/gamma).",
-        UserWarning, stacklevel=4)
+        UserWarning,
+        stacklevel=4,
+    )
     return True
 
 

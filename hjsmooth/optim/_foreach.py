@@ -170,4 +170,4 @@ def global_norm(tensors: Sequence[torch.Tensor]) -> float:
         by_device.setdefault(t.device, []).append(t)
     for group in by_device.values():
         total += float(torch.stack(torch._foreach_norm(group)).double().square().sum())
-    return total ** 0.5
+    return total**0.5

@@ -78,8 +78,15 @@ class InnerLoop:
         Whether the next :meth:`update` is the first of the outer step (``y = <y> = x``).
     """
 
-    def __init__(self, disp: Tensors, avg: Tensors, buf: Tensors | None, settings: InnerSettings,
-                 foreach: bool, fresh: bool = True) -> None:
+    def __init__(
+        self,
+        disp: Tensors,
+        avg: Tensors,
+        buf: Tensors | None,
+        settings: InnerSettings,
+        foreach: bool,
+        fresh: bool = True,
+    ) -> None:
         self.disp, self.avg, self.buf = disp, avg, buf
         self.settings = settings
         self.foreach = foreach
@@ -175,8 +182,14 @@ class InnerLoopGroups:
     def _warn_if_inner_unstable(self, group: dict[str, Any], index: int, label: str) -> None:
         """The ``UserWarning`` of :func:`warn_if_unstable` for a group with constant ``gamma`` and ``inner_lr``."""
         if not callable(group["gamma"]) and not callable(group["inner_lr"]):
-            if warn_if_unstable(group["inner_lr"], group["gamma"], group["inner_momentum"], group["inner_nesterov"],
-                                group["coupling_in_momentum"], f"{label} param group {index}"):
+            if warn_if_unstable(
+                group["inner_lr"],
+                group["gamma"],
+                group["inner_momentum"],
+                group["inner_nesterov"],
+                group["coupling_in_momentum"],
+                f"{label} param group {index}",
+            ):
                 self._warned.add(index)
 
     def _needs_generator(self) -> bool:
@@ -193,7 +206,8 @@ class InnerLoopGroups:
                     if p.requires_grad:
                         st = self.state[p]
                         if "inner_buffer" not in st:
-                            st["inner_buffer"] = torch.zeros_like(self._inner_buffer_like(p, st),
-                                                                  memory_format=torch.contiguous_format)
+                            st["inner_buffer"] = torch.zeros_like(
+                                self._inner_buffer_like(p, st), memory_format=torch.contiguous_format
+                            )
                         out.append(st["inner_buffer"])
         return out

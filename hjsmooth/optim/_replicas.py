@@ -70,8 +70,11 @@ def takes_replica(closure: Callable[..., Any]) -> bool:
         sig = inspect.signature(closure)
     except (TypeError, ValueError):  # a builtin without a signature: give it the index
         return True
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-             inspect.Parameter.VAR_POSITIONAL)
+    kinds = (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.VAR_POSITIONAL,
+    )
     return any(p.kind in kinds for p in sig.parameters.values())
 
 
@@ -85,8 +88,19 @@ class ReplicatedOptimizer(SmoothingOptimizer):
     does all of it for the vectorised path and returns ``(first losses, all losses)``.
     """
 
-    def __init__(self, params: Iterable[Any], defaults: dict[str, Any], n: int | None, *, distributed: bool,
-                 process_group: Any, timeout: float, generator: Any, foreach: bool | None, freeze_bn: Any) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        defaults: dict[str, Any],
+        n: int | None,
+        *,
+        distributed: bool,
+        process_group: Any,
+        timeout: float,
+        generator: Any,
+        foreach: bool | None,
+        freeze_bn: Any,
+    ) -> None:
         self.distributed = check_flag(distributed, "distributed")
         self.process_group = process_group
         self.timeout = check_nonnegative_float(timeout, "timeout")
@@ -94,8 +108,10 @@ class ReplicatedOptimizer(SmoothingOptimizer):
             import torch.distributed as dist
 
             if not dist.is_available() or not dist.is_initialized():
-                raise RuntimeError("`distributed=True` needs an initialised torch.distributed process group "
-                                   "(torch.distributed.init_process_group)")
+                raise RuntimeError(
+                    "`distributed=True` needs an initialised torch.distributed process group "
+                    "(torch.distributed.init_process_group)"
+                )
             world = dist.get_world_size(process_group)
             if n is not None and n != world:
                 raise ValueError(f"`n` must equal the world size {world} when distributed=True, got {n!r}")
@@ -108,11 +124,19 @@ class ReplicatedOptimizer(SmoothingOptimizer):
             self.replica_ids = list(range(self.n))
         self._pending: NonFiniteError | None = None
         self._checked_ranks = False
-        super().__init__(params, defaults, generator=generator, n_generators=len(self.replica_ids), foreach=foreach,
-                         freeze_bn=freeze_bn)
+        super().__init__(
+            params,
+            defaults,
+            generator=generator,
+            n_generators=len(self.replica_ids),
+            foreach=foreach,
+            freeze_bn=freeze_bn,
+        )
         if self._generators is not None and len(self._generators) not in (1, len(self.replica_ids)):
-            raise TypeError(f"`generator` must be a torch.Generator or one per local replica "
-                            f"({len(self.replica_ids)}), got {len(self._generators)}")
+            raise TypeError(
+                f"`generator` must be a torch.Generator or one per local replica "
+                f"({len(self.replica_ids)}), got {len(self._generators)}"
+            )
         self._build_replica_sgd()
 
     # ------------------------------------------------------------------ storage
@@ -134,13 +158,17 @@ class ReplicatedOptimizer(SmoothingOptimizer):
             self.replica_optimizer.add_param_group(self._replica_group(group))
 
     def _replica_group(self, group: dict[str, Any]) -> dict[str, Any]:
-        return {"params": [self.state[p]["replicas"] for p in group["params"]],
-                **{k: group[k] for k in _SGD_KEYS if k in group}}
+        return {
+            "params": [self.state[p]["replicas"] for p in group["params"]],
+            **{k: group[k] for k in _SGD_KEYS if k in group},
+        }
 
     def _build_replica_sgd(self) -> None:
-        self.replica_optimizer = torch.optim.SGD([self._replica_group(g) for g in self.param_groups],
-                                                 lr=self.param_groups[0]["lr"],
-                                                 foreach=True if self._foreach is None else bool(self._foreach))
+        self.replica_optimizer = torch.optim.SGD(
+            [self._replica_group(g) for g in self.param_groups],
+            lr=self.param_groups[0]["lr"],
+            foreach=True if self._foreach is None else bool(self._foreach),
+        )
 
     def _sync_replica_hyperparameters(self) -> None:
         for g, rg in zip(self.param_groups, self.replica_optimizer.param_groups):
@@ -154,9 +182,13 @@ class ReplicatedOptimizer(SmoothingOptimizer):
             return
         limit = inner_step_limit(group["momentum"], group["nesterov"], True)
         if float(lr) / rho >= limit:
-            warnings.warn(f"{type(self).__name__} param group {index}: lr / rho = {float(lr) / rho:g} is >= "
-                          f"{limit:g}; the elastic term (x^a - x)/rho then makes the replicas oscillate away from the "
-                          "master. Lower lr or raise rho.", UserWarning, stacklevel=4)
+            warnings.warn(
+                f"{type(self).__name__} param group {index}: lr / rho = {float(lr) / rho:g} is >= "
+                f"{limit:g}; the elastic term (x^a - x)/rho then makes the replicas oscillate away from the "
+                "master. Lower lr or raise rho.",
+                UserWarning,
+                stacklevel=4,
+            )
 
     def _default_generators(self, device: torch.device) -> list[torch.Generator]:
         """One generator per local replica; distributed: seeded from rank 0's seed and the replica's index."""
@@ -179,8 +211,9 @@ class ReplicatedOptimizer(SmoothingOptimizer):
             raise ValueError("`state_dict` has no 'replica_optimizer' entry: it was not saved by ElasticSGD/Parle")
         n, ids = state_dict.pop("n"), state_dict.pop("replica_ids")
         if n != self.n or list(ids) != self.replica_ids:
-            raise ValueError(f"`state_dict` holds replicas {ids} of n={n}; this optimizer holds "
-                             f"{self.replica_ids} of n={self.n}")
+            raise ValueError(
+                f"`state_dict` holds replicas {ids} of n={n}; this optimizer holds {self.replica_ids} of n={self.n}"
+            )
         return replica_sd
 
     def _load_extra_state(self, extra: Any) -> None:
@@ -202,8 +235,10 @@ class ReplicatedOptimizer(SmoothingOptimizer):
 
     def __getstate__(self) -> dict[str, Any]:
         if self.distributed:
-            raise TypeError(f"a distributed {type(self).__name__} cannot be copied or pickled (its process group "
-                            "cannot); save its state_dict() on every rank instead")
+            raise TypeError(
+                f"a distributed {type(self).__name__} cannot be copied or pickled (its process group "
+                "cannot); save its state_dict() on every rank instead"
+            )
         return super().__getstate__()
 
     # ------------------------------------------------------------------ communication
@@ -212,8 +247,9 @@ class ReplicatedOptimizer(SmoothingOptimizer):
         import torch.distributed as dist
 
         try:
-            work = dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op is None else op, group=self.process_group,
-                                   async_op=True)
+            work = dist.all_reduce(
+                tensor, op=dist.ReduceOp.SUM if op is None else op, group=self.process_group, async_op=True
+            )
             ok = work.wait(timeout=timedelta(seconds=self.timeout))
         except (RuntimeError, dist.DistBackendError) as exc:
             raise RuntimeError(
@@ -223,7 +259,8 @@ class ReplicatedOptimizer(SmoothingOptimizer):
         if ok is False:
             raise RuntimeError(
                 f"{type(self).__name__}: all_reduce of {what} did not complete within {self.timeout:g} s at outer "
-                f"step {self.outer_step} on rank {self.rank} of {self.n}; a peer process has probably died")
+                f"step {self.outer_step} on rank {self.rank} of {self.n}; a peer process has probably died"
+            )
 
     def _agree(self, work: list[ReplicaGroup], error: NonFiniteError | None) -> NonFiniteError | None:
         """Distributed: every rank learns whether any rank failed, and which parameters took part anywhere."""
@@ -235,12 +272,14 @@ class ReplicatedOptimizer(SmoothingOptimizer):
         self._all_reduce(counts, "the step's outcome")
         values = counts.tolist()
         if error is None and values[0] > 0:
-            error = NonFiniteError(f"{int(values[0])} rank(s) of {self.n} met a non-finite loss or gradient in "
-                                   f"outer step {self.outer_step}; the weights were put back where it began")
+            error = NonFiniteError(
+                f"{int(values[0])} rank(s) of {self.n} met a non-finite loss or gradient in "
+                f"outer step {self.outer_step}; the weights were put back where it began"
+            )
         i = 1
         for w in work:
             m = len(w.params)
-            w.taking = [j for j, c in enumerate(values[i:i + m]) if c > 0]
+            w.taking = [j for j, c in enumerate(values[i : i + m]) if c > 0]
             i += m
         return error
 
@@ -268,7 +307,8 @@ class ReplicatedOptimizer(SmoothingOptimizer):
                 "ranks, so every replica sees the same data. Either the model is wrapped in "
                 "DistributedDataParallel (which averages the gradients of the ranks: pass the unwrapped model's "
                 "parameters, the optimizer does the communication) or every rank draws the same minibatches (give "
-                "each rank its own shard, e.g. with torch.utils.data.DistributedSampler)")
+                "each rank its own shard, e.g. with torch.utils.data.DistributedSampler)"
+            )
 
     def _reduce_master(self, replicas: list[torch.Tensor], masters: list[torch.Tensor]) -> float:
         """Write the replicas' mean into ``masters`` (real views); return the replicas' RMS distance to it.
@@ -295,14 +335,16 @@ class ReplicatedOptimizer(SmoothingOptimizer):
         # sum_a |x^a - x|^2 = sum_a |x^a|^2 - n |x|^2 (float64, exact to ~1e-16 of |x|^2)
         squares = sum(float(r.to(torch.float64).square().sum()) for r in replicas)
         device = replicas[0].device
-        flat = torch.cat([r.sum(0, dtype=torch.float64).reshape(-1) for r in replicas]
-                         + [torch.tensor([squares], dtype=torch.float64, device=device)])
+        flat = torch.cat(
+            [r.sum(0, dtype=torch.float64).reshape(-1) for r in replicas]
+            + [torch.tensor([squares], dtype=torch.float64, device=device)]
+        )
         self._all_reduce(flat, "the master (sum of the replicas)")
         mean = flat[:-1] / self.n
         offset = 0
         for m in masters:
             k = m.numel()
-            m.copy_(mean[offset:offset + k].view_as(m))
+            m.copy_(mean[offset : offset + k].view_as(m))
             offset += k
         spread_sq = float(flat[-1]) - self.n * float(mean.square().sum())
         return math.sqrt(max(spread_sq, 0.0) / self.n)
@@ -341,11 +383,16 @@ class ReplicatedOptimizer(SmoothingOptimizer):
         for group in self.param_groups:
             params = [p for p in group["params"] if p.requires_grad]
             if params:
-                work.append(ReplicaGroup(
-                    group=group, params=params, replicas=[self.state[p]["replicas"] for p in params],
-                    masters=[self.state[p]["master"] for p in params],
-                    rho=resolve(group["rho"], self.outer_step, "rho", allow_inf=True),
-                    foreach=self._use_foreach(params)))
+                work.append(
+                    ReplicaGroup(
+                        group=group,
+                        params=params,
+                        replicas=[self.state[p]["replicas"] for p in params],
+                        masters=[self.state[p]["master"] for p in params],
+                        rho=resolve(group["rho"], self.outer_step, "rho", allow_inf=True),
+                        foreach=self._use_foreach(params),
+                    )
+                )
         return work
 
     def _begin(self) -> bool:
@@ -454,7 +501,10 @@ class ReplicatedOptimizer(SmoothingOptimizer):
                 f"{type(self).__name__}: all {self.n} replicas ended outer step {self.outer_step} at the same point "
                 "(spread exactly 0): they saw the same minibatches, so the step costs n times SGD's and does what "
                 "SGD does. Give every call its own minibatch (in the plain loop: one batch per step() call; with "
-                "step_outer: a closure that draws a fresh one, from replica `a`'s shard).", UserWarning, stacklevel=5)
+                "step_outer: a closure that draws a fresh one, from replica `a`'s shard).",
+                UserWarning,
+                stacklevel=5,
+            )
         losses = self._losses
         per = self._calls_per_replica()
         firsts = losses[::per] if len(losses) == self._calls_per_outer() else []
@@ -498,8 +548,10 @@ class ReplicatedOptimizer(SmoothingOptimizer):
     # ------------------------------------------------------------------ the vectorised path
     def step(self, closure: Any = None) -> Any:
         if isinstance(closure, ReplicaBatches):
-            raise TypeError(f"{type(self).__name__}.step takes a closure, not a ReplicaBatches: pass it to "
-                            "step_outer(batches), which evaluates all replicas at once")
+            raise TypeError(
+                f"{type(self).__name__}.step takes a closure, not a ReplicaBatches: pass it to "
+                "step_outer(batches), which evaluates all replicas at once"
+            )
         return super().step(closure)
 
     def step_outer(self, closure: Any) -> Any:
@@ -516,9 +568,11 @@ class ReplicatedOptimizer(SmoothingOptimizer):
         if self._mode != "train":
             raise RuntimeError(f"{type(self).__name__}.step_outer was called in eval mode; call opt.train() first")
         if self.position != 0:
-            raise RuntimeError(f"{type(self).__name__}.step_outer(ReplicaBatches) must start an outer step; "
-                               f"{self.position} of its {self._calls_per_outer()} calls were made already: finish "
-                               "it with step() or step_outer(closure)")
+            raise RuntimeError(
+                f"{type(self).__name__}.step_outer(ReplicaBatches) must start an outer step; "
+                f"{self.position} of its {self._calls_per_outer()} calls were made already: finish "
+                "it with step() or step_outer(closure)"
+            )
         with torch.no_grad():
             self._warn_about_changed_momentum()
             self._sync_replica_hyperparameters()
@@ -536,8 +590,9 @@ class ReplicatedOptimizer(SmoothingOptimizer):
             self._snapshot = None
         return mean_loss(first)
 
-    def _replica_gradients_stacked(self, batches: ReplicaBatches, work: ReplicaWork
-                                   ) -> tuple[list[Any], list[float]]:  # pragma: no cover - abstract
+    def _replica_gradients_stacked(
+        self, batches: ReplicaBatches, work: ReplicaWork
+    ) -> tuple[list[Any], list[float]]:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -553,13 +608,13 @@ class ReplicaGroup:
     """One param group's part of an outer step of a replicated optimizer."""
 
     group: dict[str, Any]
-    params: list[torch.Tensor]    # requires_grad
+    params: list[torch.Tensor]  # requires_grad
     replicas: list[torch.Tensor]  # their stacks (n_local, *p.shape)
-    masters: list[torch.Tensor]   # the master x (state)
+    masters: list[torch.Tensor]  # the master x (state)
     rho: float
     foreach: bool
     taking: list[int] = field(default_factory=list)  # indices of the parameters taking part
-    inner: Any = None             # the subclass's per-group state
+    inner: Any = None  # the subclass's per-group state
 
 
 @dataclass

@@ -65,8 +65,20 @@ __all__ = ["Parle", "ElasticSGD", "PARLE_DEFAULTS", "ELASTIC_DEFAULTS"]
 ELASTIC_DEFAULTS: dict[str, Any] = dict(lr=0.15, rho=1.0, momentum=0.9, nesterov=True, weight_decay=0.0)
 #: Defaults of Parle (measured on the project's tasks: docs/optimizers.md).
 PARLE_DEFAULTS: dict[str, Any] = dict(
-    lr=0.6, gamma=1.0, rho=1.0, L=5, inner_lr=0.1, noise=0.0, alpha=0.75, momentum=0.9, nesterov=True,
-    weight_decay=0.0, inner_momentum=0.9, inner_nesterov=True, coupling_in_momentum=False, keep_inner_buffer=True,
+    lr=0.6,
+    gamma=1.0,
+    rho=1.0,
+    L=5,
+    inner_lr=0.1,
+    noise=0.0,
+    alpha=0.75,
+    momentum=0.9,
+    nesterov=True,
+    weight_decay=0.0,
+    inner_momentum=0.9,
+    inner_nesterov=True,
+    coupling_in_momentum=False,
+    keep_inner_buffer=True,
 )
 
 _ELASTIC_CHECKS = {"rho": check_scope_or_inf, "nesterov": check_flag}
@@ -156,12 +168,32 @@ class Parle(InnerLoopGroups, ReplicatedOptimizer):
         foreach: bool | None = None,
         freeze_bn: torch.nn.Module | None = None,
     ) -> None:
-        defaults = dict(**_sgd_kwargs(lr, momentum, nesterov, weight_decay), gamma=gamma, rho=rho, L=L,
-                        inner_lr=inner_lr, noise=noise, alpha=alpha, inner_momentum=inner_momentum,
-                        inner_nesterov=inner_nesterov, coupling_in_momentum=coupling_in_momentum,
-                        keep_inner_buffer=keep_inner_buffer, dampening=0.0, maximize=False)
-        super().__init__(params, defaults, n, distributed=distributed, process_group=process_group, timeout=timeout,
-                         generator=generator, foreach=foreach, freeze_bn=freeze_bn)
+        defaults = dict(
+            **_sgd_kwargs(lr, momentum, nesterov, weight_decay),
+            gamma=gamma,
+            rho=rho,
+            L=L,
+            inner_lr=inner_lr,
+            noise=noise,
+            alpha=alpha,
+            inner_momentum=inner_momentum,
+            inner_nesterov=inner_nesterov,
+            coupling_in_momentum=coupling_in_momentum,
+            keep_inner_buffer=keep_inner_buffer,
+            dampening=0.0,
+            maximize=False,
+        )
+        super().__init__(
+            params,
+            defaults,
+            n,
+            distributed=distributed,
+            process_group=process_group,
+            timeout=timeout,
+            generator=generator,
+            foreach=foreach,
+            freeze_bn=freeze_bn,
+        )
 
     def _check_group(self, group: dict[str, Any], index: int) -> None:
         super()._check_group(group, index)
@@ -177,12 +209,24 @@ class Parle(InnerLoopGroups, ReplicatedOptimizer):
         lr = resolve(group["inner_lr"], k, "inner_lr")
         index = self._group_index(group)
         if index not in self._warned and (callable(group["gamma"]) or callable(group["inner_lr"])):
-            if warn_if_unstable(lr, gamma, group["inner_momentum"], group["inner_nesterov"],
-                                group["coupling_in_momentum"], f"Parle param group {index} at outer step {k}"):
+            if warn_if_unstable(
+                lr,
+                gamma,
+                group["inner_momentum"],
+                group["inner_nesterov"],
+                group["coupling_in_momentum"],
+                f"Parle param group {index} at outer step {k}",
+            ):
                 self._warned.add(index)
-        return InnerSettings(gamma=gamma, lr=lr, noise=group["noise"], alpha=group["alpha"],
-                             momentum=group["inner_momentum"], nesterov=group["inner_nesterov"],
-                             coupling_in_momentum=group["coupling_in_momentum"])
+        return InnerSettings(
+            gamma=gamma,
+            lr=lr,
+            noise=group["noise"],
+            alpha=group["alpha"],
+            momentum=group["inner_momentum"],
+            nesterov=group["inner_nesterov"],
+            coupling_in_momentum=group["coupling_in_momentum"],
+        )
 
     def _calls_per_replica(self) -> int:
         return max((g["L"] for g in self.param_groups), default=1)
@@ -206,17 +250,20 @@ class Parle(InnerLoopGroups, ReplicatedOptimizer):
                     if "inner_buffer" not in home or home["inner_buffer"].shape != r.shape:
                         home["inner_buffer"] = torch.zeros_like(r)
                     buf.append(ops.real(home["inner_buffer"]))
-            w.inner = _ParleGroup(settings=s, disp=disp, avg=avg, buf=buf if s.momentum > 0 else None,
-                                  settings_L=w.group["L"])
+            w.inner = _ParleGroup(
+                settings=s, disp=disp, avg=avg, buf=buf if s.momentum > 0 else None, settings_L=w.group["L"]
+            )
 
     def _loop(self, w: ReplicaGroup, local: int | None, fresh: bool) -> InnerLoop:
         """The inner loop of replica slice ``local`` (``None``: all local replicas stacked)."""
+
         def pick(ts: list[torch.Tensor]) -> list[torch.Tensor]:
             return ts if local is None else [t[local] for t in ts]
 
         g = w.inner
-        loop = InnerLoop(pick(g.disp), pick(g.avg), None if g.buf is None else pick(g.buf), g.settings, w.foreach,
-                         fresh=fresh)
+        loop = InnerLoop(
+            pick(g.disp), pick(g.avg), None if g.buf is None else pick(g.buf), g.settings, w.foreach, fresh=fresh
+        )
         if fresh:
             loop.reset(keep_buffer=w.group["keep_inner_buffer"])
         return loop
@@ -231,8 +278,11 @@ class Parle(InnerLoopGroups, ReplicatedOptimizer):
             if loop.settings.noise > 0:
                 noise = _noise_from(self.generator_for(w.params[0].device, local))
             loop.update(g, noise)
-            loop.place(ops.reals([w.params[i] for i in w.taking]),
-                       ops.reals([w.replicas[i][local] for i in w.taking]), done=step == w.inner.settings_L - 1)
+            loop.place(
+                ops.reals([w.params[i] for i in w.taking]),
+                ops.reals([w.replicas[i][local] for i in w.taking]),
+                done=step == w.inner.settings_L - 1,
+            )
 
     def _replica_done(self, work: ReplicaWork, local: int) -> None:
         for w in work.groups:  # G^a = x^a - <y>^a = -m^a
@@ -272,12 +322,15 @@ class Parle(InnerLoopGroups, ReplicatedOptimizer):
                     if step >= w.inner.settings_L:
                         continue
                     for (_, dtype), idx in ops.buckets(w.inner.disp).items():
-                        torch.randn(sum(w.inner.disp[i][0].numel() for i in idx), generator=shared,
-                                    device=shared.device, dtype=dtype)
+                        torch.randn(
+                            sum(w.inner.disp[i][0].numel() for i in idx),
+                            generator=shared,
+                            device=shared.device,
+                            dtype=dtype,
+                        )
         return out
 
-    def _replica_gradients_stacked(self, batches: ReplicaBatches, work: ReplicaWork
-                                   ) -> tuple[list[Any], list[float]]:
+    def _replica_gradients_stacked(self, batches: ReplicaBatches, work: ReplicaWork) -> tuple[list[Any], list[float]]:
         """The inner loops of all local replicas at once: one vmapped gradient per inner step.
 
         The evaluation points ``y^a = x^a + d^a`` are stacked (shape ``(n_local, *p.shape)``);
@@ -306,8 +359,11 @@ class Parle(InnerLoopGroups, ReplicatedOptimizer):
             if step == 0:
                 first = list(losses.detach().unbind(0))
                 for w, ns in zip(work.groups, names):
-                    w.taking = [i for i, (p, name) in enumerate(zip(w.params, ns))
-                                if p.requires_grad and grads[name] is not None]
+                    w.taking = [
+                        i
+                        for i, (p, name) in enumerate(zip(w.params, ns))
+                        if p.requires_grad and grads[name] is not None
+                    ]
                     for i in w.taking:
                         r = w.replicas[i]
                         if r.grad is None or r.grad.shape != r.shape:
@@ -315,16 +371,25 @@ class Parle(InnerLoopGroups, ReplicatedOptimizer):
                 self._prepare_inner(work)
                 loops = [self._loop(w, None, fresh=True) for w in work.groups]
                 gens = self._noise_generators(work, n_inner)
-            active = [(w, loop, ns, yw) for w, loop, ns, yw in zip(work.groups, loops, names, ys)
-                      if step < w.group["L"]]
-            g_active = [[ops.real(grads[ns[i]]) if grads[ns[i]] is not None
-                         else torch.zeros_like(ops.real(w.replicas[i])) for i in w.taking] for w, _, ns, _ in active]
+            active = [
+                (w, loop, ns, yw) for w, loop, ns, yw in zip(work.groups, loops, names, ys) if step < w.group["L"]
+            ]
+            g_active = [
+                [
+                    ops.real(grads[ns[i]]) if grads[ns[i]] is not None else torch.zeros_like(ops.real(w.replicas[i]))
+                    for i in w.taking
+                ]
+                for w, _, ns, _ in active
+            ]
             where = f"inner step {step + 1} of {n_inner} (outer step {outer}), one of replicas {self.replica_ids}"
             self._check_grads([g for gs in g_active for g in gs], functools.partial(str, where))
             for (w, loop, _, yw), g in zip(active, g_active):
                 loop.update(g, _stacked_noise(gens) if loop.settings.noise > 0 else None)
-                loop.place(ops.reals([yw[i] for i in w.taking]), ops.reals([w.replicas[i] for i in w.taking]),
-                           done=step == w.group["L"] - 1)
+                loop.place(
+                    ops.reals([yw[i] for i in w.taking]),
+                    ops.reals([w.replicas[i] for i in w.taking]),
+                    done=step == w.group["L"] - 1,
+                )
         for local in range(n_local):
             self._replica_done(work, local)
         return first, [x for v in per_replica for x in v]
@@ -350,6 +415,7 @@ def _stack_grad(stack: torch.Tensor) -> torch.Tensor:
 
 def _stacked_noise(gens: list[torch.Generator]) -> Any:
     """``noise(d, scale)`` for stacked replicas: slice ``a`` of each tensor of ``d`` from generator ``gens[a]``."""
+
     def noise(d: list[torch.Tensor], scale: float) -> None:
         for local, gen in enumerate(gens):
             ops.add_noise_([t[local] for t in d], scale, gen)
@@ -363,8 +429,10 @@ def _noise_from(gen: torch.Generator) -> Any:
 
 
 def _non_finite_loss(value: float, where: str) -> Exception:
-    return NonFiniteError(f"ReplicaBatches returned a non-finite loss ({value}) at {where}; the weights were put "
-                          "back where the step began")
+    return NonFiniteError(
+        f"ReplicaBatches returned a non-finite loss ({value}) at {where}; the weights were put "
+        "back where the step began"
+    )
 
 
 class ElasticSGD(ReplicatedOptimizer):
@@ -401,16 +469,24 @@ class ElasticSGD(ReplicatedOptimizer):
         freeze_bn: torch.nn.Module | None = None,
     ) -> None:
         defaults = dict(**_sgd_kwargs(lr, momentum, nesterov, weight_decay), rho=rho, dampening=0.0, maximize=False)
-        super().__init__(params, defaults, n, distributed=distributed, process_group=process_group, timeout=timeout,
-                         generator=None, foreach=foreach, freeze_bn=freeze_bn)
+        super().__init__(
+            params,
+            defaults,
+            n,
+            distributed=distributed,
+            process_group=process_group,
+            timeout=timeout,
+            generator=None,
+            foreach=foreach,
+            freeze_bn=freeze_bn,
+        )
 
     def _replica_call(self, work: ReplicaWork, local: int, step: int, grads: list[list[torch.Tensor]]) -> None:
         for w, gs in zip(work.groups, grads):
             for i, g in zip(w.taking, gs):
                 ops.real(_stack_grad(w.replicas[i]))[local].copy_(g)
 
-    def _replica_gradients_stacked(self, batches: ReplicaBatches, work: ReplicaWork
-                                   ) -> tuple[list[Any], list[float]]:
+    def _replica_gradients_stacked(self, batches: ReplicaBatches, work: ReplicaWork) -> tuple[list[Any], list[float]]:
         """All local replicas' gradients ``grad f_a(x^a)`` in one vmapped evaluation at the stacked replicas."""
         outer = self.outer_step
         names = [batches.parameter_names(w.params) for w in work.groups]
@@ -422,8 +498,9 @@ class ElasticSGD(ReplicatedOptimizer):
                 raise _non_finite_loss(v, f"replica {self.replica_ids[local]} (outer step {outer})")
         taken = []
         for w, ns in zip(work.groups, names):
-            w.taking = [i for i, (p, name) in enumerate(zip(w.params, ns))
-                        if p.requires_grad and grads[name] is not None]
+            w.taking = [
+                i for i, (p, name) in enumerate(zip(w.params, ns)) if p.requires_grad and grads[name] is not None
+            ]
             taken += [grads[ns[i]] for i in w.taking]
         self._check_grads(ops.reals(taken), lambda: f"outer step {outer}, one of replicas {self.replica_ids}")
         for w, ns in zip(work.groups, names):

@@ -74,16 +74,16 @@ class _HeatGroup:
     """One param group's perturbations in the current outer step."""
 
     group: dict[str, Any]
-    params: list[torch.Tensor]         # the parameters perturbed: requires_grad
-    points: list[torch.Tensor]         # their real views, where the gradients are taken
-    anchors: list[torch.Tensor]        # x (real views)
+    params: list[torch.Tensor]  # the parameters perturbed: requires_grad
+    points: list[torch.Tensor]  # their real views, where the gradients are taken
+    anchors: list[torch.Tensor]  # x (real views)
     scales: list[torch.Tensor] | None  # per-filter RMS of x ("filter"), or None ("absolute")
-    std: float                         # sqrt(gamma noise)
+    std: float  # sqrt(gamma noise)
     L: int
     gamma: float
     foreach: bool
     taking: list[int] = field(default_factory=list)  # indices (into params) of those with a gradient
-    sums: list[torch.Tensor] | None = None           # running sum of their gradients (L > 1)
+    sums: list[torch.Tensor] | None = None  # running sum of their gradients (L > 1)
 
 
 class HeatWrapper(SmoothingWrapper):
@@ -138,25 +138,45 @@ class HeatWrapper(SmoothingWrapper):
         defaults = dict(gamma=gamma, L=L, noise=noise, perturbation=perturbation)
         self._placed = False
         self._before_first: list[torch.Tensor] | None = None
-        super().__init__(params, base_optimizer, defaults, generator=generator, foreach=foreach, freeze_bn=freeze_bn,
-                         base_foreach=foreach if base_foreach is None else base_foreach, **base_kwargs)
+        super().__init__(
+            params,
+            base_optimizer,
+            defaults,
+            generator=generator,
+            foreach=foreach,
+            freeze_bn=freeze_bn,
+            base_foreach=foreach if base_foreach is None else base_foreach,
+            **base_kwargs,
+        )
 
     def _needs_generator(self) -> bool:
         return any(g["noise"] > 0 for g in self.param_groups)
 
     def _calls_per_outer(self) -> int:
-        return max((w.L for w in self._work), default=1) if self._work else \
-            max((g["L"] for g in self.param_groups), default=1)
+        return (
+            max((w.L for w in self._work), default=1)
+            if self._work
+            else max((g["L"] for g in self.param_groups), default=1)
+        )
 
     def _heat_group(self, group: dict[str, Any], step: int, params: list[torch.Tensor]) -> _HeatGroup:
         """A group's perturbations for outer step ``step`` around the anchors in its scratch tensors."""
         gamma = resolve(group["gamma"], step, "gamma")
         anchors = [ops.real(self._scratch_for(p, ("anchor",))["anchor"]) for p in params]
-        scales = [filter_scales(self._scratch[p]["anchor"]) for p in params] \
-            if group["perturbation"] == "filter" else None
-        return _HeatGroup(group=group, params=params, points=ops.reals(params), anchors=anchors, scales=scales,
-                          std=math.sqrt(gamma * group["noise"]), L=group["L"], gamma=gamma,
-                          foreach=self._use_foreach(params))
+        scales = (
+            [filter_scales(self._scratch[p]["anchor"]) for p in params] if group["perturbation"] == "filter" else None
+        )
+        return _HeatGroup(
+            group=group,
+            params=params,
+            points=ops.reals(params),
+            anchors=anchors,
+            scales=scales,
+            std=math.sqrt(gamma * group["noise"]),
+            L=group["L"],
+            gamma=gamma,
+            foreach=self._use_foreach(params),
+        )
 
     def _anchor_here(self, step: int) -> list[_HeatGroup]:
         """Anchor every group at the parameters' current values (``x``) for outer step ``step``."""
@@ -227,8 +247,7 @@ class HeatWrapper(SmoothingWrapper):
             if calls == 1:  # the gradient is the average already
                 continue
             if w.sums is None:
-                w.sums = [ops.real(self._scratch_for(w.params[j], ("gradient_sum",))["gradient_sum"])
-                          for j in w.taking]
+                w.sums = [ops.real(self._scratch_for(w.params[j], ("gradient_sum",))["gradient_sum"]) for j in w.taking]
                 ops.copy_(w.sums, g, w.foreach)
             else:
                 ops.add_(w.sums, g, 1.0, w.foreach)
@@ -322,7 +341,6 @@ class HeatWrapper(SmoothingWrapper):
         self._before_first = [t.clone() for t in first] if first is not None else None
 
 
-
 class Heat(HeatWrapper):
     """HEAT (thesis (4.43)): :class:`HeatWrapper` over SGD with Nesterov momentum.
 
@@ -346,6 +364,16 @@ class Heat(HeatWrapper):
         generator: torch.Generator | None = None,
         foreach: bool | None = None,
     ) -> None:
-        super().__init__(params, torch.optim.SGD, gamma, L, noise, perturbation=perturbation, freeze_bn=freeze_bn,
-                         generator=generator, foreach=foreach, base_foreach=_sgd_foreach(foreach),
-                         **_sgd_kwargs(lr, momentum, nesterov, weight_decay))
+        super().__init__(
+            params,
+            torch.optim.SGD,
+            gamma,
+            L,
+            noise,
+            perturbation=perturbation,
+            freeze_bn=freeze_bn,
+            generator=generator,
+            foreach=foreach,
+            base_foreach=_sgd_foreach(foreach),
+            **_sgd_kwargs(lr, momentum, nesterov, weight_decay),
+        )

@@ -40,8 +40,16 @@ __all__ = ["LocalEntropy", "EntropySGD", "HJ", "LOCAL_ENTROPY_DEFAULTS", "HJ_DEF
 
 #: Defaults of the Local Entropy family (measured on the project's tasks: docs/optimizers.md).
 LOCAL_ENTROPY_DEFAULTS: dict[str, Any] = dict(
-    gamma=1.0, L=5, inner_lr=0.1, noise=0.0, alpha=0.75, inner_momentum=0.9, inner_nesterov=True,
-    coupling_in_momentum=False, keep_inner_buffer=True, scale_by_gamma=True,
+    gamma=1.0,
+    L=5,
+    inner_lr=0.1,
+    noise=0.0,
+    alpha=0.75,
+    inner_momentum=0.9,
+    inner_nesterov=True,
+    coupling_in_momentum=False,
+    keep_inner_buffer=True,
+    scale_by_gamma=True,
 )
 #: The outer SGD step of EntropySGD and HJ (on x - <y>: ``lr = 1`` without momentum would be x <- <y>).
 ENTROPY_SGD_OUTER: dict[str, Any] = dict(lr=0.3, momentum=0.9, nesterov=True, weight_decay=0.0)
@@ -59,8 +67,8 @@ class _GroupWork:
     """One param group's part of the current outer step."""
 
     group: dict[str, Any]
-    params: list[torch.Tensor]   # the parameters taking part (requires_grad, a gradient at the first call)
-    points: list[torch.Tensor]   # their real views, where the gradients are taken
+    params: list[torch.Tensor]  # the parameters taking part (requires_grad, a gradient at the first call)
+    points: list[torch.Tensor]  # their real views, where the gradients are taken
     anchors: list[torch.Tensor]  # x (real views)
     inner: InnerLoop
     L: int
@@ -70,7 +78,7 @@ class _GroupWork:
 @dataclass
 class _OuterWork:
     groups: list[_GroupWork]
-    calls: int                   # calls of this outer step: the largest L of any group
+    calls: int  # calls of this outer step: the largest L of any group
 
 
 class LocalEntropy(InnerLoopGroups, SmoothingWrapper):
@@ -211,12 +219,29 @@ class LocalEntropy(InnerLoopGroups, SmoothingWrapper):
         base_foreach: bool | None = None,
         **base_kwargs: Any,
     ) -> None:
-        defaults = dict(gamma=gamma, L=L, inner_lr=inner_lr, noise=noise, alpha=alpha, inner_momentum=inner_momentum,
-                        inner_nesterov=inner_nesterov, coupling_in_momentum=coupling_in_momentum,
-                        keep_inner_buffer=keep_inner_buffer, scale_by_gamma=scale_by_gamma)
+        defaults = dict(
+            gamma=gamma,
+            L=L,
+            inner_lr=inner_lr,
+            noise=noise,
+            alpha=alpha,
+            inner_momentum=inner_momentum,
+            inner_nesterov=inner_nesterov,
+            coupling_in_momentum=coupling_in_momentum,
+            keep_inner_buffer=keep_inner_buffer,
+            scale_by_gamma=scale_by_gamma,
+        )
         base_kwargs = outer_defaults(base_optimizer, base_kwargs)
-        super().__init__(params, base_optimizer, defaults, generator=generator, foreach=foreach, freeze_bn=freeze_bn,
-                         base_foreach=foreach if base_foreach is None else base_foreach, **base_kwargs)
+        super().__init__(
+            params,
+            base_optimizer,
+            defaults,
+            generator=generator,
+            foreach=foreach,
+            freeze_bn=freeze_bn,
+            base_foreach=foreach if base_foreach is None else base_foreach,
+            **base_kwargs,
+        )
 
     def _check_group(self, group: dict[str, Any], index: int) -> None:
         self._warn_if_inner_unstable(group, index, type(self).__name__)
@@ -230,13 +255,24 @@ class LocalEntropy(InnerLoopGroups, SmoothingWrapper):
         gamma = resolve(group["gamma"], k, "gamma")
         lr = resolve(group["inner_lr"], k, "inner_lr")
         if index not in self._warned and (callable(group["gamma"]) or callable(group["inner_lr"])):
-            if warn_if_unstable(lr, gamma, group["inner_momentum"], group["inner_nesterov"],
-                                group["coupling_in_momentum"], f"{type(self).__name__} param group {index} at "
-                                f"outer step {k}"):
+            if warn_if_unstable(
+                lr,
+                gamma,
+                group["inner_momentum"],
+                group["inner_nesterov"],
+                group["coupling_in_momentum"],
+                f"{type(self).__name__} param group {index} at outer step {k}",
+            ):
                 self._warned.add(index)
-        return InnerSettings(gamma=gamma, lr=lr, noise=group["noise"], alpha=group["alpha"],
-                             momentum=group["inner_momentum"], nesterov=group["inner_nesterov"],
-                             coupling_in_momentum=group["coupling_in_momentum"])
+        return InnerSettings(
+            gamma=gamma,
+            lr=lr,
+            noise=group["noise"],
+            alpha=group["alpha"],
+            momentum=group["inner_momentum"],
+            nesterov=group["inner_nesterov"],
+            coupling_in_momentum=group["coupling_in_momentum"],
+        )
 
     def _calls_per_outer(self) -> int:
         if self._work is not None:
@@ -260,8 +296,15 @@ class LocalEntropy(InnerLoopGroups, SmoothingWrapper):
                 bufs.append(ops.real(home["inner_buffer"]))
         foreach = self._use_foreach(params)
         inner = InnerLoop(disps, avgs, bufs if settings.momentum > 0 else None, settings, foreach, fresh=fresh)
-        return _GroupWork(group=group, params=params, points=ops.reals(params), anchors=anchors, inner=inner,
-                          L=group["L"], gamma=settings.gamma)
+        return _GroupWork(
+            group=group,
+            params=params,
+            points=ops.reals(params),
+            anchors=anchors,
+            inner=inner,
+            L=group["L"],
+            gamma=settings.gamma,
+        )
 
     def _begin(self) -> bool:
         groups = []
@@ -311,8 +354,12 @@ class LocalEntropy(InnerLoopGroups, SmoothingWrapper):
         self._apply_base(params, smoothed)
         self._work = None
         losses = self._losses
-        self.stats = {"loss": losses[0] if losses and len(losses) == work.calls else math.nan,
-                      "inner_loss": finite_mean(losses), "grad_norm": grad_norm, "gamma": work.groups[0].gamma}
+        self.stats = {
+            "loss": losses[0] if losses and len(losses) == work.calls else math.nan,
+            "inner_loss": finite_mean(losses),
+            "grad_norm": grad_norm,
+            "gamma": work.groups[0].gamma,
+        }
         return True
 
     def _noise(self, device: torch.device) -> Any:
@@ -341,9 +388,12 @@ class LocalEntropy(InnerLoopGroups, SmoothingWrapper):
 def _sgd_kwargs(lr: Any, momentum: Any, nesterov: Any, weight_decay: Any) -> dict[str, Any]:
     """Keyword arguments of the outer ``torch.optim.SGD`` (Nesterov only where ``momentum > 0``)."""
     momentum = check_nonnegative_float(momentum, "momentum")
-    return dict(lr=check_lr(lr, "lr"), momentum=momentum,
-                nesterov=check_flag(nesterov, "nesterov") and momentum > 0,
-                weight_decay=check_nonnegative_float(weight_decay, "weight_decay"))
+    return dict(
+        lr=check_lr(lr, "lr"),
+        momentum=momentum,
+        nesterov=check_flag(nesterov, "nesterov") and momentum > 0,
+        weight_decay=check_nonnegative_float(weight_decay, "weight_decay"),
+    )
 
 
 #: The outer learning rate of a base optimizer other than SGD, when none is given, in units of its own
@@ -414,11 +464,25 @@ class EntropySGD(LocalEntropy):
         generator: torch.Generator | None = None,
         foreach: bool | None = None,
     ) -> None:
-        super().__init__(params, torch.optim.SGD, gamma, L, inner_lr, noise, alpha, inner_momentum=inner_momentum,
-                         inner_nesterov=inner_nesterov, coupling_in_momentum=coupling_in_momentum,
-                         keep_inner_buffer=keep_inner_buffer, scale_by_gamma=scale_by_gamma, freeze_bn=freeze_bn,
-                         generator=generator, foreach=foreach, base_foreach=_sgd_foreach(foreach),
-                         **_sgd_kwargs(lr, momentum, nesterov, weight_decay))
+        super().__init__(
+            params,
+            torch.optim.SGD,
+            gamma,
+            L,
+            inner_lr,
+            noise,
+            alpha,
+            inner_momentum=inner_momentum,
+            inner_nesterov=inner_nesterov,
+            coupling_in_momentum=coupling_in_momentum,
+            keep_inner_buffer=keep_inner_buffer,
+            scale_by_gamma=scale_by_gamma,
+            freeze_bn=freeze_bn,
+            generator=generator,
+            foreach=foreach,
+            base_foreach=_sgd_foreach(foreach),
+            **_sgd_kwargs(lr, momentum, nesterov, weight_decay),
+        )
 
 
 class HJ(LocalEntropy):
@@ -452,8 +516,21 @@ class HJ(LocalEntropy):
         freeze_bn: torch.nn.Module | None = None,
         foreach: bool | None = None,
     ) -> None:
-        super().__init__(params, torch.optim.SGD, gamma, L, inner_lr, 0.0, 0.0, inner_momentum=inner_momentum,
-                         inner_nesterov=inner_nesterov, coupling_in_momentum=coupling_in_momentum,
-                         keep_inner_buffer=keep_inner_buffer, scale_by_gamma=scale_by_gamma, freeze_bn=freeze_bn,
-                         foreach=foreach, base_foreach=_sgd_foreach(foreach),
-                         **_sgd_kwargs(lr, momentum, nesterov, weight_decay))
+        super().__init__(
+            params,
+            torch.optim.SGD,
+            gamma,
+            L,
+            inner_lr,
+            0.0,
+            0.0,
+            inner_momentum=inner_momentum,
+            inner_nesterov=inner_nesterov,
+            coupling_in_momentum=coupling_in_momentum,
+            keep_inner_buffer=keep_inner_buffer,
+            scale_by_gamma=scale_by_gamma,
+            freeze_bn=freeze_bn,
+            foreach=foreach,
+            base_foreach=_sgd_foreach(foreach),
+            **_sgd_kwargs(lr, momentum, nesterov, weight_decay),
+        )

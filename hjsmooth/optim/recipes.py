@@ -36,8 +36,14 @@ from hjsmooth.optim.heat import Heat
 from hjsmooth.optim.local_entropy import HJ, EntropySGD
 from hjsmooth.validation import check_choice, check_count
 
-__all__ = ["Recipe", "entropy_sgd_chapter3", "entropy_sgd_section_4_6", "hj_section_4_6", "heat_section_4_6",
-           "parle_section_5_3"]
+__all__ = [
+    "Recipe",
+    "entropy_sgd_chapter3",
+    "entropy_sgd_section_4_6",
+    "hj_section_4_6",
+    "heat_section_4_6",
+    "parle_section_5_3",
+]
 
 
 @dataclass
@@ -69,8 +75,9 @@ def _at_epochs(opt: Any, epochs: Iterable[int], steps_per_epoch: int, factor: fl
     return torch.optim.lr_scheduler.MultiStepLR(opt, [e * steps_per_epoch for e in epochs], gamma=factor)
 
 
-def entropy_sgd_chapter3(params: Iterable[Any], steps_per_epoch: int, dataset: str = "mnist",
-                         generator: torch.Generator | None = None) -> Recipe:
+def entropy_sgd_chapter3(
+    params: Iterable[Any], steps_per_epoch: int, dataset: str = "mnist", generator: torch.Generator | None = None
+) -> Recipe:
     r"""Entropy-SGD with scoping, thesis section 3.3 (MNIST ``mnistfc``/``lenet``, CIFAR-10 ``allcnn``).
 
     ``L = 20`` Langevin steps of size ``eta = 0.1`` with Nesterov momentum 0.9 in both loops
@@ -92,9 +99,23 @@ def entropy_sgd_chapter3(params: Iterable[Any], steps_per_epoch: int, dataset: s
     steps_per_epoch = check_count(steps_per_epoch, "steps_per_epoch")
     mnist = dataset == "mnist"
     gamma = schedules.exponential(1e4 if mnist else 30.0, 1.0 - 1.0 / 1.001)
-    opt = EntropySGD(params, lr=1.0, gamma=gamma, L=20, inner_lr=0.1, noise=1e-6 if mnist else 1e-8, alpha=0.75,
-                     momentum=0.9, nesterov=True, inner_momentum=0.9, inner_nesterov=True,
-                     coupling_in_momentum=False, keep_inner_buffer=False, scale_by_gamma=True, generator=generator)
+    opt = EntropySGD(
+        params,
+        lr=1.0,
+        gamma=gamma,
+        L=20,
+        inner_lr=0.1,
+        noise=1e-6 if mnist else 1e-8,
+        alpha=0.75,
+        momentum=0.9,
+        nesterov=True,
+        inner_momentum=0.9,
+        inner_nesterov=True,
+        coupling_in_momentum=False,
+        keep_inner_buffer=False,
+        scale_by_gamma=True,
+        generator=generator,
+    )
     if mnist:
         sched = _at_epochs(opt, [2], steps_per_epoch, 0.1)
     else:
@@ -105,12 +126,21 @@ def entropy_sgd_chapter3(params: Iterable[Any], steps_per_epoch: int, dataset: s
 
 def _section_4_6_inner() -> dict[str, Any]:
     """Section 4.6.1: the hamilton-jacobi code's inner loop (coupling in the Nesterov buffer, kept)."""
-    return dict(inner_lr=0.1, inner_momentum=0.9, inner_nesterov=True, coupling_in_momentum=True,
-                keep_inner_buffer=True, scale_by_gamma=True, momentum=0.9, nesterov=True)
+    return dict(
+        inner_lr=0.1,
+        inner_momentum=0.9,
+        inner_nesterov=True,
+        coupling_in_momentum=True,
+        keep_inner_buffer=True,
+        scale_by_gamma=True,
+        momentum=0.9,
+        nesterov=True,
+    )
 
 
-def entropy_sgd_section_4_6(params: Iterable[Any], steps_per_epoch: int,
-                            generator: torch.Generator | None = None) -> Recipe:
+def entropy_sgd_section_4_6(
+    params: Iterable[Any], steps_per_epoch: int, generator: torch.Generator | None = None
+) -> Recipe:
     """Entropy-SGD of thesis section 4.6.1.1: ``L = 20``, ``noise = 10^-8``, ``alpha = 0.75``, ``eta_y = 0.1``.
 
     The outer ``eta = 0.1`` is divided by 5 every 3 epochs, the gradient scaled by ``gamma``
@@ -121,8 +151,9 @@ def entropy_sgd_section_4_6(params: Iterable[Any], steps_per_epoch: int,
     epochs, i.e. 4-8 epochs of ``L = 20`` calls per minibatch: 8 epochs here.
     """
     steps_per_epoch = check_count(steps_per_epoch, "steps_per_epoch")
-    opt = EntropySGD(params, lr=0.1, gamma=1e4, L=20, noise=1e-8, alpha=0.75, generator=generator,
-                     **_section_4_6_inner())
+    opt = EntropySGD(
+        params, lr=0.1, gamma=1e4, L=20, noise=1e-8, alpha=0.75, generator=generator, **_section_4_6_inner()
+    )
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=3 * steps_per_epoch, gamma=0.2)
     return Recipe(opt, sched, 8 * steps_per_epoch, 20, "thesis section 4.6.1.1")
 
@@ -140,8 +171,9 @@ def hj_section_4_6(params: Iterable[Any], steps_per_epoch: int) -> Recipe:
     return Recipe(opt, sched, 25 * steps_per_epoch, 5, "thesis section 4.6.1.2")
 
 
-def heat_section_4_6(params: Iterable[Any], steps_per_epoch: int, gamma: float = 1e-4,
-                     generator: torch.Generator | None = None) -> Recipe:
+def heat_section_4_6(
+    params: Iterable[Any], steps_per_epoch: int, gamma: float = 1e-4, generator: torch.Generator | None = None
+) -> Recipe:
     """HEAT of thesis section 4.6.1.3 ((4.43)): the average gradient at ``L = 20`` perturbations of variance ``gamma``.
 
     SGD with Nesterov momentum 0.9 outside, ``eta = 0.1`` divided by 5 every 3 epochs (the
@@ -151,14 +183,29 @@ def heat_section_4_6(params: Iterable[Any], steps_per_epoch: int, gamma: float =
     Run length: Table 4.1 reports 75-200 effective epochs: 8 epochs of ``L = 20`` calls here.
     """
     steps_per_epoch = check_count(steps_per_epoch, "steps_per_epoch")
-    opt = Heat(params, lr=0.1, gamma=gamma, L=20, noise=1.0, momentum=0.9, nesterov=True, perturbation="absolute",
-               generator=generator)
+    opt = Heat(
+        params,
+        lr=0.1,
+        gamma=gamma,
+        L=20,
+        noise=1.0,
+        momentum=0.9,
+        nesterov=True,
+        perturbation="absolute",
+        generator=generator,
+    )
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=3 * steps_per_epoch, gamma=0.2)
     return Recipe(opt, sched, 8 * steps_per_epoch, 20, "thesis section 4.6.1.3")
 
 
-def parle_section_5_3(params: Iterable[Any], steps_per_epoch: int, n: int | None = 3, dataset: str = "mnist",
-                      distributed: bool = False, generator: Any = None) -> Recipe:
+def parle_section_5_3(
+    params: Iterable[Any],
+    steps_per_epoch: int,
+    n: int | None = 3,
+    dataset: str = "mnist",
+    distributed: bool = False,
+    generator: Any = None,
+) -> Recipe:
     r"""Parle of thesis section 5.3.2 with the schedules of 5.4 (``n = 3`` replicas by default).
 
     ``L = 25``, averaging weight 0.75 (the thesis' ``alpha = 0.25``), Nesterov momentum 0.9
@@ -179,10 +226,25 @@ def parle_section_5_3(params: Iterable[Any], steps_per_epoch: int, n: int | None
     check_choice(dataset, "dataset", ("mnist", "cifar"))
     steps_per_epoch = check_count(steps_per_epoch, "steps_per_epoch")
     mnist = dataset == "mnist"
-    opt = Parle(params, lr=0.1, gamma=schedules.parle(100.0, steps_per_epoch, minimum=1.0),
-                rho=schedules.parle(1.0, steps_per_epoch, minimum=0.1), n=None if distributed else n, L=25,
-                inner_lr=0.1, noise=0.0, alpha=0.75, momentum=0.9, nesterov=True,
-                weight_decay=0.0 if mnist else 5e-4, inner_momentum=0.9, inner_nesterov=True,
-                coupling_in_momentum=True, keep_inner_buffer=True, distributed=distributed, generator=generator)
+    opt = Parle(
+        params,
+        lr=0.1,
+        gamma=schedules.parle(100.0, steps_per_epoch, minimum=1.0),
+        rho=schedules.parle(1.0, steps_per_epoch, minimum=0.1),
+        n=None if distributed else n,
+        L=25,
+        inner_lr=0.1,
+        noise=0.0,
+        alpha=0.75,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=0.0 if mnist else 5e-4,
+        inner_momentum=0.9,
+        inner_nesterov=True,
+        coupling_in_momentum=True,
+        keep_inner_buffer=True,
+        distributed=distributed,
+        generator=generator,
+    )
     sched = _at_epochs(opt, [2] if mnist else [2, 4, 6], steps_per_epoch, 0.1 if mnist else 0.2)
     return Recipe(opt, sched, (5 if mnist else 10) * steps_per_epoch, 25 * opt.n, f"thesis section 5.3.2 ({dataset})")

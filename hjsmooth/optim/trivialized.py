@@ -92,11 +92,21 @@ class TrivializedSGD(SmoothingWrapper):
         base_foreach = foreach
         if base_optimizer is torch.optim.SGD:
             momentum = base_kwargs.get("momentum", SGD_BASE["momentum"])
-            base_kwargs = {**SGD_BASE, "nesterov": bool(momentum) and not base_kwargs.get("dampening", 0),
-                           **base_kwargs}
+            base_kwargs = {
+                **SGD_BASE,
+                "nesterov": bool(momentum) and not base_kwargs.get("dampening", 0),
+                **base_kwargs,
+            }
             base_foreach = _sgd_foreach(foreach)
-        super().__init__(params, base_optimizer, dict(coupling=coupling, tau0=tau0), generator=generator,
-                         foreach=foreach, base_foreach=base_foreach, **base_kwargs)
+        super().__init__(
+            params,
+            base_optimizer,
+            dict(coupling=coupling, tau0=tau0),
+            generator=generator,
+            foreach=foreach,
+            base_foreach=base_foreach,
+            **base_kwargs,
+        )
         all_params = self._params()
         n_weights = sum(p.numel() for p in all_params)
         if layers is None:

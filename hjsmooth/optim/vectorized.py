@@ -120,12 +120,14 @@ class ReplicaBatches:
         if not callable(loss_fn):
             raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}")
         if not callable(batches):
-            raise TypeError(f"`batches` must be callable (it returns one stacked minibatch per call), "
-                            f"got {type(batches).__name__}")
+            raise TypeError(
+                f"`batches` must be callable (it returns one stacked minibatch per call), got {type(batches).__name__}"
+            )
         if randomness not in _RANDOMNESS:
             raise ValueError(f"`randomness` must be one of {_RANDOMNESS}, got {randomness!r}")
-        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
-                                       or chunk_size < 1):
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+        ):
             raise ValueError(f"`chunk_size` must be None or an integer >= 1, got {chunk_size!r}")
         if method not in ("autograd", "vmap_grad"):
             raise ValueError(f"`method` must be 'autograd' or 'vmap_grad', got {method!r}")
@@ -137,8 +139,10 @@ class ReplicaBatches:
         self.chunk_size = chunk_size
 
     def __repr__(self) -> str:
-        return (f"ReplicaBatches(model={type(self.model).__name__}, loss_fn={getattr(self.loss_fn, '__name__', '?')}, "
-                f"randomness={self.randomness!r}, chunk_size={self.chunk_size!r}, method={self.method!r})")
+        return (
+            f"ReplicaBatches(model={type(self.model).__name__}, loss_fn={getattr(self.loss_fn, '__name__', '?')}, "
+            f"randomness={self.randomness!r}, chunk_size={self.chunk_size!r}, method={self.method!r})"
+        )
 
     # ------------------------------------------------------------------ checks
     def parameter_names(self, params: Sequence[torch.Tensor]) -> list[str]:
@@ -147,21 +151,28 @@ class ReplicaBatches:
         out = []
         for i, p in enumerate(params):
             if id(p) not in names:
-                raise ValueError(f"parameter {i} of the optimizer (shape {tuple(p.shape)}) is not a parameter of "
-                                 f"`model` ({type(self.model).__name__}) given to ReplicaBatches")
+                raise ValueError(
+                    f"parameter {i} of the optimizer (shape {tuple(p.shape)}) is not a parameter of "
+                    f"`model` ({type(self.model).__name__}) given to ReplicaBatches"
+                )
             out.append(names[id(p)])
         return out
 
     def check_model(self) -> None:
         """Refuse modules that update buffers in place in the current mode (BatchNorm in training)."""
         for name, m in self.model.named_modules():
-            if (isinstance(m, torch.nn.modules.batchnorm._NormBase) and m.training and m.track_running_stats
-                    and m.running_mean is not None):
+            if (
+                isinstance(m, torch.nn.modules.batchnorm._NormBase)
+                and m.training
+                and m.track_running_stats
+                and m.running_mean is not None
+            ):
                 raise ValueError(
                     f"ReplicaBatches cannot vmap `model`: its layer {name or '(root)'!r} ({type(m).__name__}) is in "
                     "training mode and would update its running statistics in place; call model.eval() (the layer "
                     "then uses its running statistics), build it with track_running_stats=False (each replica's "
-                    "batch statistics), or use the sequential closure")
+                    "batch statistics), or use the sequential closure"
+                )
 
     def draw(self, n: int) -> Batch:
         """One stacked minibatch from ``batches()``, checked by :meth:`check_batch`."""
@@ -171,8 +182,10 @@ class ReplicaBatches:
     def check_batch(batch: Any, n: int | None = None) -> Batch:
         """``batch`` as ``(inputs, targets)``, every tensor with the same leading dimension (``n`` if given)."""
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-            raise TypeError(f"`batches()` must return a pair (inputs, targets), got {type(batch).__name__}"
-                            + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else ""))
+            raise TypeError(
+                f"`batches()` must return a pair (inputs, targets), got {type(batch).__name__}"
+                + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+            )
         inputs, targets = batch
         many = isinstance(inputs, (tuple, list))
         pieces = list(inputs) if many else [inputs]
@@ -185,13 +198,16 @@ class ReplicaBatches:
             if n is None and t.dim() >= 1:
                 n = int(t.shape[0])
             if t.dim() < 1 or t.shape[0] != n:
-                raise ValueError(f"`batches()` must stack one minibatch per local replica along dimension 0 "
-                                 f"(leading dimension {n}); its {label} has shape {tuple(t.shape)}")
+                raise ValueError(
+                    f"`batches()` must stack one minibatch per local replica along dimension 0 "
+                    f"(leading dimension {n}); its {label} has shape {tuple(t.shape)}"
+                )
         return (tuple(pieces) if many else inputs), targets
 
     # ------------------------------------------------------------------ evaluation
-    def loss_and_grad(self, stacked: Mapping[str, torch.Tensor], batch: Batch
-                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss_and_grad(
+        self, stacked: Mapping[str, torch.Tensor], batch: Batch
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Every replica's loss and gradient at the stacked parameters ``stacked``.
 
         Parameters
@@ -218,8 +234,10 @@ class ReplicaBatches:
         n = next(iter(stacked.values())).shape[0]
         for name, t in stacked.items():
             if t.dim() < 1 or t.shape[0] != n:
-                raise ValueError(f"stacked parameter {name!r} has shape {tuple(t.shape)}; expected leading "
-                                 f"dimension {n} (the number of replicas)")
+                raise ValueError(
+                    f"stacked parameter {name!r} has shape {tuple(t.shape)}; expected leading "
+                    f"dimension {n} (the number of replicas)"
+                )
         model_params = dict(self.model.named_parameters())
         frozen = [k for k in stacked if k in model_params and not model_params[k].requires_grad]
         free = {k: v for k, v in stacked.items() if k not in frozen}
@@ -228,8 +246,9 @@ class ReplicaBatches:
         inputs, targets = batch
         model, loss_fn = self.model, self.loss_fn
 
-        def one_replica(free_a: dict[str, torch.Tensor], frozen_a: dict[str, torch.Tensor], x: Any,
-                        t: torch.Tensor) -> torch.Tensor:
+        def one_replica(
+            free_a: dict[str, torch.Tensor], frozen_a: dict[str, torch.Tensor], x: Any, t: torch.Tensor
+        ) -> torch.Tensor:
             args = x if isinstance(x, tuple) else (x,)
             out = functional_call(model, (free_a, frozen_a, consts, buffers), args)
             loss = loss_fn(out, t)
@@ -241,19 +260,26 @@ class ReplicaBatches:
         frozen_vals = {k: stacked[k].detach() for k in frozen}
         try:
             if self.method == "vmap_grad":
-                batched = vmap(grad_and_value(one_replica), in_dims=(0, 0, 0, 0), randomness=self.randomness,
-                               chunk_size=self.chunk_size)
+                batched = vmap(
+                    grad_and_value(one_replica),
+                    in_dims=(0, 0, 0, 0),
+                    randomness=self.randomness,
+                    chunk_size=self.chunk_size,
+                )
                 with torch.enable_grad():
                     grads, losses = batched(free, frozen_vals, inputs, targets)
             else:  # "autograd": vmapped forward, one ordinary backward of sum_a loss_a
                 leaves = {k: v.detach().requires_grad_(True) for k, v in free.items()}
-                forward = vmap(one_replica, in_dims=(0, 0, 0, 0), randomness=self.randomness,
-                               chunk_size=self.chunk_size)
+                forward = vmap(
+                    one_replica, in_dims=(0, 0, 0, 0), randomness=self.randomness, chunk_size=self.chunk_size
+                )
                 with torch.enable_grad():
                     losses = forward(leaves, frozen_vals, inputs, targets)
                     if not isinstance(losses, torch.Tensor) or tuple(losses.shape) != (n,):
-                        raise ValueError(f"`loss_fn` must return a scalar tensor per replica, got losses of "
-                                         f"shape {tuple(getattr(losses, 'shape', ()))}")
+                        raise ValueError(
+                            f"`loss_fn` must return a scalar tensor per replica, got losses of "
+                            f"shape {tuple(getattr(losses, 'shape', ()))}"
+                        )
                     values = list(leaves.values())
                     found: tuple[torch.Tensor | None, ...]
                     if losses.requires_grad:
@@ -265,7 +291,8 @@ class ReplicaBatches:
             raise RuntimeError(
                 f"ReplicaBatches: the vmapped evaluation of {type(model).__name__} failed ({exc}). The model must be "
                 "a pure function of its parameters and buffers: no in-place updates of buffers (BatchNorm in "
-                "training mode), no random layers unless randomness='different'") from exc
+                "training mode), no random layers unless randomness='different'"
+            ) from exc
         return losses.detach(), {k: grads.get(k) for k in stacked}
 
     # ------------------------------------------------------------------ the sequential equivalent

@@ -84,8 +84,9 @@ def _multisets(n: int, r: int) -> np.ndarray:
     """All sorted ``r``-tuples of ``{0..n-1}`` (multisets), shape ``(C(n + r - 1, r), r)``."""
     if r == 0:
         return np.zeros((1, 0), dtype=np.int64)
-    flat = np.fromiter(itertools.chain.from_iterable(itertools.combinations_with_replacement(range(n), r)),
-                       dtype=np.int64)
+    flat = np.fromiter(
+        itertools.chain.from_iterable(itertools.combinations_with_replacement(range(n), r)), dtype=np.int64
+    )
     return flat.reshape(-1, r)
 
 

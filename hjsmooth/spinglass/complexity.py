@@ -78,8 +78,9 @@ def rate_function(u: Any, p: int) -> Any:
     e_inf = threshold_energy(p)
     if np.any(arr > -e_inf):
         bad = float(np.max(arr))
-        raise ValueError(f"`u` must be <= -E_inf = {-e_inf:.6g} for p = {p} (I_1 is defined below the threshold), "
-                         f"got {bad!r}")
+        raise ValueError(
+            f"`u` must be <= -E_inf = {-e_inf:.6g} for p = {p} (I_1 is defined below the threshold), got {bad!r}"
+        )
     return _out(_rate(arr, e_inf), scalar)
 
 

@@ -57,8 +57,15 @@ class DescentResult:
         return f"{done} of {self.converged.size} runs converged"
 
 
-def projected_gradient_descent(model: SphericalSpinGlass, start: Any, *, step: float = 0.1, tol: float = 1e-4,
-                               max_steps: int = 20_000, progress: bool = True) -> DescentResult:
+def projected_gradient_descent(
+    model: SphericalSpinGlass,
+    start: Any,
+    *,
+    step: float = 0.1,
+    tol: float = 1e-4,
+    max_steps: int = 20_000,
+    progress: bool = True,
+) -> DescentResult:
     """Run projected gradient descent on ``model`` from every row of ``start`` (shape ``(runs, n)``).
 
     Parameters
@@ -92,8 +99,7 @@ def projected_gradient_descent(model: SphericalSpinGlass, start: Any, *, step: f
     converged = xp.zeros(runs, dtype=xp.bool)
     grad_norm = xp.zeros(runs, dtype=sigma.dtype)
     active = xp.arange(runs)
-    with tqdm(total=runs, desc="gradient descent", unit="run", delay=2.0, leave=False,
-              disable=not progress) as bar:
+    with tqdm(total=runs, desc="gradient descent", unit="run", delay=2.0, leave=False, disable=not progress) as bar:
         for k in range(max_steps + 1):
             rows = sigma[active]
             g = model.grad(rows)
@@ -108,5 +114,10 @@ def projected_gradient_descent(model: SphericalSpinGlass, start: Any, *, step: f
             if active.shape[0] == 0 or k == max_steps:
                 break
             sigma[active] = project_to_sphere(rows - step * g)
-    return DescentResult(sigma=sigma, energy=model.energy(sigma), grad_norm=grad_norm,
-                         steps=to_numpy(steps), converged=to_numpy(converged))
+    return DescentResult(
+        sigma=sigma,
+        energy=model.energy(sigma),
+        grad_norm=grad_norm,
+        steps=to_numpy(steps),
+        converged=to_numpy(converged),
+    )

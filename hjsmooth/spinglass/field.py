@@ -19,8 +19,14 @@ import numpy as np
 
 from hjsmooth.validation import as_real_array, check_count, check_nonnegative_real, check_positive
 
-__all__ = ["critical_field", "regime_parameter", "field_for_regime", "annealed_field", "expected_critical_points",
-           "critical_points_per_spin"]
+__all__ = [
+    "critical_field",
+    "regime_parameter",
+    "field_for_regime",
+    "annealed_field",
+    "expected_critical_points",
+    "critical_points_per_spin",
+]
 
 
 def _p(p: Any) -> int:
@@ -84,8 +90,12 @@ def expected_critical_points(b: Any, n: int, *, log: bool = False) -> Any:
     if np.isnan(b).any() or np.any(b <= -1.0) or np.any(b >= 1.0):
         raise ValueError(f"`b` must lie in (-1, 1), got {b!r}")
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        positive = (math.log(4.0) + 0.5 * math.log(n) + 0.5 * np.log((1.0 + b) / (math.pi * b))
-                    + 0.5 * n * np.log((1.0 + b) / (1.0 - b)))
+        positive = (
+            math.log(4.0)
+            + 0.5 * math.log(n)
+            + 0.5 * np.log((1.0 + b) / (math.pi * b))
+            + 0.5 * n * np.log((1.0 + b) / (1.0 - b))
+        )
         tau = -b * n
         band = np.maximum(math.log(2.0), math.log(2.0 * n / math.sqrt(math.pi)) - 1.5 * np.log(tau))
     out = np.where(b > 0, positive, np.where(b < 0, band, np.inf))
@@ -108,7 +118,10 @@ def critical_points_per_spin(tau: Any) -> Any:
     if np.isnan(tau).any():
         raise ValueError("`tau` must not hold NaN")
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        out = np.where(tau > 0, 2.0 / math.sqrt(math.pi) * np.abs(tau) ** -1.5,
-                       4.0 * np.exp(np.abs(tau)) / np.sqrt(math.pi * np.abs(tau)))
+        out = np.where(
+            tau > 0,
+            2.0 / math.sqrt(math.pi) * np.abs(tau) ** -1.5,
+            4.0 * np.exp(np.abs(tau)) / np.sqrt(math.pi * np.abs(tau)),
+        )
     out = np.where(tau == 0, np.inf, out)
     return float(out) if out.ndim == 0 else out

@@ -76,8 +76,10 @@ class SphericalSpinGlass:
         self.field = check_nonnegative_real(field, "field")
         self.coupling = check_positive(coupling, "coupling")
         if self.n**self.p > MAX_COUPLINGS:
-            raise ValueError(f"the dense coupling tensor would hold n**p = {self.n}**{self.p} = {self.n ** self.p} "
-                             f"numbers, more than {MAX_COUPLINGS}; use a smaller `n` or `p`")
+            raise ValueError(
+                f"the dense coupling tensor would hold n**p = {self.n}**{self.p} = {self.n**self.p} "
+                f"numbers, more than {MAX_COUPLINGS}; use a smaller `n` or `p`"
+            )
         gen = generator(rng)
         self.couplings = standard_normal(gen, (self.n,) * self.p)
         self.h = self.field * standard_normal(gen, (self.n,))
@@ -88,8 +90,7 @@ class SphericalSpinGlass:
         self._cache: dict[tuple[Any, ...], Any] = {}
 
     def __repr__(self) -> str:
-        return (f"SphericalSpinGlass(n={self.n}, p={self.p}, field={self.field!r}, "
-                f"coupling={self.coupling!r})")
+        return f"SphericalSpinGlass(n={self.n}, p={self.p}, field={self.field!r}, coupling={self.coupling!r})"
 
     @property
     def regime_parameter(self) -> float:
@@ -203,8 +204,9 @@ class SphericalSpinGlass:
             uau = xp.sum(u * au, axis=1)
             outer = u[:, :, None] * u[:, None, :]
             eye = xp.eye(self.n, dtype=s.dtype, device=device(s))
-            projected = (curvature - u[:, :, None] * au[:, None, :] - au[:, :, None] * u[:, None, :]
-                         + uau[:, None, None] * outer)
+            projected = (
+                curvature - u[:, :, None] * au[:, None, :] - au[:, :, None] * u[:, None, :] + uau[:, None, None] * outer
+            )
             parts.append(projected - shift[:, None, None] * (eye - outer))
         out = parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
         return xp.reshape(out, (*lead, self.n, self.n))
