@@ -176,7 +176,7 @@ class NumbaFPStepper:
     def step(self, state: np.ndarray, dt: float) -> np.ndarray:
         out = self.buffers[1] if state is self.buffers[0] else self.buffers[0]
         with self.threads:
-            _fp_step_kernel(
+            _fp_step_kernel(  # type: ignore[call-arg]  # numba's Dispatcher takes the kernel's arguments
                 state, out, *self.rates, self.absorption, self.periodic, self.absorb, self.ndim, self.dtype.type(dt)
             )
         return out

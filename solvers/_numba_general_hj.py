@@ -574,7 +574,7 @@ class NumbaGeneralHJStepper:
         self.buffers = [np.zeros(padded, dtype=dt) for _ in range(3)]
         self.slopes = np.zeros((self.method.stage_count, *padded), dtype=dt)
         self.split = np.zeros((3, *padded) if self.mode == _SPLIT else (3, 1, 1, 1), dtype=dt)
-        threads = numba.config.NUMBA_NUM_THREADS
+        threads = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
         self.scratch = np.zeros((threads, 16, padded[2]), dtype=dt)
         self.vectors = np.zeros((threads, 2, 3), dtype=dt)  # x and p of one node
         lines = padded[0] * padded[1]

@@ -787,7 +787,8 @@ class NumbaHJStepper:
         self.weights = np.zeros(max(len(getattr(method, "b", ())), 1), dtype=np.float64)
         split = high and self.scheme == _LAX_FRIEDRICHS  # Lax-Friedrichs' (p+ - p-) / 2 per axis
         self.split = np.zeros((3, *padded) if split else (3, 1, 1, 1), dtype=self.dtype)
-        self.scratch = np.zeros((numba.config.NUMBA_NUM_THREADS, 3, padded[2]) if high else (1, 3, 1), dtype=self.dtype)
+        threads = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+        self.scratch = np.zeros((threads, 3, padded[2]) if high else (1, 3, 1), dtype=self.dtype)
         self.view3 = (1,) * (3 - self.ndim) + self.shape
         self.interior = tuple(slice(width, -width) if axis >= 3 - self.ndim else slice(None) for axis in range(3))
         self.hold = held is not None

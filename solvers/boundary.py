@@ -146,8 +146,8 @@ def close_periodic(u: Any, periodic: tuple[bool, ...] | None = None) -> Any:
     for axis, n in enumerate(u.shape):
         if periodic is not None and not periodic[axis]:
             continue
-        dst = [slice(None)] * u.ndim
-        src = [slice(None)] * u.ndim
+        dst: list[slice | int] = [slice(None)] * u.ndim
+        src: list[slice | int] = [slice(None)] * u.ndim
         dst[axis] = n - 1
         src[axis] = 0
         out[tuple(dst)] = out[tuple(src)]

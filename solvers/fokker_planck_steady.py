@@ -80,7 +80,7 @@ def fokker_planck_steady_state(
             "`bc` 'absorbing' has no normalisable steady state (mass leaks to zero); "
             "valid values are 'reflecting', 'periodic'"
         )
-    like = next(
+    like: Any = next(
         (
             a
             for a in (potential, drift, diffusion)
@@ -107,6 +107,7 @@ def fokker_planck_steady_state(
             f"density is stationary; give a positive `diffusion` (got {diffusion!r}) or a drift"
         )
     spread = _isotropic_constant(diag, cross)
+    rho: Any
     if f is not None and b is None and spread is not None:
         rho = _gibbs_density(f, 2.0 * beta / spread)
     else:

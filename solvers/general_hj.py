@@ -299,7 +299,7 @@ class GeneralHJOperator:
         root = float(np.finfo(np.float32 if samples[0][0].dtype == xp.float32 else np.float64).eps) ** (1.0 / 3.0)
         out = []
         for axis in range(len(samples[0])):
-            largest = None
+            largest: Any = None
             for p in samples:
                 magnitude = xp.abs(p[axis])
                 step = root * xp.maximum(magnitude, xp.ones_like(magnitude))
@@ -352,7 +352,7 @@ class GeneralHJOperator:
             rhs = rhs + self.nu * laplacian(padded, self.spacing, self.width, self.accuracy)
         if self.nonincreasing:
             rhs = xp.minimum(rhs, xp.zeros_like(rhs))
-        speed = None
+        speed: Any = None
         for alpha, h in zip(alphas, self.spacing):
             term = alpha / h
             speed = term if speed is None else speed + term

@@ -72,7 +72,7 @@ def solve_hjb(
     potential: Any = None,
     scheme: str = "godunov",
     accuracy: str = "first",
-    bc: str = "extrapolate",
+    bc: str | tuple[str, ...] = "extrapolate",
     cfl: float = DEFAULT_CFL,
     dt: float | None = None,
     save_at: Sequence[float] | int | None = None,

@@ -114,6 +114,14 @@ def hopf_lax(
         bound ``1/t`` are no longer guaranteed; near kinks and shocks the error is only
         that of the grid minimum or worse.
 
+    Returns
+    -------
+    u : array
+        ``u(., t)`` on the grid, same backend, device and dtype as ``f``.
+        :func:`hopf_lax_prox` also returns the proximal point.
+
+    Notes
+    -----
     Limits: ``t = 0`` returns a copy of ``f``.  Whenever ``min_k h_k^2 / (2t)`` exceeds
     ``max f - min f`` no grid point other than ``x`` can compete, so ``u = f`` exactly (and
     ``prox(x) = x``); this is returned directly, so a ``t`` far below the grid's
@@ -121,12 +129,6 @@ def hopf_lax(
     ``subgrid`` the same holds once ``min_k h_k^2 / (2t)`` exceeds ``(max f - min f) / eps``,
     where the subgrid correction ``~ t |grad f|^2 / 2`` is below rounding.  Large ``t``
     is fine: ``u`` tends to ``min f`` over the window.
-
-    Returns
-    -------
-    u : array
-        ``u(., t)`` on the grid, same backend, device and dtype as ``f``.
-        :func:`hopf_lax_prox` also returns the proximal point.
 
     Examples
     --------
@@ -219,6 +221,7 @@ def _hopf_lax(f: Any, grid: Any, t: Any, method: Any, subgrid: Any, want_prox: b
     if not want_prox:
         return u, None
     wxp = array_namespace(work)
+    assert prox_index is not None  # _transform tracks the minimisers when want_prox
     coords = [grid.lower[k] + wxp.astype(prox_index[k], wxp.float64) * grid.spacing[k] for k in range(grid.ndim)]
     prox = back(wxp.astype(wxp.stack(coords, axis=0), work.dtype), f)
     return u, prox

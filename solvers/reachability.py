@@ -202,7 +202,7 @@ class ControlAffineDynamics:
         gradient = _gradient(values, grid, axis_conditions(bc, grid.ndim))
         out = []
         for j, column in enumerate(columns):
-            direction = None
+            direction: Any = None
             for k in range(grid.ndim):
                 term = asarray_like(column[k], values) * gradient[k]
                 direction = term if direction is None else direction + term

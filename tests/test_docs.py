@@ -21,14 +21,6 @@ import pytest
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```\s*$", re.DOTALL | re.MULTILINE)
 
-# Pages whose blocks still run as one tutorial, in order, in one namespace per page (later blocks see the
-# names earlier ones defined).  They are being rewritten block by block; each name leaves this set once
-# every block of its page runs alone.  Empty it, and the page-level test goes with it.
-TUTORIAL_PAGES: frozenset[str] = frozenset({
-    "solvers.md",
-})
-
-
 def python_blocks(text: str, info: str = "python") -> list[tuple[int, str]]:
     """``(line number, code)`` of every fenced block whose info string is ``info``."""
     blocks = []
@@ -46,7 +38,7 @@ def test_block_extraction() -> None:
 
 
 PAGES = [*sorted(DOCS.glob("*.md")), DOCS.parent / "README.md"]
-BLOCKS = [(page, line, code) for page in PAGES if page.name not in TUTORIAL_PAGES
+BLOCKS = [(page, line, code) for page in PAGES
           for line, code in python_blocks(page.read_text())]
 
 
@@ -102,13 +94,3 @@ def test_a_block_that_needs_an_earlier_one_fails_alone(sandbox: Path) -> None:
     _run(page, first_line, first, {})
     with pytest.raises(AssertionError, match="line 6 failed: NameError"):
         _run(page, second_line, second, {})
-
-
-TUTORIALS = [page for page in PAGES if page.name in TUTORIAL_PAGES]
-
-
-@pytest.mark.parametrize("page", TUTORIALS, ids=[p.name for p in TUTORIALS])
-def test_tutorial_page_runs(page: Path, sandbox: Path) -> None:
-    namespace: dict = {"__name__": f"docs_{page.stem}"}
-    for line, code in python_blocks(page.read_text()):
-        _run(page, line, code, namespace)
