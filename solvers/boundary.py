@@ -126,7 +126,7 @@ def boundary_mask(like: Any) -> Any:
     mask = xp.zeros(like.shape, dtype=xp.bool, device=device(like))
     for axis, n in enumerate(like.shape):
         for end in (0, n - 1):
-            index = [slice(None)] * like.ndim
+            index: list[slice | int] = [slice(None)] * like.ndim
             index[axis] = end
             mask[tuple(index)] = True
     return mask
