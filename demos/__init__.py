@@ -43,9 +43,9 @@ DEMOS: dict[str, str] = {
     "SGD / Entropy-SGD / HJ / HEAT descents driven by the samplers",
     "control": "Theorem 4.11 in 1D: E[V] under SGD and under the optimally controlled SDE over the horizon, "
     "with the bound",
-    "train": "the training study: SGD, SGD-EMA, Adam, Entropy-SGD, HJ, HEAT, Elastic-SGD and Parle on digits "
-    "and MNIST-1D, each tuned on validation data, test error over 5 seeds against SGD, and the width "
-    "of every minimum (about an hour on 2 cores; --quick: minutes)",
+    "train": "the training study: SGD, SGD-EMA, SWA, Adam, SAM, ASAM, Entropy-SGD, HJ, HEAT, Elastic-SGD and "
+    "Parle on digits and MNIST-1D, each tuned on validation data, test error over 5 seeds, paired comparisons, "
+    "the width of every minimum, and Table 5.1 on two processes (about an hour on 2 cores; --quick: a minute)",
     "hessian": "Figure 3.1: the Hessian's eigenvalue density (SLQ), largest eigenvalues, trace and width at "
     "MNIST-1D nets trained by SGD and Entropy-SGD",
     "landscape": "a filter-normalised 2D slice of the loss around a trained net, beside its smoothings on the "

@@ -91,7 +91,7 @@ def plan_for(quick: bool, seed: int, data_dir: Path | None, tasks: Sequence[str]
     return Plan(
         tasks=tuple(chosen),
         seeds=tuple(seed + i for i in range(final)),
-        search_seeds=(seed + 100,),
+        search_seeds=(seed + 100,) if quick else (seed + 100, seed + 101),
         configurations=2 if quick else 8,
         width_samples=8 if quick else 50,
         quick=quick,

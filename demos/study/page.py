@@ -222,10 +222,12 @@ def _how(record: Mapping[str, Any]) -> list[str]:
         "  20 validation checkpoints per run. Paired over the same seeds: the two-process runs against SGD (same",
         "  gradient evaluations per process) and the replicated methods against DDP (same processes).",
         f"* Search (`hjsmooth/demos/study/search.py`): every method tries {s['configurations_per_method']} "
-        f"configurations on search seed {', '.join(map(str, s['search_seeds']))}:",
+        f"configurations on search seed{'s' if len(s['search_seeds']) > 1 else ''} "
+        f"{', '.join(map(str, s['search_seeds']))}:",
         "  its documented setting first (the library's defaults, read from the optimizer's signature, or the",
         "  paper's), then random draws from its space. Each configuration trains on the training split and is",
-        "  scored by its final validation error; the search jobs never receive the test arrays. A run whose loss",
+        "  scored by its final validation error (the mean over the search seeds, so that a setting that dies on",
+        "  one of them ranks low); the search jobs never receive the test arrays. A run whose loss",
         "  becomes NaN or inf, or whose hjsmooth optimizer raises `NonFiniteError`, stops and scores 90 %.",
         f"* Final runs: the chosen configuration with seeds {seeds[0]}-{seeds[-1]} (initialisation, minibatch "
         "stream and the method's own noise), test error at the end of the budget.",
@@ -583,7 +585,9 @@ def _limits(record: Mapping[str, Any]) -> list[str]:
         "## What this study cannot say",
         "",
         f"The tasks and networks are small{size}; the search is "
-        f"{record['settings']['configurations_per_method']} configurations on one seed; the second and third "
+        f"{record['settings']['configurations_per_method']} configurations on "
+        f"{len(record['settings']['search_seeds'])} seed(s), so a setting at the edge of stability can still be "
+        "chosen and die on some final seeds (listed above); the second and third "
         "accountings reuse the first accounting's settings (DDP uses SGD's learning rate with a twice larger "
         "averaged minibatch)" + _communication(record) + ". MNIST and CIFAR-10 (`--data-dir`) and the thesis' "
         "All-CNN on a GPU were not run unless the tables list them.",
