@@ -193,8 +193,6 @@ class SmoothingOptimizer(Optimizer):
 
     #: ``name -> check`` of the hyper-parameters of a param group
     hyperparameters: ClassVar[Mapping[str, Callable[[Any, str], Any]]] = {}
-    #: whether step(closure) passes the replica index to a closure that takes one
-    _replica_closures: ClassVar[bool] = False
 
     def __init__(
         self,

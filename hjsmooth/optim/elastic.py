@@ -2,10 +2,11 @@
 
 Storage, the replicas' SGD step, the master and the communication are
 :class:`~hjsmooth.optim._replicas.ReplicatedOptimizer`'s; this module holds the two
-algorithms, i.e. how each replica's update direction ``G^a`` is formed.  The closure takes
-the replica index, ``closure(a)``, so each replica can draw its minibatch from its own
-shard of the data (section 5.5); a closure without parameters reads it from
-``optimizer.replica`` (the PyTorch Lightning pattern, docs/optimizers.md).
+algorithms, i.e. how each replica's update direction ``G^a`` is formed.  Each call of
+``step()`` consumes one gradient of the replica ``optimizer.replica`` (whose point the model
+holds), so a loop can draw that replica's minibatch from its own shard of the data
+(section 5.5); ``step_outer(closure)`` calls ``closure(a)`` with the replica index, or
+``closure()`` when it takes no argument.
 
 Parle (5.8), one outer step, for every replica ``a``::
 
@@ -25,13 +26,13 @@ and the master moved to the mean.  The special cases of section 5.3 hold exactly
 ``Parle(n=1, rho=inf)`` is ``EntropySGD(..., scale_by_gamma=True)`` and
 ``Parle(L=1, gamma=inf, alpha=0, inner_lr=1, inner_momentum=0)`` is ``ElasticSGD``.
 
-Vectorised replicas: ``step(ReplicaBatches(model, loss_fn, batches))`` instead of
-``step(closure)`` evaluates all local replicas at once: ``L`` vmapped passes per outer
+Vectorised replicas: ``step_outer(ReplicaBatches(model, loss_fn, batches))`` instead of
+``step_outer(closure)`` evaluates all local replicas at once: ``L`` vmapped passes per outer
 step of Parle instead of ``n L`` (:mod:`hjsmooth.optim.vectorized`); the inner updates act
 on the stacked tensors.  Replica ``a``'s noise is drawn from its generator in the order
 of the sequential path (with one generator shared by the replicas, it is advanced
-through the sequential order and each replica reads its own stretch), so ``step(rb)``
-and ``step(rb.sequential_closure(opt))`` follow the same trajectory up to the rounding
+through the sequential order and each replica reads its own stretch), so ``step_outer(rb)``
+and ``step_outer(rb.sequential_closure(opt))`` follow the same trajectory up to the rounding
 of batched kernels (float64: ~1e-16 per step).
 """
 

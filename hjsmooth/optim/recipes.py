@@ -5,7 +5,8 @@ states (and, where it is silent, those of the original code, said so in the docs
 a ``torch.optim.lr_scheduler`` to step once per *outer* step, and the length of the
 thesis' run.  ``steps_per_epoch`` is the number of minibatches in one pass over the
 training set (``len(train_loader)``): the original codes count an "epoch" as that many
-outer steps, each of which makes ``L`` closure calls (``n L`` for Parle).
+outer steps, each of which consumes ``L`` minibatch gradients (``n L`` for Parle): ``L`` calls of
+``optimizer.step()`` in a plain loop, or one ``optimizer.step_outer(closure)``.
 
 Conventions (docs/conventions.md): ``gamma`` is the PDE time, the coupling is ``1/gamma``,
 scoping *decreases* ``gamma``.  Chapter 3 of the thesis states its scope as ``gamma = 10^4``

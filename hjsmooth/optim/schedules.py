@@ -54,7 +54,7 @@ def parle(initial: float, n_batches: int, minimum: float, L: int = 1) -> Exponen
     """Parle's scoping (5.10): ``k -> max(initial (1 - 1/(2B))^{floor(k/L)}, minimum)``.
 
     ``B`` (``n_batches``) is the number of minibatches in the whole data set; the thesis
-    clips ``gamma`` at 1 and ``rho`` at 0.1.  ``k`` counts closure calls per replica when
+    clips ``gamma`` at 1 and ``rho`` at 0.1.  ``k`` counts calls (gradients) per replica when
     ``L > 1`` is given; pass ``L = 1`` (default) when ``k`` already counts outer steps.
     """
     check_count(n_batches, "n_batches")
