@@ -343,6 +343,72 @@ def test_step_hooks_run_once_per_step(cfg: Config) -> None:
     assert seen == [f"pre {name}", f"post {name}"] * (2 * cfg.calls)
 
 
+@pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
+def test_load_state_dict_hooks_run_around_the_whole_load(cfg: Config) -> None:
+    """A pre-hook sees (and may rewrite) every entry; a post-hook sees the restored optimizer and may add its own."""
+    model = _model()
+    opt = cfg.make(model.parameters())
+    closure = Closure(model, opt)
+    _outer(opt, closure)
+    opt.step(closure)  # in the middle of an outer step where there is one
+    seen: dict[str, Any] = {}
+
+    def pre(o: Any, sd: dict[str, Any]) -> dict[str, Any]:
+        seen["keys"] = set(sd)
+        sd = dict(sd)
+        sd["param_groups"] = [{**g, "lr": 0.0125} for g in sd["param_groups"]]
+        return sd
+
+    def post(o: Any) -> None:
+        seen["position"] = getattr(o, "position", None)
+        seen["lr"] = o.param_groups[0]["lr"]
+        o.state["loaded_by_hook"] = True  # an entry keyed by a string, as torch allows
+
+    opt.register_load_state_dict_pre_hook(pre)
+    opt.register_load_state_dict_post_hook(post)
+    saved = opt.state_dict()
+    opt.load_state_dict(saved)
+    assert seen["keys"] == set(saved) and seen["lr"] == 0.0125
+    if cfg.ours:
+        assert {"position", "outer_step", "mode"} <= seen["keys"]
+        assert seen["position"] == saved["position"] == 1 % cfg.calls
+    opt.load_state_dict(opt.state_dict())  # the hook's own entry survives a second round trip
+    assert opt.state["loaded_by_hook"] is True
+    _outer(opt, closure)
+    assert torch.isfinite(_flat(model)).all()
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["params", "named_parameters"])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
+def test_state_dict_round_trips_unchanged(cfg: Config, named: bool) -> None:
+    """Loading a state dict into a fresh optimizer and saving again gives the same entries; parameter names,
+    when the fresh optimizer has them, are its own and only in its top-level groups."""
+    model = _model()
+    opt = cfg.make(model.parameters())
+    _outer(opt, Closure(model, opt))
+    saved = opt.state_dict()
+    fresh_model = _model()
+    fresh = cfg.make(fresh_model.named_parameters() if named else fresh_model.parameters())
+    fresh.load_state_dict(copy.deepcopy(saved))
+    again = fresh.state_dict()
+    assert set(again) == set(saved)
+    names = {"param_names"} if named else set()
+    assert [set(g) for g in again["param_groups"]] == [set(g) | names for g in saved["param_groups"]]
+    assert set(again["state"]) == set(saved["state"])
+    if "base" in again:
+        assert [set(g) for g in again["base"]["param_groups"]] == [set(g) for g in saved["base"]["param_groups"]]
+
+
+@pytest.mark.parametrize("make", [
+    torch.optim.SGD, O.EntropySGD, O.HJ, O.Heat, O.ElasticSGD, O.Parle, O.TrivializedSGD,
+    lambda p, **kw: O.LocalEntropy(p, torch.optim.Adam, **kw), lambda p, **kw: O.HeatWrapper(p, torch.optim.SGD, **kw),
+], ids=["sgd_control", "entropy_sgd", "hj", "heat", "elastic", "parle", "trivialized", "entropy_adam", "heat_wrapper"])
+def test_bad_arguments_are_refused_before_the_parameters_are_read(make: Callable[..., Any]) -> None:
+    """As torch's optimizers do: a 2-element tensor lr is a ValueError even when ``params`` is unusable."""
+    with pytest.raises(ValueError, match="Tensor lr must be 1-element"):
+        make(None, lr=torch.tensor([1e-3, 1e-3]))
+
+
 @pytest.mark.parametrize("value,match", [
     (lambda call, loss: loss.expand(3), r"scalar loss; it returned a tensor of shape \(3,\)"),
     (lambda call, loss: "0.5", "returned str"),
@@ -449,6 +515,6 @@ def test_each_group_is_validated_once(cfg: Config, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(base, "validate_group", counting)
     model = _model()
     opt = cfg.make([{"params": list(model[0].parameters())}, {"params": list(model[2].parameters())}])
-    assert seen == [0, 1]
+    assert seen == [0, 0, 1]  # the constructor's arguments (before the parameters are read), then each group
     opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))]})
-    assert seen == [0, 1, 2]
+    assert seen == [0, 0, 1, 2]

@@ -53,6 +53,7 @@ import inspect
 import math
 import sys
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -221,6 +222,7 @@ class SmoothingOptimizer(Optimizer):
         self._losses: list[float] = []
         self._work: Any = None
         self._initial_momentum: dict[int, float] = {}
+        validate_group(dict(defaults), self.hyperparameters, 0)  # bad arguments before bad params, as torch's
         super().__init__(params, defaults)
 
     # ------------------------------------------------------------------ param groups
@@ -589,7 +591,23 @@ class SmoothingOptimizer(Optimizer):
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; the registered load hooks see the whole dictionary and the whole state.
+
+        torch's own load runs its pre-hooks on what it is given and its post-hooks at its end; here the
+        hjsmooth entries (position, scratch, generators, the base optimizer) are taken out before torch's
+        load and restored after it, so the hooks run around the whole load instead.
+        """
         state_dict = dict(state_dict)
+        for pre_hook in list(self._optimizer_load_state_dict_pre_hooks.values()):
+            returned = pre_hook(self, state_dict)
+            if returned is not None:
+                state_dict = dict(returned)
+        with _load_hooks_suspended(self):
+            self._load_state_dict(state_dict)
+        for post_hook in list(self._optimizer_load_state_dict_post_hooks.values()):
+            post_hook(self)
+
+    def _load_state_dict(self, state_dict: dict[str, Any]) -> None:
         outer_step = state_dict.pop("outer_step", None)
         position = state_dict.pop("position", 0)
         mode = state_dict.pop("mode", "train")
@@ -597,13 +615,16 @@ class SmoothingOptimizer(Optimizer):
             raise ValueError(f"`state_dict` has mode {mode!r}; expected one of {_MODES}")
         gens = state_dict.pop("generators", None)
         extra = self._pop_extra_state(state_dict)
+        defaults = dict(self.defaults)  # torch's load adds flags of its own to the defaults: not to the groups
         super().load_state_dict(state_dict)
         for group in self.param_groups:  # a state dict from before a hyper-parameter existed: its default
-            for key, value in self.defaults.items():
+            for key, value in defaults.items():
                 group.setdefault(key, value)
         self._load_extra_state(extra)
         self._scratch, self._stash = {}, {}
         for p, st in list(self.state.items()):
+            if not isinstance(p, torch.Tensor) or not isinstance(st, dict):
+                continue  # an entry a hook or the user keyed by something else: torch keeps it as it is
             for key in [k for k in st if isinstance(k, str) and k.startswith("scratch:")]:
                 value = st.pop(key)
                 name = key[len("scratch:") :]
@@ -653,6 +674,19 @@ class SmoothingOptimizer(Optimizer):
 
 #: kept for code written against the first versions of the library
 ClosureOptimizer = SmoothingOptimizer
+
+
+@contextlib.contextmanager
+def _load_hooks_suspended(optimizer: Optimizer) -> Iterator[None]:
+    """Within the block, ``torch.optim.Optimizer.load_state_dict`` of ``optimizer`` runs no load hooks."""
+    pre, post = optimizer._optimizer_load_state_dict_pre_hooks, optimizer._optimizer_load_state_dict_post_hooks
+    optimizer._optimizer_load_state_dict_pre_hooks = OrderedDict()
+    optimizer._optimizer_load_state_dict_post_hooks = OrderedDict()
+    try:
+        yield
+    finally:
+        optimizer._optimizer_load_state_dict_pre_hooks = pre
+        optimizer._optimizer_load_state_dict_post_hooks = post
 
 
 def _as_generators(generator: Any) -> list[torch.Generator] | None:
@@ -757,7 +791,10 @@ class SmoothingWrapper(SmoothingOptimizer):
 
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
-        sd["base"] = self.base_optimizer.state_dict()
+        base = self.base_optimizer.state_dict()
+        for group in base["param_groups"]:  # torch's copies of the shared groups: the names stay at the top level
+            group.pop("param_names", None)
+        sd["base"] = base
         return sd
 
     def _pop_extra_state(self, state_dict: dict[str, Any]) -> Any:

@@ -334,10 +334,12 @@ class HeatWrapper(SmoothingWrapper):
             sd["first_draw"] = self._before_first
         return sd
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state_dict = dict(state_dict)
-        first = state_dict.pop("first_draw", None)
-        super().load_state_dict(state_dict)
+    def _pop_extra_state(self, state_dict: dict[str, Any]) -> Any:
+        return state_dict.pop("first_draw", None), super()._pop_extra_state(state_dict)
+
+    def _load_extra_state(self, extra: Any) -> None:
+        first, rest = extra
+        super()._load_extra_state(rest)
         self._before_first = [t.clone() for t in first] if first is not None else None
 
 
