@@ -421,10 +421,10 @@ def study(
         }
     ]
     record = summarise(merge(base, part, NAMES), SMOOTHING, COMPETITORS)
+    write_json(record, out.with_suffix(".json"))  # first: an hour of runs is kept even if a table or the figure fails
     text = markdown_tables(record)
     spe = {task: b["steps_per_epoch"] for task, b in record["settings"]["budgets"].items()}
     fig = draw(record, spe)
-    write_json(record, out.with_suffix(".json"))
     save(
         fig,
         out,

@@ -250,6 +250,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _complete_curves(curves: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """Validation error and wall-clock time of the runs that reached every checkpoint (seeds x checkpoints).
+
+    A run stopped early (a refused non-finite step) has a shorter curve: it is left out of the mean curve
+    (its test error still counts in the tables).
+    """
+    full = max(len(c["val_error"]) for c in curves)
+    kept = [c for c in curves if len(c["val_error"]) == full and len(c["wall_clock_s"]) == full]
+    return np.asarray([c["val_error"] for c in kept], float), np.asarray([c["wall_clock_s"] for c in kept], float)
+
+
 def write_json(record: Mapping[str, Any], path: Path) -> None:
     """Write ``record`` as JSON (NaN and inf become ``null``)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -290,9 +301,8 @@ def draw(record: Mapping[str, Any], steps_per_epoch: Mapping[str, int]) -> Any:
         for name, e in per_method.items():
             color = _COLORS.get(name, "k")
             curves = e["curves"]
-            ev = np.asarray(curves[0]["evaluations"], float) / steps_per_epoch[task]
-            val = np.asarray([c["val_error"] for c in curves if len(c["val_error"]) == len(ev)], float)
-            wall = np.asarray([c["wall_clock_s"] for c in curves if len(c["wall_clock_s"]) == len(ev)], float)
+            ev = np.asarray(max((c["evaluations"] for c in curves), key=len), float) / steps_per_epoch[task]
+            val, wall = _complete_curves(curves)
             label = f"{name}: {_cell(e['test_error'])} %"
             ax_e.plot(ev, val.mean(0), "-", color=color, label=label)
             ax_e.fill_between(ev, val.min(0), val.max(0), color=color, alpha=0.10, lw=0)
@@ -300,9 +310,7 @@ def draw(record: Mapping[str, Any], steps_per_epoch: Mapping[str, int]) -> Any:
             ax_h.scatter(e["hessian_top"], e["test_error"], s=18, color=color, label=name)
         for name, e in parallel.items():
             color = _COLORS.get(name, "k")
-            curves = e["curves"]
-            val = np.asarray([c["val_error"] for c in curves], float)
-            wall = np.asarray([c["wall_clock_s"] for c in curves], float)
+            val, wall = _complete_curves(e["curves"])
             ax_w.plot(wall.mean(0), val.mean(0), "--", color=color, label=f"{name}, replicas in parallel")
             ax_h.scatter(e["hessian_top"], e["test_error"], s=18, marker="x", color=color)
         ax_e.set(
