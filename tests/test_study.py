@@ -378,3 +378,23 @@ def test_the_page_verdicts_follow_the_intervals() -> None:
     assert "width tracked error" in page._width_tracks(better, better)
     assert "did not track" in page._width_tracks(better, same)
     assert "went against" in page._width_tracks(better, worse)
+
+
+def test_the_figure_leaves_out_runs_stopped_before_the_last_checkpoint(quick) -> None:
+    """A seed stopped early (a refused non-finite step) has a shorter curve, in any row: the figure still draws."""
+    import copy
+
+    from hjsmooth.demos.study.report import draw
+
+    _, record, _ = quick
+    record = copy.deepcopy(record)
+    rows = [e for task in record["tasks"].values() for e in task.values()]
+    rows += [e for task in record["parallel"].values() for e in task.values()]
+    assert rows
+    for e in rows:
+        cut = e["curves"][-1]
+        for key in ("val_error", "wall_clock_s", "evaluations"):
+            cut[key] = cut[key][:-1]
+    spe = {task: b["steps_per_epoch"] for task, b in record["settings"]["budgets"].items()}
+    fig = draw(record, spe)
+    assert fig.axes
